@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Starts a release build of Sesame and measures, with wrk on this machine:
+# client_credentials tokens/s, introspections/s, discovery GETs/s, and RSS
+# idle and under load. Usage:
+#   bench/run.sh                                   # SQLite in a temp dir
+#   BENCH_DB=postgres://postgres@127.0.0.1:5432/test bench/run.sh
+# Options (environment): DURATION (10s), CONNECTIONS (64), THREADS (2), PORT (18080)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+PORT=${PORT:-18080}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sesame-target}"
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
+cargo build --release --quiet
+BIN="$CARGO_TARGET_DIR/release/sesame"
+
+WORK=$(mktemp -d)
+DB=${BENCH_DB:-sqlite://$WORK/bench.db}
+if [[ "$DB" == postgres* ]]; then
+  SCHEMA="bench_$$"
+  psql "$DB" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE; CREATE SCHEMA $SCHEMA" >/dev/null
+  DB="$DB?options=-c%20search_path%3D$SCHEMA"
+fi
+BASE="http://127.0.0.1:$PORT"
+
+SESAME_DATABASE__URL="$DB" SESAME_SERVER__BIND="127.0.0.1:$PORT" SESAME_ISSUER="$BASE" \
+  SESAME_LOG__LEVEL=warn SESAME_CLIENTS_FILE="$PWD/clients.toml" "$BIN" serve &
+PID=$!
+cleanup() {
+  kill "$PID" 2>/dev/null || true
+  wait "$PID" 2>/dev/null || true
+  [[ -n "${SCHEMA:-}" ]] && psql "${BENCH_DB}" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+for _ in $(seq 1 100); do curl -sf "$BASE/health/ready" >/dev/null && break; sleep 0.1; done
+
+rss() { awk '/^VmRSS/ {printf "%.1f MB", $2/1024}' "/proc/$PID/status"; }
+peak() { awk '/^VmHWM/ {printf "%.1f MB", $2/1024}' "/proc/$PID/status"; }
+rate() { awk '/Requests\/sec/ {printf "%d", $2}'; }
+errors() { awk '/Non-2xx|Socket errors/ {print "    " $0}'; }
+
+export AUTH="Basic $(printf 'demo:demo-secret' | base64)"
+echo "database: ${BENCH_DB:-sqlite}   wrk: $THREADS threads, $CONNECTIONS connections, $DURATION each"
+echo "idle RSS:             $(rss)"
+
+# warm-up
+wrk -t1 -c4 -d2s "$BASE/.well-known/openid-configuration" >/dev/null
+
+OUT=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "$BASE/.well-known/openid-configuration")
+echo "discovery GETs/s:     $(echo "$OUT" | rate)"; echo "$OUT" | errors
+
+export BODY="grant_type=client_credentials&scope=api:read"
+OUT=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s bench/post.lua "$BASE/oauth2/token")
+echo "token responses/s:    $(echo "$OUT" | rate)"; echo "$OUT" | errors
+
+TOKEN=$(curl -s -u demo:demo-secret -d "$BODY" "$BASE/oauth2/token" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+export BODY="token=$TOKEN"
+curl -s -u demo:demo-secret -d "$BODY" "$BASE/oauth2/introspect" | grep -q '"active":true' || { echo "introspection is not active"; exit 1; }
+OUT=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s bench/post.lua "$BASE/oauth2/introspect")
+echo "introspections/s:     $(echo "$OUT" | rate)"; echo "$OUT" | errors
+
+echo "RSS after load:       $(rss)"
+echo "peak RSS:             $(peak)"

@@ -1,0 +1,98 @@
+//! Registering clients: the one service behind `clients.toml`, the CLI and the
+//! admin API. Generated secrets are shown once and stored as digests.
+
+use anyhow::bail;
+
+use crate::domain::client::{self, generate_secret, hash_secret, Client};
+use crate::domain::Scope;
+use crate::store::Store;
+
+pub mod file;
+
+/// What a caller supplies to register a client.
+#[derive(Debug, Clone, Default)]
+pub struct NewClient {
+    pub id: Option<String>,
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    pub public: bool,
+    pub skip_consent: bool,
+}
+
+impl NewClient {
+    /// The client this registration describes, with `secret_digest` left empty.
+    pub fn into_client(self, source: &str) -> anyhow::Result<Client> {
+        let scopes = Scope::parse(&self.scopes.join(" "))?;
+        let c = Client {
+            id: self.id.unwrap_or_else(crate::crypto::random_token::<12>),
+            name: self.name,
+            secret_digest: None,
+            redirect_uris: self.redirect_uris,
+            post_logout_redirect_uris: self.post_logout_redirect_uris,
+            grant_types: if self.grant_types.is_empty() {
+                vec!["authorization_code".into()]
+            } else {
+                self.grant_types
+            },
+            scopes: if scopes.is_empty() {
+                Scope::from_tokens(["openid"])
+            } else {
+                scopes
+            },
+            public: self.public,
+            skip_consent: self.skip_consent,
+            source: source.into(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        if let Err(e) = client::validate(&c) {
+            bail!("{e}");
+        }
+        Ok(c)
+    }
+}
+
+/// Registers a client; returns it and, for a confidential client, its secret (shown once).
+pub async fn register(store: &Store, new: NewClient, source: &str) -> anyhow::Result<(Client, Option<String>)> {
+    let mut c = new.into_client(source)?;
+    let secret = (!c.public).then(generate_secret);
+    c.secret_digest = secret.as_deref().map(hash_secret);
+    if !store.insert_client(&c).await? {
+        bail!("a client with id `{}` already exists", c.id);
+    }
+    let c = store.client(&c.id).await?.unwrap_or(c);
+    Ok((c, secret))
+}
+
+/// Replaces the secret of a confidential client; the old one stops working at once.
+pub async fn rotate_secret(store: &Store, id: &str) -> anyhow::Result<String> {
+    let Some(c) = store.client(id).await? else {
+        bail!("no client with id `{id}`");
+    };
+    if c.public {
+        bail!("client `{id}` is public and has no secret");
+    }
+    let secret = generate_secret();
+    store.set_client_secret(id, Some(&hash_secret(&secret))).await?;
+    Ok(secret)
+}
+
+/// A client as RFC 7591 §2 metadata names it (CLI `--json`, admin API).
+pub fn metadata(c: &Client) -> serde_json::Value {
+    serde_json::json!({
+        "client_id": c.id,
+        "client_name": c.name,
+        "redirect_uris": c.redirect_uris,
+        "post_logout_redirect_uris": c.post_logout_redirect_uris,
+        "grant_types": c.grant_types,
+        "scope": c.scopes.to_string(),
+        "token_endpoint_auth_method": if c.public { "none" } else { "client_secret_basic" },
+        "skip_consent": c.skip_consent,
+        "source": c.source,
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+    })
+}

@@ -1,0 +1,402 @@
+//! Typed settings: `sesame.toml` (or `--config FILE` / `SESAME_CONFIG`) overlaid
+//! with `SESAME_…` environment variables (`__` separates nesting levels).
+//! Unknown keys and bad values stop start-up with a message naming the key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+mod duration;
+pub use duration::parse_duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Public base URL; the `iss` of every token.
+    pub issuer: String,
+    pub clients_file: PathBuf,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub otp: OtpSettings,
+    pub tokens: TokenSettings,
+    pub sms: SmsSettings,
+    pub email: EmailSettings,
+    pub log: LogSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            issuer: "http://127.0.0.1:8080".into(),
+            clients_file: "clients.toml".into(),
+            server: ServerSettings::default(),
+            database: DatabaseSettings::default(),
+            otp: OtpSettings::default(),
+            tokens: TokenSettings::default(),
+            sms: SmsSettings::default(),
+            email: EmailSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub bind: String,
+    /// Worker threads; defaults to the number of cores.
+    pub workers: Option<usize>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            bind: "127.0.0.1:8080".into(),
+            workers: None,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: Option<u32>,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings {
+            url: "sqlite://sesame.db".into(),
+            max_connections: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtpSettings {
+    pub length: usize,
+    #[serde(deserialize_with = "duration::de")]
+    pub ttl: Duration,
+    pub max_attempts: u32,
+    pub max_sends: u32,
+    #[serde(deserialize_with = "duration::de")]
+    pub send_window: Duration,
+    #[serde(deserialize_with = "duration::de")]
+    pub lockout: Duration,
+    #[serde(deserialize_with = "duration::de")]
+    pub resend_after: Duration,
+    pub default_region: String,
+    pub auto_create_accounts: bool,
+    /// Codes one client may have sent per `send_window` (all identifiers together).
+    pub client_max_sends: u32,
+    /// Codes one source IP may have sent per `send_window`.
+    pub ip_max_sends: u32,
+}
+
+impl Default for OtpSettings {
+    fn default() -> Self {
+        OtpSettings {
+            length: 6,
+            ttl: Duration::from_secs(600),
+            max_attempts: 5,
+            max_sends: 3,
+            send_window: Duration::from_secs(3600),
+            lockout: Duration::from_secs(3600),
+            resend_after: Duration::from_secs(30),
+            default_region: "US".into(),
+            auto_create_accounts: false,
+            client_max_sends: 10_000,
+            ip_max_sends: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SigningAlg {
+    ES256,
+    RS256,
+    EdDSA,
+}
+
+impl SigningAlg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::ES256 => "ES256",
+            SigningAlg::RS256 => "RS256",
+            SigningAlg::EdDSA => "EdDSA",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenSettings {
+    #[serde(deserialize_with = "duration::de")]
+    pub access_ttl: Duration,
+    #[serde(deserialize_with = "duration::de")]
+    pub refresh_ttl: Duration,
+    pub signing_alg: SigningAlg,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        TokenSettings {
+            access_ttl: Duration::from_secs(15 * 60),
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            signing_alg: SigningAlg::ES256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsProvider {
+    #[default]
+    Console,
+    Webhook,
+    Twilio,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmsSettings {
+    pub provider: SmsProvider,
+    pub url: Option<String>,
+    /// Standard Webhooks secret (`whsec_…` base64) for signing webhook calls.
+    pub secret: Option<Redacted>,
+    pub account_sid: Option<String>,
+    pub auth_token: Option<Redacted>,
+    pub from: Option<String>,
+    pub messaging_service_sid: Option<String>,
+    /// Twilio API base URL (tests point it at a local stand-in).
+    pub twilio_base_url: String,
+}
+
+impl Default for SmsSettings {
+    fn default() -> Self {
+        SmsSettings {
+            provider: SmsProvider::Console,
+            url: None,
+            secret: None,
+            account_sid: None,
+            auth_token: None,
+            from: None,
+            messaging_service_sid: None,
+            twilio_base_url: "https://api.twilio.com".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailProvider {
+    #[default]
+    Console,
+    Smtp,
+    Webhook,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailSettings {
+    pub provider: EmailProvider,
+    pub smtp_url: Option<Redacted>,
+    pub from: String,
+    pub url: Option<String>,
+    pub secret: Option<Redacted>,
+}
+
+impl Default for EmailSettings {
+    fn default() -> Self {
+        EmailSettings {
+            provider: EmailProvider::Console,
+            smtp_url: None,
+            from: "Sesame <no-reply@example.com>".into(),
+            url: None,
+            secret: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// `tracing` filter, e.g. `info` or `sesame=debug,info`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// A configuration string that never shows in `Debug` output or logs.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"[redacted]\"")
+    }
+}
+
+impl Settings {
+    /// Loads the file (when given, or `sesame.toml` when present) and the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &env)
+    }
+
+    pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> anyhow::Result<Settings> {
+        let mut table = match file {
+            Some(path) => read_table(path)?,
+            None if Path::new("sesame.toml").exists() => read_table(Path::new("sesame.toml"))?,
+            None => toml::Table::new(),
+        };
+        overlay_env(&mut table, env)?;
+        let settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let path = e.path().to_string();
+            anyhow::anyhow!("configuration key `{path}`: {}", e.into_inner().message())
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let issuer = self.issuer.trim_end_matches('/');
+        if !(issuer.starts_with("http://") || issuer.starts_with("https://")) {
+            bail!("configuration key `issuer`: must be an http:// or https:// URL");
+        }
+        if !(4..=10).contains(&self.otp.length) {
+            bail!("configuration key `otp.length`: must be between 4 and 10 digits");
+        }
+        if self.otp.max_attempts == 0 || self.otp.max_sends == 0 {
+            bail!("configuration keys `otp.max_attempts` and `otp.max_sends` must be at least 1");
+        }
+        for (key, d) in [
+            ("otp.ttl", self.otp.ttl),
+            ("otp.send_window", self.otp.send_window),
+            ("tokens.access_ttl", self.tokens.access_ttl),
+            ("tokens.refresh_ttl", self.tokens.refresh_ttl),
+        ] {
+            if d.is_zero() {
+                bail!("configuration key `{key}`: must be longer than zero");
+            }
+        }
+        Ok(())
+    }
+
+    /// The issuer without a trailing slash.
+    pub fn issuer(&self) -> &str {
+        self.issuer.trim_end_matches('/')
+    }
+}
+
+fn read_table(path: &Path) -> anyhow::Result<toml::Table> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read configuration file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid configuration file {}", path.display()))
+}
+
+/// `SESAME_OTP__MAX_SENDS=5` sets `otp.max_sends`. Values are read as TOML
+/// scalars when they parse as one (numbers, booleans), otherwise as strings.
+/// `SESAME_CONFIG` and `SESAME_TEST_*` are not settings.
+fn overlay_env(table: &mut toml::Table, env: &[(String, String)]) -> anyhow::Result<()> {
+    for (name, raw) in env {
+        let Some(key) = name.strip_prefix("SESAME_") else {
+            continue;
+        };
+        if key == "CONFIG" || key.starts_with("TEST_") {
+            continue;
+        }
+        let path: Vec<String> = key.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .filter(|v| !v.is_table() && !v.is_array())
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        let mut node = &mut *table;
+        for part in &path[..path.len() - 1] {
+            let entry = node
+                .entry(part.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            node = entry
+                .as_table_mut()
+                .with_context(|| format!("environment variable {name}: `{part}` is not a section"))?;
+        }
+        node.insert(path[path.len() - 1].clone(), value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let s = Settings::load_from(None, &[]).unwrap();
+        assert_eq!(s.otp.length, 6);
+        assert_eq!(s.otp.ttl, Duration::from_secs(600));
+        assert_eq!(s.otp.max_sends, 3);
+        assert_eq!(s.tokens.signing_alg, SigningAlg::ES256);
+        assert_eq!(s.database.url, "sqlite://sesame.db");
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys_with_typed_values() {
+        let s = Settings::load_from(
+            None,
+            &env(&[
+                ("SESAME_OTP__LENGTH", "8"),
+                ("SESAME_OTP__TTL", "5m"),
+                ("SESAME_DATABASE__URL", "postgres://u@h/db"),
+                ("SESAME_OTP__AUTO_CREATE_ACCOUNTS", "true"),
+                ("SESAME_TEST_POSTGRES_URL", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.otp.length, 8);
+        assert_eq!(s.otp.ttl, Duration::from_secs(300));
+        assert_eq!(s.database.url, "postgres://u@h/db");
+        assert!(s.otp.auto_create_accounts);
+    }
+
+    #[test]
+    fn unknown_key_is_named_in_the_error() {
+        let err = Settings::load_from(None, &env(&[("SESAME_OTP__LENGHT", "8")])).unwrap_err();
+        assert!(err.to_string().contains("otp"), "{err}");
+        assert!(err.to_string().contains("lenght"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_is_named_in_the_error() {
+        let err = Settings::load_from(None, &env(&[("SESAME_OTP__TTL", "10 parsecs")])).unwrap_err();
+        assert!(err.to_string().contains("otp.ttl"), "{err}");
+    }
+}

@@ -1,0 +1,129 @@
+//! `ApiError`: the one error type of Sesame's JSON boundary (OAuth endpoints,
+//! OTP API, admin API). `Display` is the RFC 6749 §5.2 code that goes on the
+//! wire; internal causes go to the log, never into a response.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid_request")]
+    InvalidRequest(String),
+    #[error("invalid_request")]
+    PayloadTooLarge(usize),
+    #[error("invalid_client")]
+    InvalidClient,
+    #[error("invalid_grant")]
+    InvalidGrant(String),
+    /// At the token endpoint (RFC 6749 §5.2): 400.
+    #[error("unauthorized_client")]
+    UnauthorizedClient(String),
+    /// On the OTP and admin APIs: 403.
+    #[error("unauthorized_client")]
+    ForbiddenClient(String),
+    #[error("unsupported_grant_type")]
+    UnsupportedGrantType(String),
+    #[error("invalid_scope")]
+    InvalidScope(String),
+    /// RFC 6750 §3.1: 401 with a `Bearer` challenge.
+    #[error("invalid_token")]
+    InvalidToken(String),
+    #[error("insufficient_scope")]
+    InsufficientScope(String),
+    #[error("invalid_code")]
+    InvalidCode(String),
+    #[error("too_many_requests")]
+    TooManyRequests { retry_after: u64, description: String },
+    #[error("delivery_failed")]
+    DeliveryFailed,
+    #[error("conflict")]
+    Conflict(String),
+    #[error("not_found")]
+    NotFound(String),
+    #[error("method_not_allowed")]
+    MethodNotAllowed,
+    #[error("server_error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    fn description(&self) -> String {
+        use ApiError::*;
+        match self {
+            InvalidRequest(d)
+            | InvalidGrant(d)
+            | UnauthorizedClient(d)
+            | ForbiddenClient(d)
+            | UnsupportedGrantType(d)
+            | InvalidScope(d)
+            | InvalidToken(d)
+            | InsufficientScope(d)
+            | InvalidCode(d)
+            | Conflict(d)
+            | NotFound(d) => d.clone(),
+            TooManyRequests { description, .. } => description.clone(),
+            PayloadTooLarge(limit) => format!("request body is larger than {limit} bytes"),
+            InvalidClient => "client authentication failed".into(),
+            DeliveryFailed => "the code could not be delivered; try again later".into(),
+            MethodNotAllowed => "method not allowed on this path".into(),
+            Internal(_) => "an internal error occurred".into(),
+        }
+    }
+}
+
+/// Shorthand for `ApiError::InvalidRequest(format!(…))`.
+pub fn invalid_request(description: impl Into<String>) -> ApiError {
+    ApiError::InvalidRequest(description.into())
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            InvalidRequest(_)
+            | InvalidGrant(_)
+            | UnauthorizedClient(_)
+            | UnsupportedGrantType(_)
+            | InvalidScope(_)
+            | InvalidCode(_) => StatusCode::BAD_REQUEST,
+            PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            InvalidClient | InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            ForbiddenClient(_) | InsufficientScope(_) => StatusCode::FORBIDDEN,
+            TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            DeliveryFailed => StatusCode::SERVICE_UNAVAILABLE,
+            Conflict(_) => StatusCode::CONFLICT,
+            NotFound(_) => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(cause) = self {
+            tracing::error!(error = format!("{cause:#}"), "request failed");
+        }
+        let mut res = HttpResponse::build(self.status_code());
+        res.insert_header((header::CACHE_CONTROL, "no-store"));
+        match self {
+            ApiError::InvalidClient => {
+                res.insert_header((header::WWW_AUTHENTICATE, r#"Basic realm="sesame""#));
+            }
+            ApiError::InvalidToken(_) | ApiError::InsufficientScope(_) => {
+                let challenge = format!(r#"Bearer realm="sesame", error="{self}""#);
+                res.insert_header((header::WWW_AUTHENTICATE, challenge));
+            }
+            ApiError::TooManyRequests { retry_after, .. } => {
+                res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            _ => {}
+        }
+        res.json(json!({ "error": self.to_string(), "error_description": self.description() }))
+    }
+}

@@ -1,0 +1,81 @@
+//! The grant registry. Each grant is one file exporting a `GRANT`; the token
+//! endpoint only looks the grant up here. A new grant is one file and one line.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use actix_web::HttpRequest;
+use serde::Serialize;
+
+use crate::domain::{Client, Scope};
+use crate::error::ApiError;
+use crate::params::Params;
+use crate::state::AppState;
+
+pub mod client_credentials;
+
+/// Everything a grant handler gets: the authenticated client and the parameters.
+pub struct GrantRequest {
+    pub state: Arc<AppState>,
+    pub client: Client,
+    pub params: Params,
+    pub http: HttpRequest,
+}
+
+/// RFC 6749 §5.1 (and OIDC Core §3.1.3.3 for `id_token`).
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+pub type GrantFuture = Pin<Box<dyn Future<Output = Result<TokenResponse, ApiError>>>>;
+
+pub struct Grant {
+    /// The name clients register and discovery lists.
+    pub name: &'static str,
+    /// Other values of `grant_type` that select this grant (e.g. an absolute URI form).
+    pub aliases: &'static [&'static str],
+    pub handle: fn(GrantRequest) -> GrantFuture,
+}
+
+pub const GRANTS: &[&Grant] = &[&client_credentials::GRANT];
+
+pub fn find(grant_type: &str) -> Option<&'static Grant> {
+    GRANTS
+        .iter()
+        .copied()
+        .find(|g| g.name == grant_type || g.aliases.contains(&grant_type))
+}
+
+/// Every `grant_type` value discovery advertises.
+pub fn advertised() -> Vec<&'static str> {
+    GRANTS
+        .iter()
+        .flat_map(|g| std::iter::once(g.name).chain(g.aliases.iter().copied()))
+        .collect()
+}
+
+/// The requested `scope`, or `default` when absent; `invalid_scope` when it
+/// asks for more than the client is registered for (RFC 6749 §3.3).
+pub fn requested_scope(params: &Params, client: &Client, default: impl FnOnce() -> Scope) -> Result<Scope, ApiError> {
+    let Some(text) = params.get("scope") else {
+        return Ok(default());
+    };
+    let scope = Scope::parse(text).map_err(|e| ApiError::InvalidScope(e.to_string()))?;
+    let excess: Vec<&str> = scope.excess(&client.scopes).collect();
+    if !excess.is_empty() {
+        return Err(ApiError::InvalidScope(format!(
+            "scope not allowed for this client: {}",
+            excess.join(" ")
+        )));
+    }
+    Ok(scope)
+}

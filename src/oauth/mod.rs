@@ -1,0 +1,8 @@
+//! OAuth 2.0: client authentication, tokens, grants, introspection, revocation.
+
+pub mod access_token;
+pub mod client_auth;
+pub mod grants;
+pub mod introspect;
+pub mod revoke;
+pub mod token;

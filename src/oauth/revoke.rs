@@ -1,0 +1,21 @@
+//! `POST /oauth2/revoke` (RFC 7009). A client may revoke only its own tokens;
+//! unknown, invalid or foreign tokens still answer 200 (§2.2).
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::{access_token, client_auth};
+use crate::error::ApiError;
+use crate::params::Params;
+use crate::state::AppState;
+
+pub async fn revoke(state: web::Data<AppState>, http: HttpRequest, params: Params) -> Result<HttpResponse, ApiError> {
+    let client = client_auth::authenticate(&state, &http, &params).await?;
+    let token = params.required("token")?;
+    if let Some(v) = access_token::verify_signed(&state, token) {
+        if v.client_id() == client.id {
+            state.store.revoke(v.jti(), v.int("exp")).await?;
+            tracing::info!(target: "audit", event = "token_revoked", client_id = %client.id, jti = %v.jti());
+        }
+    }
+    Ok(HttpResponse::Ok().finish())
+}

@@ -1,0 +1,35 @@
+//! `POST /oauth2/token` (RFC 6749 §3.2): authenticate the client, find the
+//! grant in the registry, answer with `Cache-Control: no-store` (§5.1).
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::client_auth;
+use super::grants::{self, GrantRequest};
+use crate::error::ApiError;
+use crate::params::Params;
+use crate::state::AppState;
+
+pub async fn token(state: web::Data<AppState>, http: HttpRequest, params: Params) -> Result<HttpResponse, ApiError> {
+    let client = client_auth::authenticate(&state, &http, &params).await?;
+    let grant_type = params.required("grant_type")?;
+    let grant = grants::find(grant_type)
+        .ok_or_else(|| ApiError::UnsupportedGrantType(format!("grant type `{grant_type}` is not supported")))?;
+    if !client.allows_grant(grant.name) {
+        return Err(ApiError::UnauthorizedClient(format!(
+            "this client may not use the {} grant",
+            grant.name
+        )));
+    }
+    let response = (grant.handle)(GrantRequest {
+        state: state.into_inner(),
+        client,
+        params,
+        http,
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(response))
+}

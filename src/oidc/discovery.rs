@@ -1,0 +1,43 @@
+//! OpenID Connect Discovery 1.0 §3 and RFC 8414 §2: one document, built once
+//! at start, served at both well-known paths.
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use crate::config::Settings;
+use crate::oauth::grants;
+use crate::state::AppState;
+
+pub fn document(settings: &Settings) -> serde_json::Value {
+    let iss = settings.issuer();
+    json!({
+        "issuer": iss,
+        "token_endpoint": format!("{iss}/oauth2/token"),
+        "jwks_uri": format!("{iss}/oauth2/jwks"),
+        "introspection_endpoint": format!("{iss}/oauth2/introspect"),
+        "revocation_endpoint": format!("{iss}/oauth2/revoke"),
+        "grant_types_supported": grants::advertised(),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [settings.tokens.signing_alg.as_str()],
+        "scopes_supported": ["openid", "profile", "email", "phone", "address", "offline_access"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "acr",
+            "name", "given_name", "family_name", "preferred_username", "email", "email_verified",
+            "phone_number", "phone_number_verified", "address"],
+        "authorization_response_iss_parameter_supported": true,
+        "request_parameter_supported": false,
+        "claims_parameter_supported": false,
+    })
+}
+
+pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .body(state.discovery.clone())
+}

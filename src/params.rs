@@ -1,0 +1,147 @@
+//! `Params`: request parameters from a form-encoded or JSON body, with the
+//! body size capped and repeated parameters refused (RFC 6749 §3.1, §3.2).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::http::header;
+use actix_web::web::BytesMut;
+use actix_web::{dev::Payload, FromRequest, HttpRequest};
+use futures_util::StreamExt;
+
+use crate::error::{invalid_request, ApiError};
+use crate::state::AppState;
+
+#[derive(Debug, Default)]
+pub struct Params(HashMap<String, String>);
+
+impl Params {
+    /// The parameter, or `None` when absent or empty (RFC 6749 §3.1).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    pub fn required(&self, name: &str) -> Result<&str, ApiError> {
+        self.get(name)
+            .ok_or_else(|| invalid_request(format!("missing parameter `{name}`")))
+    }
+
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Result<Params, ApiError> {
+        let mut map = HashMap::with_capacity(pairs.len());
+        for (k, v) in pairs {
+            if map.insert(k.clone(), v).is_some() {
+                return Err(invalid_request(format!("parameter `{k}` is repeated")));
+            }
+        }
+        Ok(Params(map))
+    }
+
+    fn parse(content_type: &str, body: &[u8]) -> Result<Params, ApiError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Params::default());
+        }
+        let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if mime == "application/json" || mime.ends_with("+json") {
+            let value: serde_json::Value =
+                serde_json::from_slice(body).map_err(|e| invalid_request(format!("malformed JSON body: {e}")))?;
+            let serde_json::Value::Object(object) = value else {
+                return Err(invalid_request("JSON body must be an object"));
+            };
+            let mut pairs = Vec::with_capacity(object.len());
+            for (k, v) in object {
+                let text = match v {
+                    serde_json::Value::String(s) => s,
+                    serde_json::Value::Null => continue,
+                    serde_json::Value::Bool(_) | serde_json::Value::Number(_) => v.to_string(),
+                    _ => return Err(invalid_request(format!("parameter `{k}` must be a string"))),
+                };
+                pairs.push((k, text));
+            }
+            return Params::from_pairs(pairs);
+        }
+        if mime.is_empty() || mime == "application/x-www-form-urlencoded" {
+            let pairs: Vec<(String, String)> =
+                serde_urlencoded::from_bytes(body).map_err(|e| invalid_request(format!("malformed form body: {e}")))?;
+            return Params::from_pairs(pairs);
+        }
+        Err(invalid_request(format!(
+            "unsupported content type `{mime}`: send application/x-www-form-urlencoded or application/json"
+        )))
+    }
+}
+
+/// Reads the whole body, refusing more than `limit` bytes.
+pub async fn read_body(payload: &mut Payload, limit: usize) -> Result<BytesMut, ApiError> {
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| invalid_request("the request body could not be read"))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+pub fn body_limit(req: &HttpRequest) -> usize {
+    req.app_data::<actix_web::web::Data<AppState>>()
+        .map(|s| s.settings.server.max_body_bytes)
+        .unwrap_or(64 * 1024)
+}
+
+impl FromRequest for Params {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Params, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = body_limit(req);
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let body = read_body(&mut payload, limit).await?;
+            Params::parse(&content_type, &body)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_and_json_give_the_same_params() {
+        let f = Params::parse("application/x-www-form-urlencoded", b"a=1&b=x+y").unwrap();
+        let j = Params::parse("application/json; charset=utf-8", br#"{"a":1,"b":"x y"}"#).unwrap();
+        assert_eq!(f.get("a"), Some("1"));
+        assert_eq!(f.get("b"), Some("x y"));
+        assert_eq!(j.get("a"), Some("1"));
+        assert_eq!(j.get("b"), Some("x y"));
+    }
+
+    #[test]
+    fn repeated_parameters_are_refused() {
+        assert!(Params::parse("application/x-www-form-urlencoded", b"a=1&a=2").is_err());
+    }
+
+    #[test]
+    fn malformed_bodies_are_invalid_requests() {
+        assert!(matches!(
+            Params::parse("application/json", b"{"),
+            Err(ApiError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            Params::parse("application/json", b"[1]"),
+            Err(ApiError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            Params::parse("text/plain", b"x"),
+            Err(ApiError::InvalidRequest(_))
+        ));
+    }
+}

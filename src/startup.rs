@@ -1,0 +1,152 @@
+//! Builds the application: store, migrations, clients file, keys, routes.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{DefaultHeaders, NormalizePath, TrailingSlash};
+use actix_web::{web, App, HttpResponse, HttpServer};
+use anyhow::Context;
+
+use crate::config::Settings;
+use crate::crypto::{self, Digester};
+use crate::error::ApiError;
+use crate::jose::Keys;
+use crate::state::AppState;
+use crate::store::Store;
+use crate::{clients, health, oauth, oidc};
+
+/// How often each node re-reads the signing keys (rotations reach every node within this).
+const KEY_RELOAD: Duration = Duration::from_secs(30);
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    pub state: Arc<AppState>,
+}
+
+/// Opens the store and applies migrations (also `sesame migrate`).
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// How long a retired key stays published: the longest life of a token it signed, plus slack.
+pub fn key_retention(settings: &Settings) -> Duration {
+    settings.tokens.access_ttl + Duration::from_secs(300)
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(&settings.server.bind).with_context(|| {
+            format!(
+                "cannot listen on {} (configuration key `server.bind`)",
+                settings.server.bind
+            )
+        })?;
+        Self::build_with_listener(settings, listener).await
+    }
+
+    pub async fn build_with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Application> {
+        let store = open_store(&settings).await?;
+        let n = clients::file::apply(&store, &settings.clients_file, settings.issuer()).await?;
+        tracing::info!(clients = n, file = %settings.clients_file.display(), "applied the clients file");
+        let keys = Keys::load(store.clone(), settings.tokens.signing_alg, key_retention(&settings)).await?;
+        let digest_key = store
+            .server_secret("digest_key", crypto::hex(&crypto::random_bytes::<32>()))
+            .await?;
+        let digester = Digester::new(decode_key(&digest_key)?);
+        let discovery = serde_json::to_vec(&oidc::discovery::document(&settings))?.into();
+        let state = Arc::new(AppState {
+            settings,
+            store,
+            keys,
+            digester,
+            discovery,
+        });
+        spawn_maintenance(state.clone());
+
+        let port = listener.local_addr()?.port();
+        let workers = state
+            .settings
+            .server
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::from(app_state.clone()))
+                .wrap(NormalizePath::new(TrailingSlash::Trim))
+                .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
+                .configure(routes)
+                .default_service(web::to(not_found))
+        })
+        .workers(workers)
+        .listen(listener)?
+        .shutdown_timeout(10)
+        .run();
+        Ok(Application { port, server, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT/SIGTERM, then drains in-flight requests (graceful shutdown).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn decode_key(hex: &str) -> anyhow::Result<[u8; 32]> {
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2).unwrap_or("zz"), 16))
+        .collect::<Result<_, _>>()
+        .context("the stored digest key is corrupt")?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the stored digest key has the wrong length"))
+}
+
+fn spawn_maintenance(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(KEY_RELOAD);
+        tick.tick().await;
+        let mut n: u64 = 0;
+        loop {
+            tick.tick().await;
+            if let Err(e) = state.keys.reload().await {
+                tracing::warn!(error = format!("{e:#}"), "could not reload signing keys");
+            }
+            n += 1;
+            if n.is_multiple_of(20) {
+                if let Err(e) = state.store.purge_expired_revocations().await {
+                    tracing::warn!(error = format!("{e:#}"), "could not purge expired revocations");
+                }
+            }
+        }
+    });
+}
+
+/// A resource whose other methods answer a JSON 405.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::MethodNotAllowed) }))
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/.well-known/openid-configuration").route(web::get().to(oidc::discovery::discovery)))
+        .service(resource("/.well-known/oauth-authorization-server").route(web::get().to(oidc::discovery::discovery)))
+        .service(resource("/oauth2/jwks").route(web::get().to(oidc::jwks::jwks)))
+        .service(resource("/oauth2/token").route(web::post().to(oauth::token::token)))
+        .service(resource("/oauth2/introspect").route(web::post().to(oauth::introspect::introspect)))
+        .service(resource("/oauth2/revoke").route(web::post().to(oauth::revoke::revoke)))
+        .service(resource("/health/live").route(web::get().to(health::live)))
+        .service(resource("/health/ready").route(web::get().to(health::ready)));
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("no such endpoint".into()))
+}

@@ -1,0 +1,23 @@
+//! What every request handler shares: settings, store, keys, digest key.
+
+use actix_web::web::Bytes;
+
+use crate::config::Settings;
+use crate::crypto::Digester;
+use crate::jose::Keys;
+use crate::store::Store;
+
+pub struct AppState {
+    pub settings: Settings,
+    pub store: Store,
+    pub keys: Keys,
+    pub digester: Digester,
+    /// The discovery document, serialized once at start.
+    pub discovery: Bytes,
+}
+
+impl AppState {
+    pub fn issuer(&self) -> &str {
+        self.settings.issuer()
+    }
+}

@@ -1,0 +1,99 @@
+//! Signing keys, shared by every node. One key is current; retired keys stay
+//! published until every token they signed has expired.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{now, Store};
+
+#[derive(Clone)]
+pub struct StoredKey {
+    pub kid: String,
+    pub alg: String,
+    pub private_jwk: String,
+    pub is_current: bool,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+    pub expires_at: Option<i64>,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+fn from_row(row: &AnyRow) -> anyhow::Result<StoredKey> {
+    Ok(StoredKey {
+        kid: row.try_get("kid")?,
+        alg: row.try_get("alg")?,
+        private_jwk: row.try_get("private_jwk")?,
+        is_current: row.try_get::<i64, _>("is_current")? == 1,
+        created_at: row.try_get("created_at")?,
+        retired_at: row.try_get("retired_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+impl Store {
+    /// The current key and every retired key that still verifies live tokens.
+    pub async fn published_keys(&self) -> anyhow::Result<Vec<StoredKey>> {
+        let rows = sqlx::query(
+            "SELECT kid, alg, private_jwk, is_current, created_at, retired_at, expires_at FROM signing_keys
+             WHERE is_current = 1 OR expires_at > $1 ORDER BY created_at DESC, kid",
+        )
+        .bind(now())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    pub async fn all_keys(&self) -> anyhow::Result<Vec<StoredKey>> {
+        let rows = sqlx::query(
+            "SELECT kid, alg, private_jwk, is_current, created_at, retired_at, expires_at FROM signing_keys ORDER BY created_at DESC, kid",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Adds `key` as the current key if there is none (the unique index makes
+    /// this safe when several nodes start together). `Ok(false)`: one existed.
+    pub async fn insert_first_key(&self, kid: &str, alg: &str, private_jwk: &str) -> anyhow::Result<bool> {
+        let r = sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, private_jwk, is_current, created_at) VALUES ($1, $2, $3, 1, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(kid)
+        .bind(alg)
+        .bind(private_jwk)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Retires the current key (kept published for `keep_secs`) and makes `kid` current, atomically.
+    pub async fn rotate_key(&self, kid: &str, alg: &str, private_jwk: &str, keep_secs: i64) -> anyhow::Result<()> {
+        let now = now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE signing_keys SET is_current = 0, retired_at = $1, expires_at = $2 WHERE is_current = 1")
+            .bind(now)
+            .bind(now + keep_secs)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, private_jwk, is_current, created_at) VALUES ($1, $2, $3, 1, $4)",
+        )
+        .bind(kid)
+        .bind(alg)
+        .bind(private_jwk)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,35 @@
+//! Revoked access tokens (by `jti`) and refresh-token families, each kept only
+//! until the tokens it covers would have expired anyway.
+
+use sqlx::Row;
+
+use super::{now, Store};
+
+impl Store {
+    pub async fn revoke(&self, id: &str, expires_at: i64) -> anyhow::Result<()> {
+        sqlx::query("INSERT INTO revocations (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+            .bind(id)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// True when the token id or the family it belongs to is revoked.
+    pub async fn is_revoked(&self, jti: &str, family: Option<&str>) -> anyhow::Result<bool> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM revocations WHERE id = $1 OR id = $2")
+            .bind(jti)
+            .bind(family.unwrap_or(jti))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+
+    pub async fn purge_expired_revocations(&self) -> anyhow::Result<u64> {
+        let r = sqlx::query("DELETE FROM revocations WHERE expires_at < $1")
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+}

@@ -1,0 +1,200 @@
+//! The `sesame` binary run as a process against a temporary configuration.
+
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+use crate::db_test;
+use crate::helpers::{assert_error, spawn_app, Db};
+
+fn sesame(db: &Db, args: &[&str]) -> Output {
+    sesame_env(db, args, &[])
+}
+
+fn sesame_env(db: &Db, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sesame"));
+    cmd.args(args)
+        .current_dir(db.dir())
+        .env("SESAME_DATABASE__URL", &db.url)
+        .env("SESAME_CLIENTS_FILE", db.dir().join("clients.toml"))
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the sesame binary runs")
+}
+
+fn stdout_json(out: &Output) -> Value {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+db_test!(cli_manages_clients_end_to_end, cli_rotates_and_lists_keys);
+
+async fn cli_manages_clients_end_to_end(db: Db) {
+    let app = spawn_app(&db).await;
+    let added = stdout_json(&sesame(
+        &db,
+        &[
+            "client",
+            "add",
+            "--name",
+            "Billing",
+            "--grant",
+            "client_credentials",
+            "--scope",
+            "api:read",
+            "--json",
+        ],
+    ));
+    let id = added["client_id"].as_str().unwrap().to_string();
+    let secret = added["client_secret"].as_str().unwrap().to_string();
+    assert!(secret.len() >= 43, "at least 256 bits");
+    assert_eq!(
+        app.client_credentials((&id, &secret), None).await.status(),
+        200,
+        "the new client works at once"
+    );
+
+    let stored = app.state.store.client(&id).await.unwrap().unwrap();
+    assert!(
+        !stored.secret_digest.as_deref().unwrap().contains(&secret),
+        "only a digest is stored"
+    );
+
+    let list = stdout_json(&sesame(&db, &["client", "list", "--json"]));
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["client_id"] == id.as_str() && c["client_name"] == "Billing"));
+    let shown = stdout_json(&sesame(&db, &["client", "show", &id, "--json"]));
+    assert!(shown.get("client_secret").is_none(), "the secret is never shown again");
+    assert_eq!(shown["scope"], "api:read");
+
+    let updated = stdout_json(&sesame(
+        &db,
+        &[
+            "client",
+            "update",
+            &id,
+            "--name",
+            "Billing v2",
+            "--scope",
+            "api:read",
+            "api:write",
+            "--json",
+        ],
+    ));
+    assert_eq!(updated["client_name"], "Billing v2");
+    assert_eq!(updated["scope"], "api:read api:write");
+
+    let rotated = stdout_json(&sesame(&db, &["client", "rotate-secret", &id, "--json"]));
+    let new_secret = rotated["client_secret"].as_str().unwrap();
+    assert_error(
+        app.client_credentials((&id, &secret), None).await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    assert_eq!(app.client_credentials((&id, new_secret), None).await.status(), 200);
+
+    assert!(sesame(&db, &["client", "remove", &id]).status.success());
+    assert_error(
+        app.client_credentials((&id, new_secret), None).await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    let again = sesame(&db, &["client", "remove", &id]);
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.starts_with("error: no client with id"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+
+    let bad = sesame(&db, &["client", "add", "--name", "X", "--grant", "teleport"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown grant type `teleport`"));
+}
+
+async fn cli_rotates_and_lists_keys(db: Db) {
+    let app = spawn_app(&db).await;
+    let before = app.state.keys.ring().current_kid.clone();
+    let out = sesame(&db, &["keys", "rotate"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let keys = stdout_json(&sesame(&db, &["keys", "list", "--json"]));
+    let keys = keys.as_array().unwrap();
+    assert_eq!(keys.len(), 2);
+    assert!(keys
+        .iter()
+        .any(|k| k["kid"] == before.as_str() && k["state"] == "published"));
+    let new_kid = keys.iter().find(|k| k["state"] == "current").unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.state.keys.reload().await.unwrap();
+    assert_eq!(
+        app.state.keys.ring().current_kid,
+        new_kid,
+        "a running node picks the rotation up on reload"
+    );
+}
+
+#[test]
+fn hash_secret_prints_a_clients_toml_digest() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sesame"))
+        .args(["client", "hash-secret"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"demo-secret\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        sesame::domain::client::hash_secret("demo-secret")
+    );
+}
+
+#[test]
+fn a_bad_configuration_stops_with_one_line_naming_the_key() {
+    let db = Db::sqlite();
+    let out = sesame_env(&db, &["migrate"], &[("SESAME_OTP__TTL", "ten minutes")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("otp.ttl"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let out = sesame_env(&db, &["migrate"], &[("SESAME_SERVER__BINDD", "x")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bindd"));
+
+    let cfg = db.dir().join("sesame.toml");
+    std::fs::write(&cfg, "[tokens]\nsigning_alg = \"HS256\"\n").unwrap();
+    let out = sesame(&db, &["--config", cfg.to_str().unwrap(), "migrate"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("tokens.signing_alg"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_bad_clients_file_stops_start_up_with_the_reason() {
+    let db = Db::sqlite();
+    std::fs::write(
+        db.dir().join("clients.toml"),
+        "[[client]]\nid = \"x\"\nname = \"X\"\nsecret_env = \"NO_SUCH_SECRET_VAR_FOR_TEST\"\n",
+    )
+    .unwrap();
+    let out = sesame_env(&db, &["serve"], &[("SESAME_SERVER__BIND", "127.0.0.1:0")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("client `x`") && err.contains("NO_SUCH_SECRET_VAR_FOR_TEST"),
+        "{err}"
+    );
+}

@@ -1,0 +1,60 @@
+use serde_json::Value;
+
+use crate::db_test;
+use crate::helpers::{spawn_app, Db};
+
+db_test!(
+    discovery_is_served_at_both_well_known_paths,
+    health_endpoints_answer,
+    jwks_lists_the_current_key
+);
+
+async fn discovery_is_served_at_both_well_known_paths(db: Db) {
+    let app = spawn_app(&db).await;
+    for path in [
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration/",
+    ] {
+        let res = app.get(path).await;
+        assert_eq!(res.status(), 200, "{path}");
+        let doc: Value = res.json().await.unwrap();
+        assert_eq!(doc["issuer"], app.address.as_str());
+        assert_eq!(doc["token_endpoint"], app.url("/oauth2/token"));
+        assert_eq!(doc["jwks_uri"], app.url("/oauth2/jwks"));
+        assert_eq!(doc["introspection_endpoint"], app.url("/oauth2/introspect"));
+        assert_eq!(doc["revocation_endpoint"], app.url("/oauth2/revoke"));
+        let grants: Vec<&str> = doc["grant_types_supported"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(grants.contains(&"client_credentials"), "{grants:?}");
+        assert_eq!(doc["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    }
+}
+
+async fn health_endpoints_answer(db: Db) {
+    let app = spawn_app(&db).await;
+    assert_eq!(app.get("/health/live").await.status(), 200);
+    let res = app.get("/health/ready").await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["database"], "ok");
+    app.state.store.close().await;
+    assert_eq!(app.get("/health/ready").await.status(), 503);
+}
+
+async fn jwks_lists_the_current_key(db: Db) {
+    let app = spawn_app(&db).await;
+    let res = app.get("/oauth2/jwks").await;
+    assert_eq!(res.status(), 200);
+    let jwks: Value = res.json().await.unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["kid"], app.state.keys.ring().current_kid.as_str());
+    assert_eq!(keys[0]["alg"], "ES256");
+    assert_eq!(keys[0]["kty"], "EC");
+    assert!(keys[0].get("d").is_none(), "no private part in the JWKS");
+}

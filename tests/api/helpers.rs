@@ -1,0 +1,272 @@
+//! Test harness: starts the real app on port 0 with a fresh database (a temp
+//! SQLite file, or a fresh PostgreSQL schema when SESAME_TEST_POSTGRES_URL is
+//! set), with a clients file of known clients.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::Value;
+use sesame::config::Settings;
+use sesame::startup::Application;
+use sesame::state::AppState;
+
+/// Runs an `async fn(Db)` test on SQLite and, when configured, on PostgreSQL.
+#[macro_export]
+macro_rules! db_test {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Db::sqlite()).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(db) = $crate::helpers::Db::postgres().await {
+                    super::$name(db).await
+                }
+            }
+        }
+    )+};
+}
+
+pub const SVC: (&str, &str) = ("svc", "svc-secret-0123456789abcdef");
+pub const APP: (&str, &str) = ("app", "app-secret-0123456789abcdef");
+/// A secret that needs form-encoding in HTTP Basic (RFC 6749 §2.3.1).
+pub const ODD: (&str, &str) = ("odd.client", "p@ss:w0rd+plus/sl%sh é");
+pub const SPA: &str = "spa";
+
+/// A fresh database; dropping it removes it.
+pub struct Db {
+    pub url: String,
+    dir: PathBuf,
+    pg_schema: Option<(String, String)>,
+}
+
+impl Db {
+    pub fn sqlite() -> Db {
+        let dir = std::env::temp_dir().join(format!("sesame-test-{}", sesame::crypto::random_token::<8>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("sesame.db").display());
+        Db {
+            url,
+            dir,
+            pg_schema: None,
+        }
+    }
+
+    /// `None` when SESAME_TEST_POSTGRES_URL is unset; panics (fails) when it is set but unreachable.
+    pub async fn postgres() -> Option<Db> {
+        let base = std::env::var("SESAME_TEST_POSTGRES_URL").ok()?;
+        let schema = format!("t_{}", sesame::crypto::hex(&sesame::crypto::random_bytes::<8>()));
+        run_pg(&base, &format!("CREATE SCHEMA {schema}"))
+            .await
+            .unwrap_or_else(|e| panic!("SESAME_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}"));
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+        let dir = std::env::temp_dir().join(format!("sesame-test-{schema}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Some(Db {
+            url,
+            dir,
+            pg_schema: Some((base, schema)),
+        })
+    }
+
+    pub fn dir(&self) -> &PathBuf {
+        &self.dir
+    }
+}
+
+async fn run_pg(url: &str, sql: &str) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some((base, schema)) = self.pg_schema.take() {
+            // A runtime of its own: Drop may run inside or outside one.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let _ = rt.block_on(run_pg(&base, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")));
+            })
+            .join();
+        }
+    }
+}
+
+pub fn clients_toml() -> String {
+    let hash = |s: &str| sesame::domain::client::hash_secret(s);
+    format!(
+        r#"
+[[client]]
+id = "{svc}"
+name = "Service"
+secret_hash = "{svc_hash}"
+grant_types = ["client_credentials"]
+scopes = ["api:read", "api:write"]
+
+[[client]]
+id = "{app}"
+name = "App"
+secret_hash = "{app_hash}"
+redirect_uris = ["http://localhost:3000/callback"]
+grant_types = ["otp", "authorization_code", "refresh_token"]
+scopes = ["openid", "profile", "email", "phone", "offline_access"]
+
+[[client]]
+id = "{odd}"
+name = "Odd"
+secret_hash = "{odd_hash}"
+grant_types = ["client_credentials"]
+scopes = ["api:read"]
+
+[[client]]
+id = "{spa}"
+name = "SPA"
+public = true
+redirect_uris = ["http://localhost:5173/cb"]
+grant_types = ["authorization_code", "refresh_token"]
+scopes = ["openid", "profile"]
+"#,
+        svc = SVC.0,
+        svc_hash = hash(SVC.1),
+        app = APP.0,
+        app_hash = hash(APP.1),
+        odd = ODD.0,
+        odd_hash = hash(ODD.1),
+        spa = SPA,
+    )
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub http: reqwest::Client,
+    pub state: Arc<AppState>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Settings for a test app on `db`: console delivery, one worker, known clients.
+pub fn test_settings(db: &Db) -> Settings {
+    let clients = db.dir().join("clients.toml");
+    if !clients.exists() {
+        std::fs::write(&clients, clients_toml()).unwrap();
+    }
+    let mut s = Settings::load_from(None, &[]).unwrap();
+    s.database.url = db.url.clone();
+    s.database.max_connections = Some(4);
+    s.clients_file = clients;
+    s.server.workers = Some(1);
+    s
+}
+
+pub async fn spawn_app(db: &Db) -> TestApp {
+    spawn_with(test_settings(db)).await
+}
+
+pub async fn spawn_with(mut settings: Settings) -> TestApp {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    if settings.issuer == Settings::default().issuer {
+        settings.issuer = format!("http://127.0.0.1:{port}");
+    }
+    let app = Application::build_with_listener(settings, listener)
+        .await
+        .expect("the app starts");
+    let state = app.state.clone();
+    let server = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        state,
+        server,
+    }
+}
+
+pub fn basic(id: &str, secret: &str) -> String {
+    let enc = |s: &str| serde_urlencoded::to_string([("", s)]).unwrap()[1..].to_string();
+    format!("Basic {}", STANDARD.encode(format!("{}:{}", enc(id), enc(secret))))
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// POSTs a form with HTTP Basic client authentication.
+    pub async fn post_form(&self, path: &str, client: (&str, &str), form: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .header("Authorization", basic(client.0, client.1))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn client_credentials(&self, client: (&str, &str), scope: Option<&str>) -> reqwest::Response {
+        let mut form = vec![("grant_type", "client_credentials")];
+        if let Some(s) = scope {
+            form.push(("scope", s));
+        }
+        self.post_form("/oauth2/token", client, &form).await
+    }
+
+    /// A `client_credentials` access token for `svc`.
+    pub async fn service_token(&self) -> String {
+        let res = self.client_credentials(SVC, None).await;
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn introspect(&self, token: &str) -> Value {
+        let res = self.post_form("/oauth2/introspect", SVC, &[("token", token)]).await;
+        assert_eq!(res.status(), 200);
+        res.json().await.unwrap()
+    }
+}
+
+/// Asserts a JSON error response: status, `error` code and a description.
+pub async fn assert_error(res: reqwest::Response, status: u16, error: &str) -> Value {
+    assert_eq!(res.status(), status, "status for expected `{error}`");
+    let body: Value = res.json().await.expect("a JSON error body");
+    assert_eq!(body["error"], error, "{body}");
+    assert!(
+        body["error_description"].as_str().is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
+    body
+}
+
+/// Decodes a JWT's header and claims without checking the signature.
+pub fn jwt_parts(token: &str) -> (Value, Value) {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut parts = token.split('.');
+    let mut next = || serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts.next().unwrap()).unwrap()).unwrap();
+    (next(), next())
+}

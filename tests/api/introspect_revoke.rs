@@ -1,0 +1,133 @@
+use serde_json::Value;
+
+use crate::db_test;
+use crate::helpers::{assert_error, basic, spawn_app, Db, ODD, SPA, SVC};
+
+db_test!(
+    introspection_describes_an_active_token,
+    introspection_of_anything_else_is_inactive,
+    introspection_needs_an_authenticated_confidential_client,
+    revoking_a_token_makes_it_inactive,
+    revoking_unknown_or_foreign_tokens_answers_200_and_changes_nothing,
+    deleting_the_client_deactivates_its_tokens,
+);
+
+async fn introspection_describes_an_active_token(db: Db) {
+    let app = spawn_app(&db).await;
+    let token = app.service_token().await;
+    let res = app
+        .post_form(
+            "/oauth2/introspect",
+            ODD,
+            &[("token", &token), ("token_type_hint", "access_token")],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["active"], true);
+    assert_eq!(body["client_id"], "svc");
+    assert_eq!(body["sub"], "svc");
+    assert_eq!(body["scope"], "api:read api:write");
+    assert_eq!(body["iss"], app.address.as_str());
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body["exp"].as_i64().unwrap() > body["iat"].as_i64().unwrap());
+}
+
+async fn introspection_of_anything_else_is_inactive(db: Db) {
+    let app = spawn_app(&db).await;
+    let token = app.service_token().await;
+    // Change one payload character (the signature's last character may only carry padding bits).
+    let at = token.find('.').unwrap() + 5;
+    let swap = if &token[at..at + 1] == "A" { "B" } else { "A" };
+    let tampered = format!("{}{}{}", &token[..at], swap, &token[at + 1..]);
+    for t in ["garbage", "a.b.c", tampered.as_str(), &"x".repeat(10_000)] {
+        let body = app.introspect(t).await;
+        assert_eq!(body, serde_json::json!({"active": false}), "{t:.20}");
+    }
+}
+
+async fn introspection_needs_an_authenticated_confidential_client(db: Db) {
+    let app = spawn_app(&db).await;
+    let token = app.service_token().await;
+    let anonymous = app
+        .http
+        .post(app.url("/oauth2/introspect"))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_error(anonymous, 401, "invalid_client").await;
+    let public = app
+        .http
+        .post(app.url("/oauth2/introspect"))
+        .form(&[("token", token.as_str()), ("client_id", SPA)])
+        .send()
+        .await
+        .unwrap();
+    assert_error(public, 401, "invalid_client").await;
+    let missing = app.post_form("/oauth2/introspect", SVC, &[]).await;
+    assert_error(missing, 400, "invalid_request").await;
+}
+
+async fn revoking_a_token_makes_it_inactive(db: Db) {
+    let app = spawn_app(&db).await;
+    let token = app.service_token().await;
+    let other = app.service_token().await;
+    let res = app
+        .post_form(
+            "/oauth2/revoke",
+            SVC,
+            &[("token", &token), ("token_type_hint", "access_token")],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(app.introspect(&token).await["active"], false);
+    assert_eq!(
+        app.introspect(&other).await["active"],
+        true,
+        "only the revoked token is affected"
+    );
+    let again = app.post_form("/oauth2/revoke", SVC, &[("token", &token)]).await;
+    assert_eq!(again.status(), 200, "revoking twice is fine");
+}
+
+async fn revoking_unknown_or_foreign_tokens_answers_200_and_changes_nothing(db: Db) {
+    let app = spawn_app(&db).await;
+    let token = app.service_token().await;
+    assert_eq!(
+        app.post_form("/oauth2/revoke", SVC, &[("token", "not-a-token")])
+            .await
+            .status(),
+        200
+    );
+    let foreign = app.post_form("/oauth2/revoke", ODD, &[("token", &token)]).await;
+    assert_eq!(foreign.status(), 200);
+    assert_eq!(
+        app.introspect(&token).await["active"],
+        true,
+        "another client cannot revoke svc's token"
+    );
+    let unauthenticated = app
+        .http
+        .post(app.url("/oauth2/revoke"))
+        .header("Authorization", basic(SVC.0, "nope"))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_error(unauthenticated, 401, "invalid_client").await;
+    assert_error(app.post_form("/oauth2/revoke", SVC, &[]).await, 400, "invalid_request").await;
+}
+
+async fn deleting_the_client_deactivates_its_tokens(db: Db) {
+    let app = spawn_app(&db).await;
+    let res = app.client_credentials(ODD, None).await;
+    let token = res.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(app.introspect(&token).await["active"], true);
+    app.state.store.delete_client(ODD.0).await.unwrap();
+    assert_eq!(app.introspect(&token).await["active"], false);
+}
