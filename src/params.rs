@@ -72,7 +72,10 @@ impl Params {
 }
 
 /// Reads the whole body, refusing more than `limit` bytes.
-pub async fn read_body(payload: &mut Payload, limit: usize) -> Result<BytesMut, ApiError> {
+pub async fn read_body<S, E>(payload: &mut S, limit: usize) -> Result<BytesMut, ApiError>
+where
+    S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
+{
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| invalid_request("the request body could not be read"))?;
@@ -82,6 +85,12 @@ pub async fn read_body(payload: &mut Payload, limit: usize) -> Result<BytesMut, 
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// The source IP of the request (the TCP peer; put Sesame's own address
+/// behind a proxy that rate-limits, or on the edge).
+pub fn peer_ip(req: &HttpRequest) -> Option<String> {
+    req.peer_addr().map(|a| a.ip().to_string())
 }
 
 pub fn body_limit(req: &HttpRequest) -> usize {

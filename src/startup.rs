@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::jose::Keys;
 use crate::state::AppState;
 use crate::store::Store;
-use crate::{clients, health, oauth, oidc};
+use crate::{api, clients, health, oauth, oidc, web as pages};
 
 /// How often each node re-reads the signing keys (rotations reach every node within this).
 const KEY_RELOAD: Duration = Duration::from_secs(30);
@@ -59,11 +59,13 @@ impl Application {
             .await?;
         let digester = Digester::new(decode_key(&digest_key)?);
         let discovery = serde_json::to_vec(&oidc::discovery::document(&settings))?.into();
+        let delivery = crate::delivery::Delivery::from_settings(&settings)?;
         let state = Arc::new(AppState {
             settings,
             store,
             keys,
             digester,
+            delivery,
             discovery,
         });
         spawn_maintenance(state.clone());
@@ -143,6 +145,17 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/oauth2/token").route(web::post().to(oauth::token::token)))
         .service(resource("/oauth2/introspect").route(web::post().to(oauth::introspect::introspect)))
         .service(resource("/oauth2/revoke").route(web::post().to(oauth::revoke::revoke)))
+        .service(resource("/o/extended_token").route(web::post().to(oauth::token::extended_token)))
+        .service(
+            resource("/oauth2/userinfo")
+                .route(web::get().to(oidc::userinfo::userinfo))
+                .route(web::post().to(oidc::userinfo::userinfo)),
+        )
+        .service(resource("/otp/getcode").route(web::post().to(api::otp::getcode)))
+        .service(resource("/otp/verifycode").route(web::post().to(api::otp::verifycode)))
+        .service(resource("/api/v1/user").route(web::put().to(api::users::create_user)))
+        .service(resource("/api/v1/users").route(web::post().to(api::users::create_user)))
+        .service(resource("/dev/outbox").route(web::get().to(pages::outbox::outbox)))
         .service(resource("/health/live").route(web::get().to(health::live)))
         .service(resource("/health/ready").route(web::get().to(health::ready)));
 }

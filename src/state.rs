@@ -4,6 +4,7 @@ use actix_web::web::Bytes;
 
 use crate::config::Settings;
 use crate::crypto::Digester;
+use crate::delivery::Delivery;
 use crate::jose::Keys;
 use crate::store::Store;
 
@@ -12,6 +13,7 @@ pub struct AppState {
     pub store: Store,
     pub keys: Keys,
     pub digester: Digester,
+    pub delivery: Delivery,
     /// The discovery document, serialized once at start.
     pub discovery: Bytes,
 }

@@ -1,7 +1,9 @@
 //! Types that parse: a value of one of these is known to be well formed.
 
 pub mod client;
+pub mod identifier;
 pub mod scope;
 
 pub use client::Client;
+pub use identifier::{Email, Identifier, Phone};
 pub use scope::Scope;

@@ -5,6 +5,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
+use super::issue::refresh_digest;
 use super::{access_token, client_auth};
 use crate::error::ApiError;
 use crate::params::Params;
@@ -38,9 +39,25 @@ pub async fn introspect(
             }
             body
         }
-        None => json!({ "active": false }),
+        None => refresh_token(&state, token).await?,
     };
     Ok(no_store(body))
+}
+
+/// A refresh token is active while unused, unrevoked and within its lifetime.
+async fn refresh_token(state: &AppState, token: &str) -> Result<Value, ApiError> {
+    match state.store.peek_refresh_token(&refresh_digest(state, token)).await? {
+        Some((f, used)) if !used && !f.revoked && f.expires_at > crate::store::now() => Ok(json!({
+            "active": true,
+            "token_type": "refresh_token",
+            "client_id": f.client_id,
+            "sub": f.user_id,
+            "scope": f.scope,
+            "exp": f.expires_at,
+            "iss": state.issuer(),
+        })),
+        _ => Ok(json!({ "active": false })),
+    }
 }
 
 pub fn no_store(body: Value) -> HttpResponse {

@@ -4,5 +4,6 @@ pub mod access_token;
 pub mod client_auth;
 pub mod grants;
 pub mod introspect;
+pub mod issue;
 pub mod revoke;
 pub mod token;

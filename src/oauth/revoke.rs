@@ -1,8 +1,10 @@
-//! `POST /oauth2/revoke` (RFC 7009). A client may revoke only its own tokens;
+//! `POST /oauth2/revoke` (RFC 7009): access tokens by `jti`, refresh tokens
+//! with their whole family. A client may revoke only its own tokens;
 //! unknown, invalid or foreign tokens still answer 200 (§2.2).
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::issue::refresh_digest;
 use super::{access_token, client_auth};
 use crate::error::ApiError;
 use crate::params::Params;
@@ -15,6 +17,15 @@ pub async fn revoke(state: web::Data<AppState>, http: HttpRequest, params: Param
         if v.client_id() == client.id {
             state.store.revoke(v.jti(), v.int("exp")).await?;
             tracing::info!(target: "audit", event = "token_revoked", client_id = %client.id, jti = %v.jti());
+        }
+    } else if let Some((family, _)) = state.store.peek_refresh_token(&refresh_digest(&state, token)).await? {
+        // RFC 7009 §2.1: revoking a refresh token revokes what it was issued with.
+        if family.client_id == client.id {
+            state
+                .store
+                .revoke_family(&family.id, state.settings.tokens.access_ttl.as_secs() as i64)
+                .await?;
+            tracing::info!(target: "audit", event = "refresh_revoked", client_id = %client.id);
         }
     }
     Ok(HttpResponse::Ok().finish())

@@ -11,8 +11,27 @@ use crate::params::Params;
 use crate::state::AppState;
 
 pub async fn token(state: web::Data<AppState>, http: HttpRequest, params: Params) -> Result<HttpResponse, ApiError> {
+    let grant_type = params.required("grant_type")?.to_string();
+    respond(state, http, params, &grant_type).await
+}
+
+/// `POST /o/extended_token/`: the original project's path; `grant_type` defaults to `otp`.
+pub async fn extended_token(
+    state: web::Data<AppState>,
+    http: HttpRequest,
+    params: Params,
+) -> Result<HttpResponse, ApiError> {
+    let grant_type = params.get("grant_type").unwrap_or("otp").to_string();
+    respond(state, http, params, &grant_type).await
+}
+
+async fn respond(
+    state: web::Data<AppState>,
+    http: HttpRequest,
+    params: Params,
+    grant_type: &str,
+) -> Result<HttpResponse, ApiError> {
     let client = client_auth::authenticate(&state, &http, &params).await?;
-    let grant_type = params.required("grant_type")?;
     let grant = grants::find(grant_type)
         .ok_or_else(|| ApiError::UnsupportedGrantType(format!("grant type `{grant_type}` is not supported")))?;
     if !client.allows_grant(grant.name) {

@@ -15,6 +15,7 @@ pub fn document(settings: &Settings) -> serde_json::Value {
         "issuer": iss,
         "token_endpoint": format!("{iss}/oauth2/token"),
         "jwks_uri": format!("{iss}/oauth2/jwks"),
+        "userinfo_endpoint": format!("{iss}/oauth2/userinfo"),
         "introspection_endpoint": format!("{iss}/oauth2/introspect"),
         "revocation_endpoint": format!("{iss}/oauth2/revoke"),
         "grant_types_supported": grants::advertised(),

@@ -9,10 +9,15 @@ use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub mod audit;
 pub mod clients;
 pub mod keys;
+pub mod limits;
+pub mod otp;
 pub mod revocations;
 pub mod secrets;
+pub mod tokens;
+pub mod users;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

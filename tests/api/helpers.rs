@@ -37,6 +37,8 @@ pub const APP: (&str, &str) = ("app", "app-secret-0123456789abcdef");
 /// A secret that needs form-encoding in HTTP Basic (RFC 6749 §2.3.1).
 pub const ODD: (&str, &str) = ("odd.client", "p@ss:w0rd+plus/sl%sh é");
 pub const SPA: &str = "spa";
+/// A second OTP client, for binding tests.
+pub const APP2: (&str, &str) = ("app2", "app2-secret-0123456789abcdef");
 
 /// A fresh database; dropping it removes it.
 pub struct Db {
@@ -123,7 +125,7 @@ name = "App"
 secret_hash = "{app_hash}"
 redirect_uris = ["http://localhost:3000/callback"]
 grant_types = ["otp", "authorization_code", "refresh_token"]
-scopes = ["openid", "profile", "email", "phone", "offline_access"]
+scopes = ["openid", "profile", "email", "phone", "address", "offline_access"]
 
 [[client]]
 id = "{odd}"
@@ -131,6 +133,13 @@ name = "Odd"
 secret_hash = "{odd_hash}"
 grant_types = ["client_credentials"]
 scopes = ["api:read"]
+
+[[client]]
+id = "{app2}"
+name = "Second app"
+secret_hash = "{app2_hash}"
+grant_types = ["otp", "refresh_token"]
+scopes = ["openid", "profile", "email", "phone", "address", "offline_access"]
 
 [[client]]
 id = "{spa}"
@@ -147,6 +156,8 @@ scopes = ["openid", "profile"]
         odd = ODD.0,
         odd_hash = hash(ODD.1),
         spa = SPA,
+        app2 = APP2.0,
+        app2_hash = hash(APP2.1),
     )
 }
 
@@ -269,4 +280,86 @@ pub fn jwt_parts(token: &str) -> (Value, Value) {
     let mut parts = token.split('.');
     let mut next = || serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts.next().unwrap()).unwrap()).unwrap();
     (next(), next())
+}
+
+/// What a test asks a code for: a phone or an email.
+#[derive(Clone, Copy)]
+pub enum Who<'a> {
+    Phone(&'a str),
+    Email(&'a str),
+}
+
+impl Who<'_> {
+    pub fn field(&self) -> (&'static str, &str) {
+        match self {
+            Who::Phone(p) => ("phone", p),
+            Who::Email(e) => ("email", e),
+        }
+    }
+}
+
+impl TestApp {
+    pub async fn getcode(&self, client: (&str, &str), who: Who<'_>) -> reqwest::Response {
+        self.post_form("/otp/getcode/", client, &[who.field()]).await
+    }
+
+    pub async fn verifycode(&self, client: (&str, &str), who: Who<'_>, code: &str) -> reqwest::Response {
+        self.post_form("/otp/verifycode/", client, &[who.field(), ("code", code)])
+            .await
+    }
+
+    /// The newest code console delivery put in the outbox.
+    pub async fn outbox_code(&self) -> String {
+        let entries: Value = self.get("/dev/outbox?format=json").await.json().await.unwrap();
+        entries[0]["code"]
+            .as_str()
+            .expect("a message in the outbox")
+            .to_string()
+    }
+
+    /// getcode + verifycode through the console outbox; returns the secret_identifier.
+    pub async fn verified(&self, client: (&str, &str), who: Who<'_>) -> String {
+        assert_eq!(self.getcode(client, who).await.status(), 200);
+        let code = self.outbox_code().await;
+        let res = self.verifycode(client, who, &code).await;
+        assert_eq!(res.status(), 200);
+        res.json::<Value>().await.unwrap()["secret_identifier"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub async fn create_user(&self, client: (&str, &str), body: &Value) -> reqwest::Response {
+        self.http
+            .put(self.url("/api/v1/user/"))
+            .header("Authorization", basic(client.0, client.1))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn otp_token(&self, client: (&str, &str), who: Who<'_>, secret_identifier: &str) -> reqwest::Response {
+        self.post_form(
+            "/o/extended_token/",
+            client,
+            &[who.field(), ("secret_identifier", secret_identifier)],
+        )
+        .await
+    }
+
+    /// A user signed up through the OTP API; returns the token response.
+    pub async fn signed_up(&self, client: (&str, &str), who: Who<'_>) -> Value {
+        let secret = self.verified(client, who).await;
+        let res = self
+            .create_user(
+                client,
+                &serde_json::json!({"secret_identifier": secret, "auto_username": true}),
+            )
+            .await;
+        assert_eq!(res.status(), 201);
+        let res = self.otp_token(client, who, &secret).await;
+        assert_eq!(res.status(), 200);
+        res.json().await.unwrap()
+    }
 }

@@ -14,6 +14,8 @@ use crate::params::Params;
 use crate::state::AppState;
 
 pub mod client_credentials;
+pub mod otp;
+pub mod refresh_token;
 
 /// Everything a grant handler gets: the authenticated client and the parameters.
 pub struct GrantRequest {
@@ -46,7 +48,7 @@ pub struct Grant {
     pub handle: fn(GrantRequest) -> GrantFuture,
 }
 
-pub const GRANTS: &[&Grant] = &[&client_credentials::GRANT];
+pub const GRANTS: &[&Grant] = &[&client_credentials::GRANT, &otp::GRANT, &refresh_token::GRANT];
 
 pub fn find(grant_type: &str) -> Option<&'static Grant> {
     GRANTS

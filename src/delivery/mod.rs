@@ -1,0 +1,130 @@
+//! Delivering codes: SMS (console, webhook, Twilio) and email (console, SMTP,
+//! webhook). Every provider call is bounded by a timeout; a failure is an
+//! error the caller turns into `503 delivery_failed`.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::config::{EmailProvider, Settings, SmsProvider};
+
+mod console;
+mod smtp;
+pub mod templates;
+mod twilio;
+mod webhook;
+
+pub use console::{Outbox, OutboxEntry};
+pub use webhook::sign as webhook_signature;
+
+/// How long one provider call may take.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One code to deliver. `Debug` hides the code and link.
+pub struct Message {
+    /// `sms` or `email`.
+    pub channel: &'static str,
+    pub to: String,
+    pub code: String,
+    pub magic_link: Option<String>,
+    pub locale: String,
+    /// The client's name, shown in the message.
+    pub app: String,
+    pub minutes: u64,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("channel", &self.channel)
+            .field("locale", &self.locale)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Sms {
+    Console,
+    Webhook(webhook::Webhook),
+    Twilio(twilio::Twilio),
+}
+
+enum Email {
+    Console,
+    Smtp(smtp::Smtp),
+    Webhook(webhook::Webhook),
+}
+
+pub struct Delivery {
+    sms: Sms,
+    email: Email,
+    /// Present when either channel delivers to the console (`/dev/outbox`).
+    pub outbox: Option<Outbox>,
+}
+
+impl Delivery {
+    pub fn from_settings(s: &Settings) -> anyhow::Result<Delivery> {
+        let http = reqwest::Client::builder().timeout(TIMEOUT).build()?;
+        let secret = |o: &Option<crate::config::Redacted>| o.as_ref().map(|r| r.0.clone());
+        let sms = match s.sms.provider {
+            SmsProvider::Console => Sms::Console,
+            SmsProvider::Webhook => {
+                let url = s
+                    .sms
+                    .url
+                    .clone()
+                    .context("configuration key `sms.url` is required for the webhook provider")?;
+                Sms::Webhook(
+                    webhook::Webhook::new(http.clone(), url, secret(&s.sms.secret))
+                        .context("configuration key `sms.secret`")?,
+                )
+            }
+            SmsProvider::Twilio => Sms::Twilio(twilio::Twilio::from_settings(http.clone(), &s.sms)?),
+        };
+        let email = match s.email.provider {
+            EmailProvider::Console => Email::Console,
+            EmailProvider::Smtp => {
+                let url = s
+                    .email
+                    .smtp_url
+                    .as_ref()
+                    .context("configuration key `email.smtp_url` is required for the smtp provider")?;
+                Email::Smtp(smtp::Smtp::new(&url.0, &s.email.from)?)
+            }
+            EmailProvider::Webhook => {
+                let url = s
+                    .email
+                    .url
+                    .clone()
+                    .context("configuration key `email.url` is required for the webhook provider")?;
+                Email::Webhook(
+                    webhook::Webhook::new(http, url, secret(&s.email.secret))
+                        .context("configuration key `email.secret`")?,
+                )
+            }
+        };
+        let console = matches!(sms, Sms::Console) || matches!(email, Email::Console);
+        Ok(Delivery {
+            sms,
+            email,
+            outbox: console.then(Outbox::default),
+        })
+    }
+
+    pub async fn send(&self, m: &Message) -> anyhow::Result<()> {
+        let rendered = templates::render(m)?;
+        let console = || {
+            self.outbox.as_ref().map(|o| o.push(m, &rendered));
+            tracing::info!(channel = m.channel, to = %m.to, code = %m.code, "console delivery (development only): {}", rendered.text.lines().next().unwrap_or(""));
+            Ok(())
+        };
+        match (m.channel, &self.sms, &self.email) {
+            ("sms", Sms::Console, _) => console(),
+            ("sms", Sms::Webhook(w), _) => w.send(m, &rendered).await,
+            ("sms", Sms::Twilio(t), _) => t.send(m, &rendered).await,
+            ("email", _, Email::Console) => console(),
+            ("email", _, Email::Smtp(s)) => s.send(m, &rendered).await,
+            ("email", _, Email::Webhook(w)) => w.send(m, &rendered).await,
+            (other, _, _) => bail!("unknown channel {other}"),
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! SMTP delivery with lettre (async, pooled): `smtp://` (with STARTTLS when
+//! the URL asks for it, `?tls=required`), `smtps://`. Multipart text + HTML.
+
+use anyhow::Context;
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+use super::templates::Rendered;
+use super::{Message, TIMEOUT};
+
+pub struct Smtp {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+impl Smtp {
+    pub fn new(url: &str, from: &str) -> anyhow::Result<Smtp> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .context("configuration key `email.smtp_url` is not a valid SMTP URL")?
+            .timeout(Some(TIMEOUT))
+            .build();
+        let from = from
+            .parse()
+            .context("configuration key `email.from` is not a valid mailbox")?;
+        Ok(Smtp { transport, from })
+    }
+
+    pub async fn send(&self, m: &Message, r: &Rendered) -> anyhow::Result<()> {
+        let email = lettre::Message::builder()
+            .from(self.from.clone())
+            .to(m.to.parse().context("recipient address")?)
+            .subject(r.subject.clone().unwrap_or_default())
+            .multipart(MultiPart::alternative_plain_html(
+                r.text.clone(),
+                r.html.clone().unwrap_or_default(),
+            ))?;
+        tokio::time::timeout(TIMEOUT, self.transport.send(email))
+            .await
+            .context("SMTP timed out")?
+            .context("SMTP delivery failed")?;
+        Ok(())
+    }
+}

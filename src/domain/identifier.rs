@@ -1,0 +1,187 @@
+//! The identifiers users sign in with: a phone number or an email address.
+//! Each parses into a normalized form used for limits, lookups and
+//! uniqueness; messages go to the form the user gave.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A phone number in E.164 (`+14155550123`), validated with `phonenumber`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Phone(String);
+
+/// An email address. `key` is the lookup form: the whole address lower-cased
+/// (as Auth0 and Supabase do: no provider in practice treats `Ada@` and
+/// `ada@` as different mailboxes). `address` is delivered to as given, with
+/// the domain lower-cased.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Email {
+    address: String,
+    key: String,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum Identifier {
+    Phone(Phone),
+    Email(Email),
+}
+
+impl Phone {
+    /// E.164, or a national number read in `default_region` (ISO 3166 code, e.g. `US`).
+    pub fn parse(text: &str, default_region: &str) -> Result<Phone, String> {
+        let text = text.trim();
+        if text.is_empty() || text.len() > 32 {
+            return Err("phone must be a phone number".into());
+        }
+        let region = phonenumber::country::Id::from_str(&default_region.to_ascii_uppercase()).ok();
+        let number = phonenumber::parse(region, text).map_err(|_| format!("`{text}` is not a phone number"))?;
+        if !phonenumber::is_valid(&number) {
+            return Err(format!("`{text}` is not a valid phone number"));
+        }
+        Ok(Phone(number.format().mode(phonenumber::Mode::E164).to_string()))
+    }
+
+    pub fn e164(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Email {
+    pub fn parse(text: &str) -> Result<Email, String> {
+        let text = text.trim();
+        let bad = || format!("`{text}` is not an email address");
+        if text.len() > 254 || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad());
+        }
+        let (local, domain) = text.rsplit_once('@').ok_or_else(bad)?;
+        let labels_ok = domain.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+        });
+        if local.is_empty() || local.len() > 64 || local.contains('@') || !domain.contains('.') || !labels_ok {
+            return Err(bad());
+        }
+        if local.starts_with('.')
+            || local.ends_with('.')
+            || local.contains("..")
+            || local.contains(['"', '(', ')', ',', ':', ';', '<', '>', '[', '\\', ']'])
+        {
+            return Err(bad());
+        }
+        let address = format!("{local}@{}", domain.to_lowercase());
+        Ok(Email {
+            key: address.to_lowercase(),
+            address,
+        })
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl Identifier {
+    /// Exactly one of `phone` or `email`.
+    pub fn from_params(phone: Option<&str>, email: Option<&str>, default_region: &str) -> Result<Identifier, String> {
+        match (phone, email) {
+            (Some(p), None) => Phone::parse(p, default_region).map(Identifier::Phone),
+            (None, Some(e)) => Email::parse(e).map(Identifier::Email),
+            (Some(_), Some(_)) => Err("send either `phone` or `email`, not both".into()),
+            (None, None) => Err("missing parameter `phone` or `email`".into()),
+        }
+    }
+
+    /// `phone` or `email`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Identifier::Phone(_) => "phone",
+            Identifier::Email(_) => "email",
+        }
+    }
+
+    /// The delivery channel: `sms` or `email`.
+    pub fn channel(&self) -> &'static str {
+        match self {
+            Identifier::Phone(_) => "sms",
+            Identifier::Email(_) => "email",
+        }
+    }
+
+    /// The normalized form used for limits, lookups and uniqueness.
+    pub fn key(&self) -> &str {
+        match self {
+            Identifier::Phone(p) => p.e164(),
+            Identifier::Email(e) => e.key(),
+        }
+    }
+
+    /// Where messages go.
+    pub fn address(&self) -> &str {
+        match self {
+            Identifier::Phone(p) => p.e164(),
+            Identifier::Email(e) => e.address(),
+        }
+    }
+}
+
+// Identifiers are personal data: Debug shows the kind only.
+impl fmt::Debug for Identifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Identifier({})", self.kind())
+    }
+}
+
+impl fmt::Debug for Phone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Phone(..)")
+    }
+}
+
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Email(..)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_normalize_to_e164() {
+        assert_eq!(Phone::parse("+1 415 555 0123", "US").unwrap().e164(), "+14155550123");
+        assert_eq!(Phone::parse("(415) 555-0123", "US").unwrap().e164(), "+14155550123");
+        assert_eq!(Phone::parse("098765 43210", "IN").unwrap().e164(), "+919876543210");
+        assert!(Phone::parse("12", "US").is_err());
+        assert!(Phone::parse("not a phone", "US").is_err());
+        assert!(Phone::parse("+1 555 0123", "US").is_err());
+    }
+
+    #[test]
+    fn emails_lower_case_for_lookup_and_keep_the_local_part_for_delivery() {
+        let e = Email::parse("  Ada.Lovelace@Example.COM ").unwrap();
+        assert_eq!(e.address(), "Ada.Lovelace@example.com");
+        assert_eq!(e.key(), "ada.lovelace@example.com");
+        for bad in [
+            "", "a", "a@", "@b.c", "a@b", "a b@c.d", "a@b..c", ".a@b.c", "a@-b.c", "a@b@c.d",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn exactly_one_identifier() {
+        assert!(Identifier::from_params(None, None, "US").is_err());
+        assert!(Identifier::from_params(Some("+14155550123"), Some("a@b.co"), "US").is_err());
+        assert_eq!(
+            Identifier::from_params(None, Some("a@b.co"), "US").unwrap().channel(),
+            "email"
+        );
+    }
+}

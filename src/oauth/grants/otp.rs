@@ -1,0 +1,118 @@
+//! The `otp` grant (RFC 6749 §4.5 extension; also
+//! `urn:sesame:params:oauth:grant-type:otp`): a confidential client exchanges
+//! a `secret_identifier` from `/otp/verifycode/` (single use, bound to the
+//! client and identifier) or a code directly, for the user's tokens. The
+//! phone number or email alone never yields tokens.
+
+use super::{requested_scope, Grant, GrantFuture, GrantRequest};
+use crate::domain::Identifier;
+use crate::error::{invalid_request, ApiError};
+use crate::oauth::issue::{self, UserTokens};
+use crate::otp::{self, Origin};
+use crate::params::peer_ip;
+use crate::state::AppState;
+use crate::store::users::User;
+
+pub const GRANT: Grant = Grant {
+    name: "otp",
+    aliases: &["urn:sesame:params:oauth:grant-type:otp"],
+    handle,
+};
+
+fn handle(req: GrantRequest) -> GrantFuture {
+    Box::pin(async move {
+        let (state, client, params) = (&req.state, &req.client, &req.params);
+        let ident = Identifier::from_params(
+            params.get("phone"),
+            params.get("email"),
+            &state.settings.otp.default_region,
+        )
+        .map_err(invalid_request)?;
+        let scope = requested_scope(params, client, || client.scopes.clone())?;
+        let ip = peer_ip(&req.http);
+        let origin = Origin {
+            client,
+            ip: ip.as_deref(),
+        };
+        let existing = state.store.user_by_identifier(ident.kind(), ident.key()).await?;
+        let create_first = || {
+            ApiError::InvalidGrant(
+                "no account for this identifier: create the account first (PUT /api/v1/user/)".into(),
+            )
+        };
+
+        match (params.get("secret_identifier"), params.get("code")) {
+            (Some(secret), None) => {
+                let digest = otp::secret_identifier_digest(state, secret);
+                let key = otp::ident_key(state, &ident);
+                let bad = || {
+                    ApiError::InvalidGrant(
+                        "secret_identifier is invalid, expired, used, or not for this client and identifier".into(),
+                    )
+                };
+                if existing.is_none() && !state.settings.otp.auto_create_accounts {
+                    // Say so without spending the identifier, so the app can create the account and retry.
+                    let live = state
+                        .store
+                        .verified_identifier(&digest, &client.id)
+                        .await?
+                        .filter(|v| v.ident_key == key);
+                    return Err(if live.is_some() { create_first() } else { bad() });
+                }
+                state
+                    .store
+                    .consume_verified_identifier(&digest, &client.id, &key)
+                    .await?
+                    .ok_or_else(bad)?;
+            }
+            (None, Some(code)) => {
+                otp::verify_code(state, &origin, &ident, code)
+                    .await
+                    .map_err(|e| match e {
+                        ApiError::InvalidCode(d) => ApiError::InvalidGrant(d),
+                        other => other,
+                    })?;
+            }
+            (Some(_), Some(_)) => return Err(invalid_request("send `secret_identifier` or `code`, not both")),
+            (None, None) => {
+                return Err(invalid_request(
+                    "`secret_identifier` (from /otp/verifycode/) or `code` is required",
+                ));
+            }
+        }
+
+        let user = match existing {
+            Some(u) => u,
+            None if state.settings.otp.auto_create_accounts => create_account(state, &ident).await?,
+            None => return Err(create_first()),
+        };
+        if user.disabled {
+            return Err(ApiError::InvalidGrant("this account is disabled".into()));
+        }
+        let amr = match ident {
+            Identifier::Phone(_) => vec!["otp".to_string(), "sms".to_string()],
+            Identifier::Email(_) => vec!["otp".to_string()],
+        };
+        issue::issue(
+            state,
+            UserTokens {
+                client,
+                user: &user,
+                scope: &scope,
+                amr,
+                auth_time: crate::store::now(),
+                nonce: None,
+                family: None,
+                ip: ip.as_deref(),
+                grant: "otp",
+            },
+        )
+        .await
+    })
+}
+
+/// `otp.auto_create_accounts`: an account with just the verified identifier.
+async fn create_account(state: &AppState, ident: &Identifier) -> Result<User, ApiError> {
+    let profile = crate::api::users::Profile::for_verified(ident);
+    crate::api::users::create(state, &profile).await
+}

@@ -1,0 +1,110 @@
+//! Tokens for a signed-in user, shared by every user grant: an access token,
+//! a refresh token in a family (when the client may refresh), and an ID
+//! token when `openid` is in scope.
+
+use super::access_token;
+use super::grants::TokenResponse;
+use crate::crypto;
+use crate::domain::{Client, Scope};
+use crate::error::ApiError;
+use crate::oidc::id_token::{self, IdTokenFor};
+use crate::state::AppState;
+use crate::store::audit::Event;
+use crate::store::now;
+use crate::store::tokens::Family;
+use crate::store::users::User;
+
+pub struct UserTokens<'a> {
+    pub client: &'a Client,
+    pub user: &'a User,
+    pub scope: &'a Scope,
+    /// RFC 8176 methods, e.g. `["otp", "sms"]`.
+    pub amr: Vec<String>,
+    pub auth_time: i64,
+    pub nonce: Option<&'a str>,
+    /// The family a refresh token is being rotated in; `None` starts one.
+    pub family: Option<&'a Family>,
+    pub ip: Option<&'a str>,
+    pub grant: &'a str,
+}
+
+pub fn refresh_digest(state: &AppState, token: &str) -> String {
+    state.digester.digest("refresh", token)
+}
+
+pub async fn issue(state: &AppState, t: UserTokens<'_>) -> Result<TokenResponse, ApiError> {
+    let (refresh_token, family_id) = match t.family {
+        Some(f) => {
+            let token = crypto::random_token::<32>();
+            state
+                .store
+                .insert_refresh_token(&refresh_digest(state, &token), &f.id)
+                .await?;
+            (Some(token), Some(f.id.clone()))
+        }
+        None if t.client.allows_grant("refresh_token") => {
+            let token = crypto::random_token::<32>();
+            let family = Family {
+                id: crypto::random_token::<16>(),
+                client_id: t.client.id.clone(),
+                user_id: t.user.id.clone(),
+                scope: t.scope.to_string(),
+                amr: t.amr.join(" "),
+                auth_time: t.auth_time,
+                expires_at: now() + state.settings.tokens.refresh_ttl.as_secs() as i64,
+                revoked: false,
+            };
+            state
+                .store
+                .insert_family(&family, &refresh_digest(state, &token))
+                .await?;
+            (Some(token), Some(family.id))
+        }
+        None => (None, None),
+    };
+    let access = access_token::issue(
+        state,
+        &access_token::Grant {
+            sub: &t.user.id,
+            client: t.client,
+            scope: t.scope,
+            family: family_id.as_deref(),
+            auth_time: Some(t.auth_time),
+        },
+    )?;
+    let id_token = if t.scope.contains("openid") {
+        Some(id_token::issue(
+            state,
+            &IdTokenFor {
+                client: t.client,
+                user: t.user,
+                scope: t.scope,
+                amr: &t.amr,
+                auth_time: t.auth_time,
+                nonce: t.nonce,
+                sid: family_id.as_deref(),
+            },
+        )?)
+    } else {
+        None
+    };
+    let event = Event {
+        event: "token_issued",
+        client_id: Some(&t.client.id),
+        user_id: Some(&t.user.id),
+        ip: t.ip,
+        detail: Some(t.grant),
+        ..Default::default()
+    };
+    if let Err(e) = state.store.audit(&event).await {
+        tracing::warn!(error = format!("{e:#}"), "could not record an audit event");
+    }
+    Ok(TokenResponse {
+        access_token: access.token,
+        token_type: "Bearer",
+        expires_in: access.expires_in,
+        refresh_token,
+        scope: t.scope.to_string(),
+        id_token,
+    })
+}

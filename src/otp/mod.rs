@@ -1,0 +1,176 @@
+//! The code policy, shared by the OTP API, the `otp` grant and the sign-in
+//! pages: limits, issuing, delivery, verification, `secret_identifier`s.
+
+use crate::crypto;
+use crate::delivery::Message;
+use crate::domain::{Client, Identifier};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::audit::Event;
+use crate::store::otp::{NewCode, VerifiedIdentifier};
+
+mod limits;
+
+/// What `send_code` tells the caller.
+pub struct Sent {
+    pub channel: &'static str,
+    pub expires_in: u64,
+    pub resend_after: u64,
+}
+
+/// Who is asking, for limits and the audit trail.
+pub struct Origin<'a> {
+    pub client: &'a Client,
+    pub ip: Option<&'a str>,
+}
+
+/// The keyed digest that stands for an identifier in limits, codes and the audit trail.
+pub fn ident_key(state: &AppState, ident: &Identifier) -> String {
+    state
+        .digester
+        .digest("identifier", &format!("{}:{}", ident.kind(), ident.key()))
+}
+
+/// Issues and delivers a code (and, for email, a magic link). The answer does
+/// not depend on whether an account exists.
+pub async fn send_code(
+    state: &AppState,
+    origin: &Origin<'_>,
+    ident: &Identifier,
+    locale: &str,
+) -> Result<Sent, ApiError> {
+    let otp = &state.settings.otp;
+    let key = ident_key(state, ident);
+    limits::check_send(state, origin, &key).await?;
+
+    let code = crypto::random_digits(otp.length);
+    let magic = (ident.channel() == "email").then(crypto::random_token::<32>);
+    let id = crypto::random_token::<16>();
+    let code_digest = state.digester.digest("code", &code);
+    let magic_digest = magic.as_deref().map(|m| state.digester.digest("magic", m));
+    state
+        .store
+        .insert_code(&NewCode {
+            id: &id,
+            ident_key: &key,
+            client_id: &origin.client.id,
+            channel: ident.channel(),
+            code_digest: &code_digest,
+            magic_digest: magic_digest.as_deref(),
+            ttl: otp.ttl.as_secs() as i64,
+        })
+        .await?;
+
+    let message = Message {
+        channel: ident.channel(),
+        to: ident.address().to_string(),
+        code,
+        magic_link: magic.map(|m| format!("{}/login/magic?token={m}", state.issuer())),
+        locale: locale.to_string(),
+        app: origin.client.name.clone(),
+        minutes: otp.ttl.as_secs().div_ceil(60),
+    };
+    if let Err(e) = state.delivery.send(&message).await {
+        state.store.kill_code(&id).await?;
+        tracing::warn!(error = format!("{e:#}"), channel = ident.channel(), client_id = %origin.client.id, "delivery failed");
+        audit(state, origin, "delivery_failed", &key, Some(ident.channel())).await;
+        return Err(ApiError::DeliveryFailed);
+    }
+    audit(state, origin, "code_sent", &key, Some(ident.channel())).await;
+    Ok(Sent {
+        channel: ident.channel(),
+        expires_in: otp.ttl.as_secs(),
+        resend_after: otp.resend_after.as_secs(),
+    })
+}
+
+/// Checks a code for this identifier and client, consuming it on success.
+/// At most `otp.max_attempts` tries ever reach a comparison; the try that
+/// exhausts them kills the code and locks the identifier for `otp.lockout`.
+pub async fn verify_code(
+    state: &AppState,
+    origin: &Origin<'_>,
+    ident: &Identifier,
+    code: &str,
+) -> Result<(), ApiError> {
+    let otp = &state.settings.otp;
+    let key = ident_key(state, ident);
+    if let Some(secs) = state.store.identifier_locked_for(&key).await? {
+        return Err(limits::locked(secs));
+    }
+    let wrong = || ApiError::InvalidCode("the code is wrong, expired or already used".into());
+    let code = code.trim();
+    if code.len() != otp.length || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(wrong());
+    }
+    let Some(attempt) = state
+        .store
+        .reserve_attempt(&key, &origin.client.id, otp.max_attempts as i64)
+        .await?
+    else {
+        audit(state, origin, "code_failed", &key, Some("no live code")).await;
+        return Err(wrong());
+    };
+    if crypto::ct_eq(
+        state.digester.digest("code", code).as_bytes(),
+        attempt.code_digest.as_bytes(),
+    ) {
+        if state.store.consume_code(&attempt.id).await? {
+            audit(state, origin, "code_verified", &key, Some(&attempt.channel)).await;
+            return Ok(());
+        }
+        return Err(wrong());
+    }
+    audit(state, origin, "code_failed", &key, Some("wrong code")).await;
+    if attempt.attempts >= otp.max_attempts as i64 {
+        state.store.kill_code(&attempt.id).await?;
+        state
+            .store
+            .lock_identifier(&key, crate::store::now() + otp.lockout.as_secs() as i64)
+            .await?;
+        audit(state, origin, "locked_out", &key, Some("too many wrong codes")).await;
+    }
+    Err(wrong())
+}
+
+/// A new `secret_identifier` (≥ 128 bits, stored as a digest, `otp.ttl`),
+/// bound to the client and the identifier.
+pub async fn issue_secret_identifier(
+    state: &AppState,
+    client: &Client,
+    ident: &Identifier,
+) -> Result<String, ApiError> {
+    let secret = crypto::random_token::<24>();
+    let verified = VerifiedIdentifier {
+        kind: ident.kind().into(),
+        identifier: ident.address().into(),
+        ident_key: ident_key(state, ident),
+        client_id: client.id.clone(),
+    };
+    let digest = state.digester.digest("secret_identifier", &secret);
+    state
+        .store
+        .insert_verified_identifier(&digest, &verified, state.settings.otp.ttl.as_secs() as i64)
+        .await?;
+    Ok(secret)
+}
+
+pub fn secret_identifier_digest(state: &AppState, secret: &str) -> String {
+    state.digester.digest("secret_identifier", secret)
+}
+
+/// Records a security event; a failure to record is logged, not fatal.
+pub async fn audit(state: &AppState, origin: &Origin<'_>, event: &str, ident_key: &str, detail: Option<&str>) {
+    let e = Event {
+        event,
+        client_id: Some(&origin.client.id),
+        ident_key: Some(ident_key),
+        ip: origin.ip,
+        detail,
+        ..Default::default()
+    };
+    if let Err(err) = state.store.audit(&e).await {
+        tracing::warn!(error = format!("{err:#}"), event, "could not record an audit event");
+    }
+    tracing::info!(target: "audit", event, client_id = %origin.client.id, ident = &ident_key[..12], ip = origin.ip.unwrap_or("-"));
+}

@@ -1,0 +1,204 @@
+//! One-time codes and the `secret_identifier`s that prove a verification.
+//! Attempts are reserved and codes consumed by single atomic statements, so
+//! racing requests (on any node) cannot exceed the limits or both succeed.
+
+use sqlx::Row;
+
+use super::{now, Store};
+
+pub struct NewCode<'a> {
+    pub id: &'a str,
+    pub ident_key: &'a str,
+    pub client_id: &'a str,
+    pub channel: &'a str,
+    pub code_digest: &'a str,
+    pub magic_digest: Option<&'a str>,
+    pub ttl: i64,
+}
+
+/// A code a verifier may try, with the attempt it has just reserved.
+pub struct Attempt {
+    pub id: String,
+    pub code_digest: String,
+    pub channel: String,
+    pub attempts: i64,
+}
+
+/// What a consumed `secret_identifier` or magic link proves.
+pub struct VerifiedIdentifier {
+    pub kind: String,
+    pub identifier: String,
+    pub ident_key: String,
+    pub client_id: String,
+}
+
+impl Store {
+    /// Stores a new code; earlier live codes for the same identifier and client die.
+    pub async fn insert_code(&self, c: &NewCode<'_>) -> anyhow::Result<()> {
+        let now = now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE otp_codes SET dead = 1 WHERE ident_key = $1 AND client_id = $2 AND used_at IS NULL AND dead = 0",
+        )
+        .bind(c.ident_key)
+        .bind(c.client_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO otp_codes (id, ident_key, client_id, channel, code_digest, magic_digest, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(c.id)
+        .bind(c.ident_key)
+        .bind(c.client_id)
+        .bind(c.channel)
+        .bind(c.code_digest)
+        .bind(c.magic_digest)
+        .bind(now)
+        .bind(now + c.ttl)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Kills a code (its delivery failed).
+    pub async fn kill_code(&self, id: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE otp_codes SET dead = 1 WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Reserves one attempt on the live code for this identifier and client,
+    /// atomically: at most `max_attempts` tries ever get a digest to compare.
+    pub async fn reserve_attempt(
+        &self,
+        ident_key: &str,
+        client_id: &str,
+        max_attempts: i64,
+    ) -> anyhow::Result<Option<Attempt>> {
+        let now = now();
+        let row = sqlx::query(
+            "UPDATE otp_codes SET attempts = attempts + 1
+             WHERE id = (SELECT id FROM otp_codes WHERE ident_key = $1 AND client_id = $2 AND used_at IS NULL AND dead = 0
+                         AND expires_at > $3 ORDER BY created_at DESC LIMIT 1)
+               AND attempts < $4 AND used_at IS NULL AND dead = 0
+             RETURNING id, code_digest, channel, attempts",
+        )
+        .bind(ident_key)
+        .bind(client_id)
+        .bind(now)
+        .bind(max_attempts)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Attempt {
+                id: r.try_get("id")?,
+                code_digest: r.try_get("code_digest")?,
+                channel: r.try_get("channel")?,
+                attempts: r.try_get("attempts")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Marks the code used; `false` when another request consumed it first.
+    pub async fn consume_code(&self, id: &str) -> anyhow::Result<bool> {
+        let row = sqlx::query(
+            "UPDATE otp_codes SET used_at = $2 WHERE id = $1 AND used_at IS NULL AND dead = 0 RETURNING id",
+        )
+        .bind(id)
+        .bind(now())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Consumes a magic link token: the code it came with is used up too.
+    /// Returns the identifier key and client the link was sent for.
+    pub async fn consume_magic(&self, magic_digest: &str) -> anyhow::Result<Option<(String, String, String)>> {
+        let row = sqlx::query(
+            "UPDATE otp_codes SET used_at = $2 WHERE magic_digest = $1 AND used_at IS NULL AND dead = 0 AND expires_at > $2
+             RETURNING ident_key, client_id, channel",
+        )
+        .bind(magic_digest)
+        .bind(now())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get("ident_key")?, r.try_get("client_id")?, r.try_get("channel")?)))
+            .transpose()
+    }
+
+    pub async fn insert_verified_identifier(
+        &self,
+        digest: &str,
+        v: &VerifiedIdentifier,
+        ttl: i64,
+    ) -> anyhow::Result<()> {
+        let now = now();
+        sqlx::query(
+            "INSERT INTO verified_identifiers (digest, ident_key, kind, identifier, client_id, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(digest)
+        .bind(&v.ident_key)
+        .bind(&v.kind)
+        .bind(&v.identifier)
+        .bind(&v.client_id)
+        .bind(now)
+        .bind(now + ttl)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A live `secret_identifier` for this client, without consuming it.
+    pub async fn verified_identifier(
+        &self,
+        digest: &str,
+        client_id: &str,
+    ) -> anyhow::Result<Option<VerifiedIdentifier>> {
+        let row = sqlx::query(
+            "SELECT kind, identifier, ident_key, client_id FROM verified_identifiers
+             WHERE digest = $1 AND client_id = $2 AND used_at IS NULL AND expires_at > $3",
+        )
+        .bind(digest)
+        .bind(client_id)
+        .bind(now())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| verified_from_row(&r)).transpose()
+    }
+
+    /// Consumes a `secret_identifier` bound to this client and identifier; single use.
+    pub async fn consume_verified_identifier(
+        &self,
+        digest: &str,
+        client_id: &str,
+        ident_key: &str,
+    ) -> anyhow::Result<Option<VerifiedIdentifier>> {
+        let row = sqlx::query(
+            "UPDATE verified_identifiers SET used_at = $4
+             WHERE digest = $1 AND client_id = $2 AND ident_key = $3 AND used_at IS NULL AND expires_at > $4
+             RETURNING kind, identifier, ident_key, client_id",
+        )
+        .bind(digest)
+        .bind(client_id)
+        .bind(ident_key)
+        .bind(now())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| verified_from_row(&r)).transpose()
+    }
+}
+
+fn verified_from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<VerifiedIdentifier> {
+    Ok(VerifiedIdentifier {
+        kind: r.try_get("kind")?,
+        identifier: r.try_get("identifier")?,
+        ident_key: r.try_get("ident_key")?,
+        client_id: r.try_get("client_id")?,
+    })
+}

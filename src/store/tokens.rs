@@ -1,0 +1,136 @@
+//! Refresh tokens, in families: every rotation adds a token to the family;
+//! presenting a rotated (used) token again revokes the whole family.
+
+use sqlx::Row;
+
+use super::{now, Store};
+
+#[derive(Debug, Clone)]
+pub struct Family {
+    pub id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub scope: String,
+    pub amr: String,
+    pub auth_time: i64,
+    pub expires_at: i64,
+    pub revoked: bool,
+}
+
+/// What a presented refresh token turned out to be.
+pub enum Presented {
+    Unknown,
+    /// Live: it has just been consumed (single use) and may be rotated.
+    Consumed(Family),
+    /// Already used before: a replay.
+    Reused(Family),
+    /// Its family is revoked or past its absolute lifetime.
+    Dead(Family),
+}
+
+impl Store {
+    pub async fn insert_family(&self, f: &Family, first_token_digest: &str) -> anyhow::Result<()> {
+        let now = now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO token_families (id, client_id, user_id, scope, amr, auth_time, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&f.id)
+        .bind(&f.client_id)
+        .bind(&f.user_id)
+        .bind(&f.scope)
+        .bind(&f.amr)
+        .bind(f.auth_time)
+        .bind(now)
+        .bind(f.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO refresh_tokens (digest, family_id, created_at) VALUES ($1, $2, $3)")
+            .bind(first_token_digest)
+            .bind(&f.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn insert_refresh_token(&self, digest: &str, family_id: &str) -> anyhow::Result<()> {
+        sqlx::query("INSERT INTO refresh_tokens (digest, family_id, created_at) VALUES ($1, $2, $3)")
+            .bind(digest)
+            .bind(family_id)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn family_of(&self, digest: &str) -> anyhow::Result<Option<(Family, bool)>> {
+        let row = sqlx::query(
+            "SELECT f.id, f.client_id, f.user_id, f.scope, f.amr, f.auth_time, f.expires_at, f.revoked_at, t.used_at
+             FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id WHERE t.digest = $1",
+        )
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let family = Family {
+            id: r.try_get("id")?,
+            client_id: r.try_get("client_id")?,
+            user_id: r.try_get("user_id")?,
+            scope: r.try_get("scope")?,
+            amr: r.try_get("amr")?,
+            auth_time: r.try_get("auth_time")?,
+            expires_at: r.try_get("expires_at")?,
+            revoked: r.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+        };
+        Ok(Some((family, r.try_get::<Option<i64>, _>("used_at")?.is_some())))
+    }
+
+    /// Looks the token up without consuming it.
+    pub async fn peek_refresh_token(&self, digest: &str) -> anyhow::Result<Option<(Family, bool)>> {
+        self.family_of(digest).await
+    }
+
+    /// Consumes a refresh token if it is live (one atomic statement); classifies it otherwise.
+    pub async fn present_refresh_token(&self, digest: &str, client_id: &str) -> anyhow::Result<Presented> {
+        let Some((family, used)) = self.family_of(digest).await? else {
+            return Ok(Presented::Unknown);
+        };
+        if family.client_id != client_id {
+            return Ok(Presented::Unknown);
+        }
+        if family.revoked || family.expires_at <= now() {
+            return Ok(Presented::Dead(family));
+        }
+        if used {
+            return Ok(Presented::Reused(family));
+        }
+        let won = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = $2 WHERE digest = $1 AND used_at IS NULL RETURNING digest",
+        )
+        .bind(digest)
+        .bind(now())
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some();
+        Ok(if won {
+            Presented::Consumed(family)
+        } else {
+            Presented::Reused(family)
+        })
+    }
+
+    /// Revokes a family: its refresh tokens stop working, and the access tokens
+    /// issued from it (they carry its id as `sid`) stop introspecting as active.
+    pub async fn revoke_family(&self, family_id: &str, access_ttl: i64) -> anyhow::Result<()> {
+        let now = now();
+        sqlx::query("UPDATE token_families SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+            .bind(family_id)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        self.revoke(family_id, now + access_ttl + 60).await
+    }
+}

@@ -1,0 +1,130 @@
+//! User accounts. Uniqueness (phone, email, username) is enforced by the
+//! database: a losing concurrent insert gets `Conflict`, never a duplicate.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{now, Store};
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub phone: Option<String>,
+    pub phone_verified: bool,
+    pub first_name: String,
+    pub last_name: String,
+    pub has_password: bool,
+    pub metadata: serde_json::Value,
+    pub is_admin: bool,
+    pub disabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A new account; `email_key`/`username_key` are the lookup forms.
+pub struct NewUser<'a> {
+    pub id: &'a str,
+    pub username: Option<&'a str>,
+    pub username_key: Option<String>,
+    pub email: Option<&'a str>,
+    pub email_key: Option<&'a str>,
+    pub email_verified: bool,
+    pub phone: Option<&'a str>,
+    pub phone_verified: bool,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub password_hash: Option<&'a str>,
+    pub metadata: &'a serde_json::Value,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum InsertUser {
+    Created,
+    /// Which identifier is taken: `phone`, `email` or `username`.
+    Conflict(&'static str),
+}
+
+const COLUMNS: &str = "id, username, email, email_verified, phone, phone_verified, first_name, last_name, password_hash, metadata, is_admin, disabled, created_at, updated_at";
+
+fn from_row(r: &AnyRow) -> anyhow::Result<User> {
+    Ok(User {
+        id: r.try_get("id")?,
+        username: r.try_get("username")?,
+        email: r.try_get("email")?,
+        email_verified: r.try_get::<i64, _>("email_verified")? != 0,
+        phone: r.try_get("phone")?,
+        phone_verified: r.try_get::<i64, _>("phone_verified")? != 0,
+        first_name: r.try_get("first_name")?,
+        last_name: r.try_get("last_name")?,
+        has_password: r.try_get::<Option<String>, _>("password_hash")?.is_some(),
+        metadata: serde_json::from_str(&r.try_get::<String, _>("metadata")?)?,
+        is_admin: r.try_get::<i64, _>("is_admin")? != 0,
+        disabled: r.try_get::<i64, _>("disabled")? != 0,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+impl Store {
+    pub async fn user(&self, id: &str) -> anyhow::Result<Option<User>> {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE id = $1"));
+        let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// The user holding this phone (E.164) or email (lookup form).
+    pub async fn user_by_identifier(&self, kind: &str, key: &str) -> anyhow::Result<Option<User>> {
+        let sql = match kind {
+            "phone" => format!("SELECT {COLUMNS} FROM users WHERE phone = $1"),
+            _ => format!("SELECT {COLUMNS} FROM users WHERE email_key = $1"),
+        };
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    pub async fn insert_user(&self, u: &NewUser<'_>) -> anyhow::Result<InsertUser> {
+        let now = now();
+        let result = sqlx::query(
+            "INSERT INTO users (id, username, username_key, email, email_key, email_verified, phone, phone_verified,
+               first_name, last_name, password_hash, metadata, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+        )
+        .bind(u.id)
+        .bind(u.username)
+        .bind(u.username_key.as_deref())
+        .bind(u.email)
+        .bind(u.email_key)
+        .bind(u.email_verified as i64)
+        .bind(u.phone)
+        .bind(u.phone_verified as i64)
+        .bind(u.first_name)
+        .bind(u.last_name)
+        .bind(u.password_hash)
+        .bind(u.metadata.to_string())
+        .bind(now)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(InsertUser::Created),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                let msg = e.message().to_ascii_lowercase();
+                let constraint = e.constraint().unwrap_or("").to_ascii_lowercase();
+                let which = |col: &str| msg.contains(col) || constraint.contains(col);
+                Ok(InsertUser::Conflict(if which("phone") {
+                    "phone"
+                } else if which("email") {
+                    "email"
+                } else {
+                    "username"
+                }))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The original project's flow end to end: getcode → verifycode → PUT user
+//! (nested `account` JSON) → /o/extended_token/, for a phone and an email.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::db_test;
+use crate::helpers::{assert_error, jwt_parts, spawn_app, spawn_with, test_settings, Db, Who, APP};
+use crate::peers::{Receiver, SmtpServer};
+
+db_test!(
+    phone_sign_up_and_sign_in_over_a_signed_webhook,
+    email_sign_up_and_sign_in_over_smtp,
+    getcode_answers_the_same_for_known_and_unknown_identifiers,
+    the_otp_grant_takes_a_code_directly_and_the_urn_name,
+    a_phone_number_alone_never_yields_tokens,
+    console_delivery_lists_codes_on_the_dev_outbox,
+);
+
+const WEBHOOK_SECRET: &str = "whsec_c2VzYW1lLXRlc3Qtd2ViaG9vay1zZWNyZXQ=";
+
+async fn phone_sign_up_and_sign_in_over_a_signed_webhook(db: Db) {
+    let sms = Receiver::start().await;
+    let mut settings = test_settings(&db);
+    settings.sms.provider = sesame::config::SmsProvider::Webhook;
+    settings.sms.url = Some(format!("{}/sms", sms.url));
+    settings.sms.secret = Some(sesame::config::Redacted(WEBHOOK_SECRET.into()));
+    let app = spawn_with(settings).await;
+    let phone = Who::Phone("+1 (415) 555-0123");
+
+    // 1. Request a code.
+    let res = app.getcode(APP, phone).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"status": "sent", "channel": "sms", "expires_in": 600, "resend_after": 30})
+    );
+    let hook = sms.last().await;
+    assert_eq!(hook.path, "/sms");
+    let msg = hook.json();
+    assert_eq!(msg["channel"], "sms");
+    assert_eq!(msg["to"], "+14155550123", "delivered to the E.164 form");
+    assert_eq!(msg["locale"], "en");
+    assert_eq!(msg["magic_link"], Value::Null, "SMS carries the code only");
+    let code = msg["code"].as_str().unwrap().to_string();
+    assert!(code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()));
+    assert!(msg["message"].as_str().unwrap().contains(&code));
+    // Standard Webhooks signature over "{id}.{timestamp}.{body}".
+    let (id, ts) = (
+        hook.header("webhook-id").unwrap(),
+        hook.header("webhook-timestamp").unwrap(),
+    );
+    let key = STANDARD.decode(WEBHOOK_SECRET.trim_start_matches("whsec_")).unwrap();
+    let expected = sesame::delivery::webhook_signature(&key, id, ts, &hook.body);
+    assert_eq!(hook.header("webhook-signature"), Some(expected.as_str()));
+
+    // 2. Verify it (national format this time: the same number).
+    let res = app.verifycode(APP, Who::Phone("415-555-0123"), &code).await;
+    assert_eq!(res.status(), 200);
+    let verified: Value = res.json().await.unwrap();
+    assert_eq!(verified["account_exists"], false);
+    assert_eq!(verified["expires_in"], 600);
+    let secret = verified["secret_identifier"].as_str().unwrap();
+    assert!(secret.len() >= 22, "at least 128 bits");
+
+    // 3. Create the account with the original project's JSON.
+    let res = app
+        .create_user(
+            APP,
+            &json!({
+                "secret_identifier": secret, "auto_username": true, "email": "ada@example.com",
+                "first_name": "Ada", "last_name": "Lovelace", "password": "correct horse battery",
+                "account": {"phone": "+14155550123", "dob": "1989-12-12", "address": "12 Analytical Way",
+                            "zip_code": "500081", "blood_group": "b+"},
+                "newsletter": true
+            }),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let user: Value = res.json().await.unwrap();
+    assert_eq!(user["phone_number"], "+14155550123");
+    assert_eq!(user["phone_number_verified"], true);
+    assert_eq!(user["email"], "ada@example.com");
+    assert_eq!(
+        user["email_verified"], false,
+        "only the verified identifier is marked verified"
+    );
+    assert_eq!(user["first_name"], "Ada");
+    assert!(user["username"].as_str().unwrap().starts_with("user_"));
+    assert_eq!(
+        user["metadata"],
+        json!({"newsletter": true, "account": {"dob": "1989-12-12", "address": "12 Analytical Way", "zip_code": "500081", "blood_group": "b+"}})
+    );
+    assert!(user.get("password").is_none() && !user.to_string().contains("correct horse"));
+
+    // 4. Exchange the identifier for tokens.
+    let res = app.otp_token(APP, phone, secret).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let tokens: Value = res.json().await.unwrap();
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert!(tokens["refresh_token"].as_str().is_some());
+    assert_eq!(tokens["scope"], "address email offline_access openid phone profile");
+    let (_, at) = jwt_parts(tokens["access_token"].as_str().unwrap());
+    assert_eq!(at["sub"], user["sub"]);
+    assert_eq!(at["client_id"], "app");
+    let (h, id) = jwt_parts(tokens["id_token"].as_str().unwrap());
+    assert_eq!(h["kid"], app.state.keys.ring().current_kid.as_str());
+    assert_eq!(id["aud"], "app");
+    assert_eq!(id["sub"], user["sub"]);
+    assert_eq!(id["amr"], json!(["otp", "sms"]));
+    assert_eq!(id["phone_number"], "+14155550123");
+    assert_eq!(
+        id["address"],
+        json!({"formatted": "12 Analytical Way", "postal_code": "500081"})
+    );
+    assert!(id["auth_time"].as_i64().is_some());
+
+    // userinfo agrees with the ID token.
+    let info: Value = app
+        .http
+        .get(app.url("/oauth2/userinfo"))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for claim in [
+        "sub",
+        "phone_number",
+        "phone_number_verified",
+        "email",
+        "given_name",
+        "family_name",
+        "name",
+        "address",
+    ] {
+        assert_eq!(info[claim], id[claim], "{claim}");
+    }
+    // No code or token in the audit trail, but the events are there.
+    let events: Vec<String> = app
+        .state
+        .store
+        .audit_events(50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    for e in ["code_sent", "code_verified", "account_created", "token_issued"] {
+        assert!(events.contains(&e.to_string()), "{e} in {events:?}");
+    }
+}
+
+async fn email_sign_up_and_sign_in_over_smtp(db: Db) {
+    let smtp = SmtpServer::start(false).await;
+    let mut settings = test_settings(&db);
+    settings.email.provider = sesame::config::EmailProvider::Smtp;
+    settings.email.smtp_url = Some(sesame::config::Redacted(smtp.url.clone()));
+    let app = spawn_with(settings).await;
+    let email = Who::Email("Grace.Hopper@Example.COM");
+
+    assert_eq!(app.getcode(APP, email).await.status(), 200);
+    let mail = smtp.last().await;
+    assert_eq!(
+        mail.to,
+        vec!["<Grace.Hopper@example.com>"],
+        "the local part as given, the domain lower-cased"
+    );
+    assert!(mail.from.contains("no-reply@example.com"));
+    let subject = mail.header("subject").unwrap();
+    let code: String = subject.chars().take_while(char::is_ascii_digit).collect();
+    assert_eq!(code.len(), 6, "{subject}");
+    let body = mail.decoded();
+    assert!(body.contains("multipart/alternative") && body.contains("text/plain") && body.contains("text/html"));
+    assert!(body.contains(&code));
+    assert!(
+        body.contains(&format!("{}/login/magic?token=", app.address)),
+        "email carries a magic link"
+    );
+
+    // Lookups ignore case; the account keeps the address as verified (domain lower-cased).
+    let secret = app
+        .verifycode(APP, Who::Email("Grace.Hopper@EXAMPLE.com"), &code)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["secret_identifier"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let res = app
+        .create_user(
+            APP,
+            &json!({"secret_identifier": secret, "username": "grace", "first_name": "Grace"}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let user: Value = res.json().await.unwrap();
+    assert_eq!(user["email"], "Grace.Hopper@example.com");
+    assert_eq!(user["email_verified"], true);
+    assert_eq!(user["username"], "grace");
+    let tokens: Value = app.otp_token(APP, email, &secret).await.json().await.unwrap();
+    let (_, id) = jwt_parts(tokens["id_token"].as_str().unwrap());
+    assert_eq!(id["amr"], json!(["otp"]));
+    assert_eq!(id["email"], "Grace.Hopper@example.com");
+    assert_eq!(id["email_verified"], true);
+}
+
+async fn getcode_answers_the_same_for_known_and_unknown_identifiers(db: Db) {
+    let mut settings = test_settings(&db);
+    settings.otp.resend_after = std::time::Duration::ZERO;
+    let app = spawn_with(settings).await;
+    app.signed_up(APP, Who::Email("known@example.com")).await;
+    let mut answers = Vec::new();
+    for who in [Who::Email("KNOWN@example.com"), Who::Email("unknown@example.com")] {
+        let res = app.getcode(APP, who).await;
+        let status = res.status();
+        answers.push((status, res.text().await.unwrap()));
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0].0, 200);
+}
+
+async fn the_otp_grant_takes_a_code_directly_and_the_urn_name(db: Db) {
+    let mut settings = test_settings(&db);
+    settings.otp.resend_after = std::time::Duration::ZERO;
+    let app = spawn_with(settings).await;
+    let who = Who::Email("direct@example.com");
+    let secret = app.verified(APP, who).await;
+    assert_eq!(
+        app.create_user(APP, &json!({"secret_identifier": secret, "auto_username": true}))
+            .await
+            .status(),
+        201
+    );
+
+    // Sign in again: exchange a fresh code itself, with the absolute-URI grant name.
+    assert_eq!(app.getcode(APP, who).await.status(), 200);
+    let code = app.outbox_code().await;
+    let form = [
+        ("grant_type", "urn:sesame:params:oauth:grant-type:otp"),
+        ("email", "direct@example.com"),
+        ("code", code.as_str()),
+    ];
+    let res = app.post_form("/oauth2/token", APP, &form).await;
+    assert_eq!(res.status(), 200);
+    let tokens: Value = res.json().await.unwrap();
+    assert_eq!(jwt_parts(tokens["id_token"].as_str().unwrap()).1["amr"], json!(["otp"]));
+    assert_error(app.post_form("/oauth2/token", APP, &form).await, 400, "invalid_grant").await;
+
+    // A code for an identifier without an account: verified, but no tokens.
+    assert_eq!(app.getcode(APP, Who::Email("nobody@example.com")).await.status(), 200);
+    let code = app.outbox_code().await;
+    let res = app
+        .post_form(
+            "/oauth2/token",
+            APP,
+            &[("grant_type", "otp"), ("email", "nobody@example.com"), ("code", &code)],
+        )
+        .await;
+    let body = assert_error(res, 400, "invalid_grant").await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("create the account first"),
+        "{body}"
+    );
+}
+
+async fn a_phone_number_alone_never_yields_tokens(db: Db) {
+    let app = spawn_app(&db).await;
+    let who = Who::Phone("+14155550177");
+    app.signed_up(APP, who).await;
+    let res = app
+        .post_form("/o/extended_token/", APP, &[("phone", "+14155550177")])
+        .await;
+    assert_error(res, 400, "invalid_request").await;
+    let res = app
+        .post_form(
+            "/oauth2/token",
+            APP,
+            &[
+                ("grant_type", "otp"),
+                ("phone", "+14155550177"),
+                ("secret_identifier", "guess"),
+            ],
+        )
+        .await;
+    assert_error(res, 400, "invalid_grant").await;
+}
+
+async fn console_delivery_lists_codes_on_the_dev_outbox(db: Db) {
+    let app = spawn_app(&db).await;
+    assert_eq!(app.getcode(APP, Who::Email("outbox@example.com")).await.status(), 200);
+    let page = app.get("/dev/outbox").await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let code = app.outbox_code().await;
+    assert!(html.contains(&code) && html.contains("outbox@example.com"));
+
+    let hook = Receiver::start().await;
+    let mut settings = test_settings(&db);
+    settings.sms.provider = sesame::config::SmsProvider::Webhook;
+    settings.sms.url = Some(hook.url.clone());
+    settings.email.provider = sesame::config::EmailProvider::Webhook;
+    settings.email.url = Some(hook.url.clone());
+    let quiet = spawn_with(settings).await;
+    assert_error(quiet.get("/dev/outbox").await, 404, "not_found").await;
+}

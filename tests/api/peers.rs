@@ -1,0 +1,202 @@
+//! Real protocol peers the tests start: an HTTP receiver for webhook and
+//! Twilio calls, and an SMTP server that holds a real SMTP conversation.
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+    pub fn form(&self) -> Vec<(String, String)> {
+        serde_urlencoded::from_bytes(&self.body).expect("a form body")
+    }
+}
+
+/// An HTTP server that records every request and answers with `status`.
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    got: Arc<Mutex<Vec<Received>>>,
+    status: Arc<AtomicU16>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let status = Arc::new(AtomicU16::new(200));
+        let (g, s) = (got.clone(), status.clone());
+        let server = HttpServer::new(move || {
+            let (g, s) = (g.clone(), s.clone());
+            App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+                let (g, s) = (g.clone(), s.clone());
+                async move {
+                    let headers = req.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
+                    g.lock().unwrap().push(Received { path: req.path().to_string(), headers, body: body.to_vec() });
+                    let code = s.load(Ordering::SeqCst);
+                    HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap())
+                        .json(serde_json::json!({"sid": "SM123", "message": if code >= 400 { "refused by the test" } else { "ok" }}))
+                }
+            }))
+        })
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        tokio::spawn(server);
+        Receiver { url, got, status }
+    }
+
+    pub fn answer_with(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// The newest request, waiting briefly for it.
+    pub async fn last(&self) -> Received {
+        for _ in 0..50 {
+            if let Some(r) = self.got.lock().unwrap().last().cloned() {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the receiver got no request");
+    }
+}
+
+/// One message the SMTP server accepted.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: String,
+}
+
+impl Mail {
+    /// The value of a header line (unfolded).
+    pub fn header(&self, name: &str) -> Option<String> {
+        let prefix = format!("{}:", name.to_ascii_lowercase());
+        self.data
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with(&prefix))
+            .map(|l| l[prefix.len()..].trim().to_string())
+    }
+
+    /// The body with quoted-printable soft breaks and `=3D` undone.
+    pub fn decoded(&self) -> String {
+        self.data.replace("=\r\n", "").replace("=3D", "=")
+    }
+}
+
+/// A minimal SMTP server (RFC 5321): EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT.
+/// With `refuse` it rejects every recipient with 550.
+#[derive(Clone)]
+pub struct SmtpServer {
+    pub url: String,
+    mails: Arc<Mutex<Vec<Mail>>>,
+}
+
+impl SmtpServer {
+    pub async fn start(refuse: bool) -> SmtpServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("smtp://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let mails: Arc<Mutex<Vec<Mail>>> = Arc::default();
+        let m = mails.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(session(socket, m.clone(), refuse));
+            }
+        });
+        SmtpServer { url, mails }
+    }
+
+    pub async fn last(&self) -> Mail {
+        for _ in 0..100 {
+            if let Some(m) = self.mails.lock().unwrap().last().cloned() {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the SMTP server got no message");
+    }
+}
+
+async fn session(socket: tokio::net::TcpStream, mails: Arc<Mutex<Vec<Mail>>>, refuse: bool) {
+    let (read, mut write) = socket.into_split();
+    let mut lines = BufReader::new(read);
+    let _ = write.write_all(b"220 sesame-test ESMTP\r\n").await;
+    let (mut from, mut to) = (String::new(), Vec::new());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        let cmd = line.trim_end().to_string();
+        let upper = cmd.to_ascii_uppercase();
+        let reply: String = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+            "250-sesame-test\r\n250 8BITMIME".into()
+        } else if upper.starts_with("MAIL FROM:") {
+            from = cmd[10..].trim().to_string();
+            "250 OK".into()
+        } else if upper.starts_with("RCPT TO:") {
+            if refuse {
+                "550 5.1.1 mailbox unavailable".into()
+            } else {
+                to.push(cmd[8..].trim().to_string());
+                "250 OK".into()
+            }
+        } else if upper == "DATA" {
+            let _ = write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await;
+            let mut data = String::new();
+            loop {
+                line.clear();
+                if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                if line == ".\r\n" {
+                    break;
+                }
+                data.push_str(line.strip_prefix('.').unwrap_or(&line));
+            }
+            mails.lock().unwrap().push(Mail {
+                from: std::mem::take(&mut from),
+                to: std::mem::take(&mut to),
+                data,
+            });
+            "250 OK queued".into()
+        } else if upper == "QUIT" {
+            let _ = write.write_all(b"221 bye\r\n").await;
+            return;
+        } else {
+            "250 OK".into()
+        };
+        if write.write_all(format!("{reply}\r\n").as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
