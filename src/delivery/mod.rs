@@ -113,7 +113,9 @@ impl Delivery {
     pub async fn send(&self, m: &Message) -> anyhow::Result<()> {
         let rendered = templates::render(m)?;
         let console = || {
-            self.outbox.as_ref().map(|o| o.push(m, &rendered));
+            if let Some(o) = &self.outbox {
+                o.push(m, &rendered);
+            }
             tracing::info!(channel = m.channel, to = %m.to, code = %m.code, "console delivery (development only): {}", rendered.text.lines().next().unwrap_or(""));
             Ok(())
         };

@@ -72,10 +72,6 @@ impl Receiver {
         self.status.store(status, Ordering::SeqCst);
     }
 
-    pub fn requests(&self) -> Vec<Received> {
-        self.got.lock().unwrap().clone()
-    }
-
     /// The newest request, waiting briefly for it.
     pub async fn last(&self) -> Received {
         for _ in 0..50 {

@@ -23,11 +23,25 @@ fn handle(req: GrantRequest) -> GrantFuture {
         let token = params.required("refresh_token")?;
         let invalid = || ApiError::InvalidGrant("the refresh token is invalid, expired or revoked".into());
         let ip = peer_ip(&req.http);
-        let family = match state
-            .store
-            .present_refresh_token(&refresh_digest(state, token), &client.id)
-            .await?
-        {
+        let digest = refresh_digest(state, token);
+        // Check the requested scope before the token is spent: a bad request must not burn it.
+        let granted = match state.store.peek_refresh_token(&digest).await? {
+            Some((f, _)) if f.client_id == client.id => Scope::parse(&f.scope).unwrap_or_default(),
+            _ => return Err(invalid()),
+        };
+        let scope = match params.get("scope") {
+            None => granted,
+            Some(text) => {
+                let asked = Scope::parse(text).map_err(|e| ApiError::InvalidScope(e.to_string()))?;
+                if !asked.is_subset(&granted) {
+                    return Err(ApiError::InvalidScope(
+                        "a refresh cannot add scopes that were not granted".into(),
+                    ));
+                }
+                asked
+            }
+        };
+        let family = match state.store.present_refresh_token(&digest, &client.id).await? {
             Presented::Consumed(f) => f,
             Presented::Reused(f) => {
                 state
@@ -47,19 +61,6 @@ fn handle(req: GrantRequest) -> GrantFuture {
                 return Err(invalid());
             }
             Presented::Unknown | Presented::Dead(_) => return Err(invalid()),
-        };
-        let granted = Scope::parse(&family.scope).unwrap_or_default();
-        let scope = match params.get("scope") {
-            None => granted,
-            Some(text) => {
-                let asked = Scope::parse(text).map_err(|e| ApiError::InvalidScope(e.to_string()))?;
-                if !asked.is_subset(&granted) {
-                    return Err(ApiError::InvalidScope(
-                        "a refresh cannot add scopes that were not granted".into(),
-                    ));
-                }
-                asked
-            }
         };
         let user = state
             .store

@@ -1,0 +1,109 @@
+//! Providers exercised against local stand-ins that speak their protocol:
+//! a webhook receiver, a Twilio-shaped API, and a real SMTP server.
+
+use sesame::config::{EmailProvider, Redacted, SmsProvider};
+
+use crate::db_test;
+use crate::helpers::{assert_error, spawn_with, test_settings, Db, Who, APP};
+use crate::peers::{Receiver, SmtpServer};
+
+db_test!(
+    a_failing_webhook_is_503_and_leaves_no_usable_code,
+    a_refusing_smtp_server_is_503,
+    twilio_gets_its_messages_api_call,
+);
+
+async fn a_failing_webhook_is_503_and_leaves_no_usable_code(db: Db) {
+    let hook = Receiver::start().await;
+    hook.answer_with(500);
+    let mut s = test_settings(&db);
+    s.sms.provider = SmsProvider::Webhook;
+    s.sms.url = Some(hook.url.clone());
+    s.otp.resend_after = std::time::Duration::ZERO;
+    let app = spawn_with(s).await;
+    let who = Who::Phone("+14155550160");
+    assert_error(app.getcode(APP, who).await, 503, "delivery_failed").await;
+    let code = hook.last().await.json()["code"].as_str().unwrap().to_string();
+    assert_error(app.verifycode(APP, who, &code).await, 400, "invalid_code").await;
+    let events: Vec<String> = app
+        .state
+        .store
+        .audit_events(20)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert!(events.contains(&"delivery_failed".to_string()));
+
+    // Once the provider recovers, codes work again.
+    hook.answer_with(200);
+    assert_eq!(app.getcode(APP, who).await.status(), 200);
+    let code = hook.last().await.json()["code"].as_str().unwrap().to_string();
+    assert_eq!(app.verifycode(APP, who, &code).await.status(), 200);
+}
+
+async fn a_refusing_smtp_server_is_503(db: Db) {
+    let smtp = SmtpServer::start(true).await;
+    let mut s = test_settings(&db);
+    s.email.provider = EmailProvider::Smtp;
+    s.email.smtp_url = Some(Redacted(smtp.url.clone()));
+    let app = spawn_with(s).await;
+    assert_error(
+        app.getcode(APP, Who::Email("bounce@example.com")).await,
+        503,
+        "delivery_failed",
+    )
+    .await;
+
+    // Nothing listening at all: also 503, within the timeout.
+    let mut s = test_settings(&db);
+    s.email.provider = EmailProvider::Smtp;
+    s.email.smtp_url = Some(Redacted("smtp://127.0.0.1:9".into()));
+    let app = spawn_with(s).await;
+    assert_error(
+        app.getcode(APP, Who::Email("nowhere@example.com")).await,
+        503,
+        "delivery_failed",
+    )
+    .await;
+}
+
+async fn twilio_gets_its_messages_api_call(db: Db) {
+    let twilio = Receiver::start().await;
+    twilio.answer_with(201);
+    let mut s = test_settings(&db);
+    s.sms.provider = SmsProvider::Twilio;
+    s.sms.twilio_base_url = twilio.url.clone();
+    s.sms.account_sid = Some("AC0123456789".into());
+    s.sms.auth_token = Some(Redacted("twilio-token".into()));
+    s.sms.from = Some("+15005550006".into());
+    let app = spawn_with(s).await;
+    assert_eq!(app.getcode(APP, Who::Phone("+14155550170")).await.status(), 200);
+    let call = twilio.last().await;
+    assert_eq!(call.path, "/2010-04-01/Accounts/AC0123456789/Messages.json");
+    assert_eq!(
+        call.header("authorization"),
+        Some(crate::helpers::basic("AC0123456789", "twilio-token").as_str())
+    );
+    let form = call.form();
+    let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap();
+    assert_eq!(get("To"), "+14155550170");
+    assert_eq!(get("From"), "+15005550006");
+    let body = get("Body");
+    let code: String = body.chars().take_while(char::is_ascii_digit).collect();
+    assert_eq!(code.len(), 6, "{body}");
+    assert_eq!(
+        app.verifycode(APP, Who::Phone("+14155550170"), &code).await.status(),
+        200
+    );
+
+    // Twilio refusing (e.g. 400 invalid number) is a delivery failure.
+    twilio.answer_with(400);
+    assert_error(
+        app.getcode(APP, Who::Phone("+14155550171")).await,
+        503,
+        "delivery_failed",
+    )
+    .await;
+}

@@ -1,0 +1,157 @@
+//! Two `sesame serve` processes on one PostgreSQL database behave as one
+//! service: a code sent through one verifies through the other, the send
+//! limit counts requests to both, and tokens from one are valid on the other.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{basic, Db, APP};
+use crate::peers::Receiver;
+
+struct Node {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_node(db: &Db, sms_url: &str) -> Node {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_sesame"))
+        .arg("serve")
+        .current_dir(db.dir())
+        .env("SESAME_DATABASE__URL", &db.url)
+        .env("SESAME_SERVER__BIND", format!("127.0.0.1:{port}"))
+        .env("SESAME_SERVER__WORKERS", "1")
+        .env("SESAME_ISSUER", "http://sesame.test")
+        .env("SESAME_CLIENTS_FILE", db.dir().join("clients.toml"))
+        .env("SESAME_SMS__PROVIDER", "webhook")
+        .env("SESAME_SMS__URL", sms_url)
+        .env("SESAME_OTP__RESEND_AFTER", "0")
+        .env("SESAME_LOG__LEVEL", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("sesame serve starts");
+    Node {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+async fn wait_ready(http: &reqwest::Client, node: &Node) {
+    for _ in 0..200 {
+        if let Ok(r) = http.get(format!("{}/health/ready", node.url)).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("node {} did not become ready", node.url);
+}
+
+async fn post(http: &reqwest::Client, node: &Node, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    http.post(format!("{}{path}", node.url))
+        .header("Authorization", basic(APP.0, APP.1))
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_postgres_database_behave_as_one_service() {
+    let Some(db) = Db::postgres().await else { return };
+    std::fs::write(db.dir().join("clients.toml"), crate::helpers::clients_toml()).unwrap();
+    let sms = Receiver::start().await;
+    let sms_url = format!("{}/sms", sms.url);
+    // Started together: migrations, the first signing key and the digest key are created once.
+    let (a, b) = (start_node(&db, &sms_url), start_node(&db, &sms_url));
+    let http = reqwest::Client::new();
+    wait_ready(&http, &a).await;
+    wait_ready(&http, &b).await;
+    let jwks_a: Value = http
+        .get(format!("{}/oauth2/jwks", a.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jwks_b: Value = http
+        .get(format!("{}/oauth2/jwks", b.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks_a, jwks_b, "one shared signing key");
+    assert_eq!(jwks_a["keys"].as_array().unwrap().len(), 1);
+
+    let phone = [("phone", "+14155550190")];
+    assert_eq!(post(&http, &a, "/otp/getcode/", &phone).await.status(), 200);
+    let code = sms.last().await.json()["code"].as_str().unwrap().to_string();
+    let res = post(&http, &b, "/otp/verifycode/", &[phone[0], ("code", &code)]).await;
+    assert_eq!(res.status(), 200, "a code sent through A verifies through B");
+    let secret = res.json::<Value>().await.unwrap()["secret_identifier"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let res = http
+        .put(format!("{}/api/v1/user/", a.url))
+        .header("Authorization", basic(APP.0, APP.1))
+        .json(&json!({"secret_identifier": secret, "auto_username": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let res = post(
+        &http,
+        &b,
+        "/o/extended_token/",
+        &[phone[0], ("secret_identifier", &secret)],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let tokens: Value = res.json().await.unwrap();
+    let intro: Value = post(
+        &http,
+        &a,
+        "/oauth2/introspect",
+        &[("token", tokens["access_token"].as_str().unwrap())],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(intro["active"], true, "a token from B is valid on A");
+
+    // The send limit (3 per window) counts requests to both nodes: the first send was the 1st.
+    assert_eq!(post(&http, &b, "/otp/getcode/", &phone).await.status(), 200);
+    assert_eq!(post(&http, &a, "/otp/getcode/", &phone).await.status(), 200);
+    let res = post(&http, &b, "/otp/getcode/", &phone).await;
+    assert_eq!(res.status(), 429);
+    assert_eq!(
+        post(&http, &a, "/otp/getcode/", &phone).await.status(),
+        429,
+        "the lockout holds on every node"
+    );
+}

@@ -1,0 +1,174 @@
+//! Every limit of SPEC §3 crossed: expiry, attempts, sends and lockout with
+//! Retry-After, resend gap, client and IP budgets, single use under races.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sesame::config::Settings;
+
+use crate::db_test;
+use crate::helpers::{assert_error, spawn_with, test_settings, Db, TestApp, Who, APP, APP2};
+
+db_test!(
+    an_expired_code_is_invalid,
+    five_wrong_tries_kill_the_code_and_lock_the_identifier,
+    the_fourth_send_in_a_window_locks_the_identifier_with_retry_after,
+    a_second_send_within_the_resend_gap_is_429,
+    the_client_budget_is_enforced,
+    the_ip_budget_is_enforced,
+    twenty_concurrent_verifications_of_one_code_succeed_exactly_once,
+    a_used_code_and_a_code_for_another_client_are_refused,
+    only_the_latest_code_is_live,
+);
+
+async fn app_with(db: &Db, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut s = test_settings(db);
+    s.otp.resend_after = Duration::ZERO;
+    tweak(&mut s);
+    spawn_with(s).await
+}
+
+fn retry_after(res: &reqwest::Response) -> u64 {
+    res.headers()["retry-after"].to_str().unwrap().parse().unwrap()
+}
+
+async fn an_expired_code_is_invalid(db: Db) {
+    let app = app_with(&db, |s| s.otp.ttl = Duration::from_secs(1)).await;
+    let who = Who::Email("late@example.com");
+    assert_eq!(app.getcode(APP, who).await.status(), 200);
+    let code = app.outbox_code().await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_error(app.verifycode(APP, who, &code).await, 400, "invalid_code").await;
+}
+
+async fn five_wrong_tries_kill_the_code_and_lock_the_identifier(db: Db) {
+    let app = app_with(&db, |_| {}).await;
+    let who = Who::Phone("+14155550111");
+    assert_eq!(app.getcode(APP, who).await.status(), 200);
+    let code = app.outbox_code().await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for _ in 0..5 {
+        assert_error(app.verifycode(APP, who, wrong).await, 400, "invalid_code").await;
+    }
+    // The right code no longer works: dead, and the identifier is locked.
+    let res = app.verifycode(APP, who, &code).await;
+    assert_eq!(res.status(), 429);
+    let secs = retry_after(&res);
+    assert!(secs > 3500 && secs <= 3600, "{secs}");
+    assert_error(res, 429, "too_many_requests").await;
+    let res = app.getcode(APP, who).await;
+    assert_error(res, 429, "too_many_requests").await;
+    let events: Vec<String> = app
+        .state
+        .store
+        .audit_events(50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert!(events.contains(&"locked_out".to_string()), "{events:?}");
+    assert_eq!(events.iter().filter(|e| *e == "code_failed").count(), 5);
+}
+
+async fn the_fourth_send_in_a_window_locks_the_identifier_with_retry_after(db: Db) {
+    let app = app_with(&db, |_| {}).await;
+    let who = Who::Email("chatty@example.com");
+    for _ in 0..3 {
+        assert_eq!(app.getcode(APP, who).await.status(), 200);
+    }
+    let res = app.getcode(APP, who).await;
+    assert_eq!(res.status(), 429);
+    assert_eq!(retry_after(&res), 3600, "locked for otp.lockout");
+    // Locked: verification answers 429 too, and other identifiers are unaffected.
+    let code = app.outbox_code().await;
+    assert_eq!(app.verifycode(APP, who, &code).await.status(), 429);
+    assert_eq!(app.getcode(APP, Who::Email("quiet@example.com")).await.status(), 200);
+}
+
+async fn a_second_send_within_the_resend_gap_is_429(db: Db) {
+    let app = app_with(&db, |s| s.otp.resend_after = Duration::from_secs(30)).await;
+    let who = Who::Phone("+14155550112");
+    assert_eq!(app.getcode(APP, who).await.status(), 200);
+    let res = app.getcode(APP, Who::Phone("(415) 555-0112")).await;
+    assert_eq!(
+        res.status(),
+        429,
+        "the same number in another format is the same identifier"
+    );
+    let secs = retry_after(&res);
+    assert!((1..=30).contains(&secs), "{secs}");
+    let body = assert_error(res, 429, "too_many_requests").await;
+    assert!(body["error_description"].as_str().unwrap().contains("wait"));
+}
+
+async fn the_client_budget_is_enforced(db: Db) {
+    let app = app_with(&db, |s| s.otp.client_max_sends = 2).await;
+    assert_eq!(app.getcode(APP, Who::Email("c1@example.com")).await.status(), 200);
+    assert_eq!(app.getcode(APP, Who::Email("c2@example.com")).await.status(), 200);
+    let res = app.getcode(APP, Who::Email("c3@example.com")).await;
+    assert!(retry_after(&res) > 0);
+    assert_error(res, 429, "too_many_requests").await;
+    assert_eq!(
+        app.getcode(APP2, Who::Email("c3@example.com")).await.status(),
+        200,
+        "another client has its own budget"
+    );
+}
+
+async fn the_ip_budget_is_enforced(db: Db) {
+    let app = app_with(&db, |s| s.otp.ip_max_sends = 3).await;
+    for i in 0..3 {
+        let client = if i % 2 == 0 { APP } else { APP2 };
+        assert_eq!(
+            app.getcode(client, Who::Email(&format!("ip{i}@example.com")))
+                .await
+                .status(),
+            200
+        );
+    }
+    let res = app.getcode(APP2, Who::Email("ip9@example.com")).await;
+    assert_error(res, 429, "too_many_requests").await;
+}
+
+async fn twenty_concurrent_verifications_of_one_code_succeed_exactly_once(db: Db) {
+    let app = app_with(&db, |s| s.otp.max_attempts = 50).await;
+    let who = Who::Email("race@example.com");
+    assert_eq!(app.getcode(APP, who).await.status(), 200);
+    let code = app.outbox_code().await;
+    let attempts = (0..20).map(|_| app.verifycode(APP, who, &code));
+    let results = futures_util::future::join_all(attempts).await;
+    let statuses: Vec<u16> = results.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 400), "{statuses:?}");
+}
+
+async fn a_used_code_and_a_code_for_another_client_are_refused(db: Db) {
+    let app = app_with(&db, |_| {}).await;
+    let who = Who::Email("bound@example.com");
+    assert_eq!(app.getcode(APP, who).await.status(), 200);
+    let code = app.outbox_code().await;
+    assert_error(app.verifycode(APP2, who, &code).await, 400, "invalid_code").await;
+    assert_eq!(app.verifycode(APP, who, &code).await.status(), 200);
+    assert_error(app.verifycode(APP, who, &code).await, 400, "invalid_code").await;
+    for junk in ["", "12345", "1234567", "abcdef"] {
+        let res = app.verifycode(APP, who, junk).await;
+        assert!(res.status() == 400, "{junk}");
+    }
+}
+
+async fn only_the_latest_code_is_live(db: Db) {
+    let app = app_with(&db, |_| {}).await;
+    let who = Who::Email("twice@example.com");
+    assert_eq!(app.getcode(APP, who).await.status(), 200);
+    let first = app.outbox_code().await;
+    assert_eq!(app.getcode(APP, who).await.status(), 200);
+    let second = app.outbox_code().await;
+    if first != second {
+        assert_error(app.verifycode(APP, who, &first).await, 400, "invalid_code").await;
+    }
+    let res = app.verifycode(APP, who, &second).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["account_exists"], false);
+}

@@ -1,0 +1,196 @@
+//! Refresh tokens: rotation on every use, reuse revokes the family (and the
+//! access tokens issued from it), binding to the client, revocation, userinfo.
+
+use serde_json::Value;
+
+use crate::db_test;
+use crate::helpers::{assert_error, spawn_app, Db, TestApp, Who, APP, APP2};
+
+db_test!(
+    refresh_rotates_and_a_reused_token_revokes_the_family,
+    a_refresh_token_is_bound_to_its_client_and_scope,
+    revoking_a_refresh_token_revokes_its_family,
+    userinfo_needs_a_live_openid_token,
+);
+
+async fn refresh(app: &TestApp, client: (&str, &str), token: &str) -> reqwest::Response {
+    app.post_form(
+        "/oauth2/token",
+        client,
+        &[("grant_type", "refresh_token"), ("refresh_token", token)],
+    )
+    .await
+}
+
+fn field(v: &Value, name: &str) -> String {
+    v[name].as_str().unwrap().to_string()
+}
+
+async fn refresh_rotates_and_a_reused_token_revokes_the_family(db: Db) {
+    let app = spawn_app(&db).await;
+    let first = app.signed_up(APP, Who::Email("rot@example.com")).await;
+    let r1 = field(&first, "refresh_token");
+    let res = refresh(&app, APP, &r1).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let second: Value = res.json().await.unwrap();
+    let r2 = field(&second, "refresh_token");
+    assert_ne!(r1, r2, "rotated on every use");
+    assert!(second["id_token"].as_str().is_some());
+    let access2 = field(&second, "access_token");
+    assert_eq!(app.introspect(&access2).await["active"], true);
+    assert_eq!(app.introspect(&r2).await["active"], true);
+    assert_eq!(
+        app.introspect(&r1).await["active"],
+        false,
+        "a rotated refresh token is no longer active"
+    );
+
+    // Replaying the rotated token: refused, and the whole family dies.
+    assert_error(refresh(&app, APP, &r1).await, 400, "invalid_grant").await;
+    assert_error(refresh(&app, APP, &r2).await, 400, "invalid_grant").await;
+    assert_eq!(
+        app.introspect(&access2).await["active"],
+        false,
+        "access tokens from the family are revoked"
+    );
+    assert_eq!(app.introspect(&field(&first, "access_token")).await["active"], false);
+    let events: Vec<String> = app
+        .state
+        .store
+        .audit_events(50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert!(events.contains(&"refresh_reuse".to_string()));
+
+    // Another sign-in of the same user is a separate family and unaffected.
+    let other = app.signed_up(APP2, Who::Email("rot2@example.com")).await;
+    assert_eq!(refresh(&app, APP2, &field(&other, "refresh_token")).await.status(), 200);
+}
+
+async fn a_refresh_token_is_bound_to_its_client_and_scope(db: Db) {
+    let app = spawn_app(&db).await;
+    let tokens = app.signed_up(APP, Who::Email("bind@example.com")).await;
+    let r = field(&tokens, "refresh_token");
+    assert_error(refresh(&app, APP2, &r).await, 400, "invalid_grant").await;
+    let res = app
+        .post_form(
+            "/oauth2/token",
+            APP,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &r),
+                ("scope", "openid admin"),
+            ],
+        )
+        .await;
+    assert_error(res, 400, "invalid_scope").await;
+    let res = app
+        .post_form(
+            "/oauth2/token",
+            APP,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &r),
+                ("scope", "openid email"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        200,
+        "the client's failed attempts did not spend the token"
+    );
+    let narrowed: Value = res.json().await.unwrap();
+    assert_eq!(narrowed["scope"], "email openid");
+    assert_error(refresh(&app, APP, "not-a-token").await, 400, "invalid_grant").await;
+    assert_error(
+        app.post_form("/oauth2/token", APP, &[("grant_type", "refresh_token")])
+            .await,
+        400,
+        "invalid_request",
+    )
+    .await;
+}
+
+async fn revoking_a_refresh_token_revokes_its_family(db: Db) {
+    let app = spawn_app(&db).await;
+    let tokens = app.signed_up(APP, Who::Phone("+14155550180")).await;
+    let (r, a) = (field(&tokens, "refresh_token"), field(&tokens, "access_token"));
+    assert_eq!(
+        app.post_form("/oauth2/revoke", APP2, &[("token", &r)]).await.status(),
+        200
+    );
+    assert_eq!(
+        app.introspect(&r).await["active"],
+        true,
+        "another client cannot revoke it"
+    );
+    assert_eq!(
+        app.post_form(
+            "/oauth2/revoke",
+            APP,
+            &[("token", &r), ("token_type_hint", "refresh_token")]
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(app.introspect(&r).await["active"], false);
+    assert_eq!(app.introspect(&a).await["active"], false);
+    assert_error(refresh(&app, APP, &r).await, 400, "invalid_grant").await;
+}
+
+async fn userinfo_needs_a_live_openid_token(db: Db) {
+    let app = spawn_app(&db).await;
+    let none = app.get("/oauth2/userinfo").await;
+    assert_eq!(
+        none.headers()["www-authenticate"],
+        r#"Bearer realm="sesame", error="invalid_token""#
+    );
+    assert_error(none, 401, "invalid_token").await;
+    let bad = app
+        .http
+        .get(app.url("/oauth2/userinfo"))
+        .bearer_auth("junk")
+        .send()
+        .await
+        .unwrap();
+    assert_error(bad, 401, "invalid_token").await;
+    let service = app.service_token().await;
+    let res = app
+        .http
+        .get(app.url("/oauth2/userinfo"))
+        .bearer_auth(&service)
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 403, "insufficient_scope").await;
+    let tokens = app.signed_up(APP, Who::Email("info@example.com")).await;
+    let at = field(&tokens, "access_token");
+    let res = app
+        .http
+        .post(app.url("/oauth2/userinfo"))
+        .bearer_auth(&at)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let info: Value = res.json().await.unwrap();
+    assert_eq!(info["email"], "info@example.com");
+    assert_eq!(
+        app.post_form("/oauth2/revoke", APP, &[("token", &at)]).await.status(),
+        200
+    );
+    let res = app
+        .http
+        .get(app.url("/oauth2/userinfo"))
+        .bearer_auth(&at)
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 401, "invalid_token").await;
+}
