@@ -12,36 +12,11 @@ DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 PORT=${PORT:-18080}
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sesame-target}"
-
+source bench/lib.sh
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
-cargo build --release --quiet
-BIN="$CARGO_TARGET_DIR/release/sesame"
+cargo build --release --quiet --bin sesame
+start_sesame
 
-WORK=$(mktemp -d)
-DB=${BENCH_DB:-sqlite://$WORK/bench.db}
-if [[ "$DB" == postgres* ]]; then
-  SCHEMA="bench_$$"
-  psql "$DB" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE; CREATE SCHEMA $SCHEMA" >/dev/null
-  DB="$DB?options=-c%20search_path%3D$SCHEMA"
-fi
-BASE="http://127.0.0.1:$PORT"
-
-SESAME_DATABASE__URL="$DB" SESAME_SERVER__BIND="127.0.0.1:$PORT" SESAME_ISSUER="$BASE" \
-  SESAME_LOG__LEVEL=warn SESAME_CLIENTS_FILE="$PWD/clients.toml" "$BIN" serve &
-PID=$!
-cleanup() {
-  kill "$PID" 2>/dev/null || true
-  wait "$PID" 2>/dev/null || true
-  [[ -n "${SCHEMA:-}" ]] && psql "${BENCH_DB}" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-for _ in $(seq 1 100); do curl -sf "$BASE/health/ready" >/dev/null && break; sleep 0.1; done
-
-rss() { awk '/^VmRSS/ {printf "%.1f MB", $2/1024}' "/proc/$PID/status"; }
-peak() { awk '/^VmHWM/ {printf "%.1f MB", $2/1024}' "/proc/$PID/status"; }
 rate() { awk '/Requests\/sec/ {printf "%d", $2}'; }
 errors() { awk '/Non-2xx|Socket errors/ {print "    " $0}'; }
 
@@ -66,4 +41,4 @@ OUT=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s bench/post.lua "$BASE/o
 echo "introspections/s:     $(echo "$OUT" | rate)"; echo "$OUT" | errors
 
 echo "RSS after load:       $(rss)"
-echo "peak RSS:             $(peak)"
+echo "peak RSS:             $(peak_rss)"

@@ -50,6 +50,10 @@ pub struct ServerSettings {
     pub workers: Option<usize>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// How long a node caches a client it looked up; a client changed by
+    /// another process (CLI, another node) is seen within this.
+    #[serde(deserialize_with = "duration::de")]
+    pub client_cache: Duration,
 }
 
 impl Default for ServerSettings {
@@ -58,6 +62,7 @@ impl Default for ServerSettings {
             bind: "127.0.0.1:8080".into(),
             workers: None,
             max_body_bytes: 64 * 1024,
+            client_cache: Duration::from_secs(5),
         }
     }
 }

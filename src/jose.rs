@@ -3,7 +3,7 @@
 //! `Keyring` in memory and reloads it periodically to pick up rotations.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
@@ -13,6 +13,7 @@ use josekit::jwk::Jwk;
 use josekit::jws::{EdDSA, JwsHeader, JwsSigner, JwsVerifier, ES256, RS256};
 use josekit::jwt::JwtPayload;
 use serde_json::{Map, Value};
+use sha2::Digest;
 
 use crate::config::SigningAlg;
 use crate::crypto;
@@ -20,14 +21,27 @@ use crate::store::keys::StoredKey;
 use crate::store::Store;
 
 /// What one node holds in memory: the current signer, verifiers for every
-/// published key, and the JWKS document ready to serve.
+/// published key, the JWKS document ready to serve, and the tokens it has
+/// already verified (resource servers introspect one token on every call).
 pub struct Keyring {
     pub current_kid: String,
     pub alg: String,
     signer: Box<dyn JwsSigner>,
     verifiers: HashMap<String, Box<dyn JwsVerifier>>,
     pub jwks_json: actix_web::web::Bytes,
+    kids: Vec<String>,
+    verified: Mutex<HashMap<[u8; 32], Arc<VerifiedJws>>>,
 }
+
+/// A token whose signature checked out against one of the published keys.
+#[derive(Debug)]
+pub struct VerifiedJws {
+    pub claims: Map<String, Value>,
+    pub typ: Option<String>,
+}
+
+/// Verified tokens kept per keyring; past this the cache starts over (bounded memory).
+const VERIFIED_CACHE: usize = 10_000;
 
 impl Keyring {
     fn build(keys: &[StoredKey]) -> anyhow::Result<Keyring> {
@@ -66,6 +80,8 @@ impl Keyring {
             signer: signer.context("current key has no signer")?,
             verifiers,
             jwks_json: jwks.into(),
+            kids: keys.iter().map(|k| k.kid.clone()).collect(),
+            verified: Mutex::new(HashMap::new()),
         })
     }
 
@@ -80,15 +96,29 @@ impl Keyring {
 
     /// Verifies the signature with the key named by `kid`; `None` for anything
     /// that is not a well-formed token signed by one of our published keys.
-    pub fn verify(&self, token: &str) -> Option<(Map<String, Value>, JwsHeader)> {
+    /// A token verified before (same bytes, same key set) is not verified again.
+    pub fn verify(&self, token: &str) -> Option<Arc<VerifiedJws>> {
         if token.len() > 8192 {
             return None;
+        }
+        let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        if let Some(hit) = self.verified.lock().expect("verified cache").get(&key) {
+            return Some(hit.clone());
         }
         let (payload, header) = josekit::jwt::decode_with_verifier_selector(token, |h| {
             Ok(h.key_id().and_then(|kid| self.verifiers.get(kid)).map(|v| &**v))
         })
         .ok()?;
-        Some((payload.claims_set().clone(), header))
+        let verified = Arc::new(VerifiedJws {
+            claims: payload.claims_set().clone(),
+            typ: header.token_type().map(str::to_string),
+        });
+        let mut cache = self.verified.lock().expect("verified cache");
+        if cache.len() >= VERIFIED_CACHE {
+            cache.clear();
+        }
+        cache.insert(key, verified.clone());
+        Some(verified)
     }
 }
 
@@ -141,9 +171,17 @@ impl Keys {
         self.ring.read().expect("keyring lock").clone()
     }
 
-    /// Re-reads the published keys (another node or `sesame keys rotate` may have rotated).
+    /// Re-reads the published keys (another node or `sesame keys rotate` may
+    /// have rotated); the keyring, and its verified-token cache, is replaced
+    /// only when the set of keys changed.
     pub async fn reload(&self) -> anyhow::Result<()> {
         let keys = self.store.published_keys().await?;
+        let kids: Vec<String> = keys.iter().map(|k| k.kid.clone()).collect();
+        let current = keys.iter().find(|k| k.is_current).map(|k| k.kid.as_str());
+        let ring = self.ring();
+        if ring.kids == kids && current == Some(ring.current_kid.as_str()) {
+            return Ok(());
+        }
         let ring = Keyring::build(&keys)?;
         *self.ring.write().expect("keyring lock") = Arc::new(ring);
         Ok(())
@@ -174,10 +212,16 @@ mod tests {
             let mut claims = Map::new();
             claims.insert("sub".into(), "abc".into());
             let token = ring.sign("at+jwt", claims).unwrap();
-            let (claims, header) = ring.verify(&token).expect("verifies");
-            assert_eq!(claims["sub"], "abc");
-            assert_eq!(header.key_id(), Some(ring.current_kid.as_str()));
-            assert_eq!(header.algorithm(), Some(alg.as_str()));
+            let verified = ring.verify(&token).expect("verifies");
+            assert_eq!(verified.claims["sub"], "abc");
+            assert_eq!(verified.typ.as_deref(), Some("at+jwt"));
+            let (header, _) = token.split_once('.').unwrap();
+            let header: Value = serde_json::from_slice(
+                &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(header["kid"], ring.current_kid.as_str());
+            assert_eq!(header["alg"], alg.as_str());
         }
     }
 
@@ -192,6 +236,7 @@ mod tests {
         let swap = if &mine[at..at + 1] == "A" { "B" } else { "A" };
         let tampered = format!("{}{}{}", &mine[..at], swap, &mine[at + 1..]);
         assert!(ring.verify(&mine).is_some());
+        assert!(ring.verify(&mine).is_some(), "a second verification (cached) agrees");
         assert!(ring.verify(&tampered).is_none());
         assert!(ring.verify("not.a.jwt").is_none());
     }

@@ -50,7 +50,9 @@ impl Application {
     }
 
     pub async fn build_with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Application> {
-        let store = open_store(&settings).await?;
+        let store = open_store(&settings)
+            .await?
+            .with_client_cache(settings.server.client_cache);
         let n = clients::file::apply(&store, &settings.clients_file, settings.issuer()).await?;
         tracing::info!(clients = n, file = %settings.clients_file.display(), "applied the clients file");
         let keys = Keys::load(store.clone(), settings.tokens.signing_alg, key_retention(&settings)).await?;

@@ -76,11 +76,13 @@ impl Verified {
 
 /// Signature, `typ`, `iss` and `exp` only: a token that may since have been revoked.
 pub fn verify_signed(state: &AppState, token: &str) -> Option<Verified> {
-    let (claims, header) = state.keys.ring().verify(token)?;
-    if header.token_type() != Some(TYP) || claims.get("iss").and_then(Value::as_str) != Some(state.issuer()) {
+    let jws = state.keys.ring().verify(token)?;
+    if jws.typ.as_deref() != Some(TYP) || jws.claims.get("iss").and_then(Value::as_str) != Some(state.issuer()) {
         return None;
     }
-    let v = Verified { claims };
+    let v = Verified {
+        claims: jws.claims.clone(),
+    };
     if v.int("exp") <= now() || v.jti().is_empty() {
         return None;
     }

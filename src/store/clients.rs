@@ -1,5 +1,9 @@
 //! Registered clients.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -27,11 +31,60 @@ fn from_row(row: &AnyRow) -> anyhow::Result<Client> {
     })
 }
 
+/// Clients looked up recently, so client authentication does not read the
+/// database on every request. Changes made through this store are seen at
+/// once; changes made by another process (the CLI, another node) within the TTL.
+#[derive(Default)]
+pub struct ClientCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, (Instant, Option<Client>)>>,
+}
+
+/// Entries kept at most; unknown ids are cached too, so this bounds memory.
+const CACHE_LIMIT: usize = 10_000;
+
+impl ClientCache {
+    pub fn new(ttl: Duration) -> ClientCache {
+        ClientCache {
+            ttl,
+            entries: Mutex::default(),
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<Option<Client>> {
+        let entries = self.entries.lock().expect("client cache");
+        entries
+            .get(id)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, c)| c.clone())
+    }
+
+    fn put(&self, id: &str, client: Option<Client>) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.lock().expect("client cache");
+        if entries.len() >= CACHE_LIMIT {
+            entries.clear();
+        }
+        entries.insert(id.to_string(), (Instant::now(), client));
+    }
+
+    fn forget(&self, id: &str) {
+        self.entries.lock().expect("client cache").remove(id);
+    }
+}
+
 impl Store {
     pub async fn client(&self, id: &str) -> anyhow::Result<Option<Client>> {
+        if let Some(hit) = self.client_cache.get(id) {
+            return Ok(hit);
+        }
         let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM clients WHERE id = $1"));
         let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
-        row.as_ref().map(from_row).transpose()
+        let client = row.as_ref().map(from_row).transpose()?;
+        self.client_cache.put(id, client.clone());
+        Ok(client)
     }
 
     pub async fn clients(&self) -> anyhow::Result<Vec<Client>> {
@@ -46,6 +99,7 @@ impl Store {
             "INSERT INTO clients ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) ON CONFLICT (id) DO NOTHING"
         ));
         let r = bind_client(sqlx::query(sql), c).bind(now()).execute(&self.pool).await?;
+        self.client_cache.forget(&c.id);
         Ok(r.rows_affected() == 1)
     }
 
@@ -59,6 +113,7 @@ impl Store {
                skip_consent = excluded.skip_consent, source = excluded.source, updated_at = excluded.updated_at"
         ));
         bind_client(sqlx::query(sql), c).bind(now()).execute(&self.pool).await?;
+        self.client_cache.forget(&c.id);
         Ok(())
     }
 
@@ -79,6 +134,7 @@ impl Store {
         .bind(now())
         .execute(&self.pool)
         .await?;
+        self.client_cache.forget(&c.id);
         Ok(r.rows_affected() == 1)
     }
 
@@ -89,6 +145,7 @@ impl Store {
             .bind(now())
             .execute(&self.pool)
             .await?;
+        self.client_cache.forget(id);
         Ok(r.rows_affected() == 1)
     }
 
@@ -97,6 +154,7 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        self.client_cache.forget(id);
         Ok(r.rows_affected() == 1)
     }
 }

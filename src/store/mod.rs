@@ -27,10 +27,19 @@ pub enum Backend {
     Postgres,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Store {
     pub(crate) pool: AnyPool,
     pub backend: Backend,
+    client_cache: std::sync::Arc<clients::ClientCache>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Store {
@@ -72,7 +81,17 @@ impl Store {
             .connect_with(options)
             .await
             .with_context(|| format!("cannot connect to the database ({})", redact_url(&url)))?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            client_cache: Default::default(),
+        })
+    }
+
+    /// Caches client lookups for `ttl` (zero: no cache).
+    pub fn with_client_cache(mut self, ttl: Duration) -> Store {
+        self.client_cache = std::sync::Arc::new(clients::ClientCache::new(ttl));
+        self
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {

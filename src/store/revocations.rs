@@ -1,8 +1,6 @@
 //! Revoked access tokens (by `jti`) and refresh-token families, each kept only
 //! until the tokens it covers would have expired anyway.
 
-use sqlx::Row;
-
 use super::{now, Store};
 
 impl Store {
@@ -17,12 +15,22 @@ impl Store {
 
     /// True when the token id or the family it belongs to is revoked.
     pub async fn is_revoked(&self, jti: &str, family: Option<&str>) -> anyhow::Result<bool> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM revocations WHERE id = $1 OR id = $2")
-            .bind(jti)
-            .bind(family.unwrap_or(jti))
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get::<i64, _>("n")? > 0)
+        let found = match family {
+            Some(family) => {
+                sqlx::query("SELECT id FROM revocations WHERE id IN ($1, $2) LIMIT 1")
+                    .bind(jti)
+                    .bind(family)
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT id FROM revocations WHERE id = $1")
+                    .bind(jti)
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+        };
+        Ok(found.is_some())
     }
 
     pub async fn purge_expired_revocations(&self) -> anyhow::Result<u64> {

@@ -5,7 +5,7 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 
 use crate::db_test;
-use crate::helpers::{assert_error, spawn_app, Db};
+use crate::helpers::{assert_error, spawn_app, spawn_with, test_settings, Db};
 
 fn sesame(db: &Db, args: &[&str]) -> Output {
     sesame_env(db, args, &[])
@@ -31,8 +31,13 @@ fn stdout_json(out: &Output) -> Value {
 
 db_test!(cli_manages_clients_end_to_end, cli_rotates_and_lists_keys);
 
+/// How long a running node may keep a client the CLI has just changed (`server.client_cache`).
+const CACHE: std::time::Duration = std::time::Duration::from_millis(1000);
+
 async fn cli_manages_clients_end_to_end(db: Db) {
-    let app = spawn_app(&db).await;
+    let mut settings = test_settings(&db);
+    settings.server.client_cache = CACHE;
+    let app = spawn_with(settings).await;
     let added = stdout_json(&sesame(
         &db,
         &[
@@ -91,6 +96,7 @@ async fn cli_manages_clients_end_to_end(db: Db) {
 
     let rotated = stdout_json(&sesame(&db, &["client", "rotate-secret", &id, "--json"]));
     let new_secret = rotated["client_secret"].as_str().unwrap();
+    tokio::time::sleep(CACHE).await;
     assert_error(
         app.client_credentials((&id, &secret), None).await,
         401,
@@ -100,6 +106,7 @@ async fn cli_manages_clients_end_to_end(db: Db) {
     assert_eq!(app.client_credentials((&id, new_secret), None).await.status(), 200);
 
     assert!(sesame(&db, &["client", "remove", &id]).status.success());
+    tokio::time::sleep(CACHE).await;
     assert_error(
         app.client_credentials((&id, new_secret), None).await,
         401,

@@ -308,6 +308,28 @@ impl TestApp {
             .await
     }
 
+    /// GET /oauth2/userinfo with a Bearer token.
+    pub async fn userinfo(&self, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url("/oauth2/userinfo"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The names of the newest audit events.
+    pub async fn audit_event_names(&self) -> Vec<String> {
+        self.state
+            .store
+            .audit_events(100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.0)
+            .collect()
+    }
+
     /// The newest code console delivery put in the outbox.
     pub async fn outbox_code(&self) -> String {
         let entries: Value = self.get("/dev/outbox?format=json").await.json().await.unwrap();

@@ -55,15 +55,7 @@ async fn refresh_rotates_and_a_reused_token_revokes_the_family(db: Db) {
         "access tokens from the family are revoked"
     );
     assert_eq!(app.introspect(&field(&first, "access_token")).await["active"], false);
-    let events: Vec<String> = app
-        .state
-        .store
-        .audit_events(50)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.0)
-        .collect();
+    let events: Vec<String> = app.audit_event_names().await;
     assert!(events.contains(&"refresh_reuse".to_string()));
 
     // Another sign-in of the same user is a separate family and unaffected.
@@ -152,22 +144,10 @@ async fn userinfo_needs_a_live_openid_token(db: Db) {
         r#"Bearer realm="sesame", error="invalid_token""#
     );
     assert_error(none, 401, "invalid_token").await;
-    let bad = app
-        .http
-        .get(app.url("/oauth2/userinfo"))
-        .bearer_auth("junk")
-        .send()
-        .await
-        .unwrap();
+    let bad = app.userinfo("junk").await;
     assert_error(bad, 401, "invalid_token").await;
     let service = app.service_token().await;
-    let res = app
-        .http
-        .get(app.url("/oauth2/userinfo"))
-        .bearer_auth(&service)
-        .send()
-        .await
-        .unwrap();
+    let res = app.userinfo(&service).await;
     assert_error(res, 403, "insufficient_scope").await;
     let tokens = app.signed_up(APP, Who::Email("info@example.com")).await;
     let at = field(&tokens, "access_token");
@@ -185,12 +165,6 @@ async fn userinfo_needs_a_live_openid_token(db: Db) {
         app.post_form("/oauth2/revoke", APP, &[("token", &at)]).await.status(),
         200
     );
-    let res = app
-        .http
-        .get(app.url("/oauth2/userinfo"))
-        .bearer_auth(&at)
-        .send()
-        .await
-        .unwrap();
+    let res = app.userinfo(&at).await;
     assert_error(res, 401, "invalid_token").await;
 }

@@ -1,0 +1,154 @@
+//! Load generator for the OTP flow: getcode → verifycode → PUT user → token,
+//! each flow for a fresh email, with webhook delivery to a receiver this
+//! program runs (so it can read the codes). Reports complete flows per second.
+//!
+//!     cargo run --release --example flow -- BASE_URL RECEIVER_PORT CONCURRENCY SECONDS
+//!
+//! `bench/flow.sh` starts Sesame configured for it and runs this.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use serde_json::{json, Value};
+
+type Codes = Arc<Mutex<HashMap<String, String>>>;
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let base = args.get(1).cloned().unwrap_or_else(|| "http://127.0.0.1:18080".into());
+    let port: u16 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(18099);
+    let concurrency: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(32);
+    let seconds: u64 = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(10);
+
+    let codes: Codes = Arc::default();
+    let c = codes.clone();
+    let server = HttpServer::new(move || {
+        let c = c.clone();
+        App::new().route(
+            "/hook",
+            web::post().to(move |body: web::Json<Value>| {
+                let c = c.clone();
+                async move {
+                    let to = body["to"].as_str().unwrap_or("").to_string();
+                    let code = body["code"].as_str().unwrap_or("").to_string();
+                    c.lock().unwrap().insert(to, code);
+                    HttpResponse::Ok().finish()
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .bind(("127.0.0.1", port))
+    .expect("receiver port")
+    .run();
+    tokio::spawn(server);
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .unwrap();
+    let run = std::process::id();
+    let next = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (http, base, codes) = (http.clone(), base.clone(), codes.clone());
+        let (next, done, failed, latencies) = (next.clone(), done.clone(), failed.clone(), latencies.clone());
+        workers.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let email = format!("bench{run}-{i}@example.com");
+                let t = Instant::now();
+                match flow(&http, &base, &codes, &email).await {
+                    Ok(()) => {
+                        done.fetch_add(1, Ordering::Relaxed);
+                        latencies.lock().unwrap().push(t.elapsed());
+                    }
+                    Err(e) => {
+                        if failed.fetch_add(1, Ordering::Relaxed) < 3 {
+                            eprintln!("flow failed: {e}");
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort();
+    let pct = |p: f64| {
+        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0)
+    };
+    let n = done.load(Ordering::Relaxed);
+    println!(
+        "complete flows:       {n} in {elapsed:.1} s, {} failed",
+        failed.load(Ordering::Relaxed)
+    );
+    println!("flows/s:              {:.0}", n as f64 / elapsed);
+    println!("requests/s:           {:.0} (4 per flow)", 4.0 * n as f64 / elapsed);
+    println!("flow latency ms:      p50 {:.1}  p99 {:.1}", pct(0.5), pct(0.99));
+}
+
+async fn flow(http: &reqwest::Client, base: &str, codes: &Codes, email: &str) -> Result<(), String> {
+    let auth = ("demo", Some("demo-secret"));
+    let ok = |r: reqwest::Response, want: u16| async move {
+        if r.status().as_u16() == want {
+            r.json::<Value>().await.map_err(|e| e.to_string())
+        } else {
+            Err(format!("{} {}", r.status(), r.text().await.unwrap_or_default()))
+        }
+    };
+    let r = http
+        .post(format!("{base}/otp/getcode/"))
+        .basic_auth(auth.0, auth.1)
+        .form(&[("email", email)])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    ok(r, 200).await?;
+    let code = codes.lock().unwrap().remove(email).ok_or("no code delivered")?;
+    let r = http
+        .post(format!("{base}/otp/verifycode/"))
+        .basic_auth(auth.0, auth.1)
+        .form(&[("email", email), ("code", &code)])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let secret = ok(r, 200).await?["secret_identifier"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let r = http
+        .put(format!("{base}/api/v1/user/"))
+        .basic_auth(auth.0, auth.1)
+        .json(&json!({"secret_identifier": secret, "auto_username": true, "first_name": "Bench"}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    ok(r, 201).await?;
+    let r = http
+        .post(format!("{base}/o/extended_token/"))
+        .basic_auth(auth.0, auth.1)
+        .form(&[("email", email), ("secret_identifier", &secret)])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let tokens = ok(r, 200).await?;
+    if tokens["access_token"].as_str().is_none() {
+        return Err("no access token".into());
+    }
+    Ok(())
+}
