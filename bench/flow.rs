@@ -1,8 +1,12 @@
-//! Load generator for the OTP flow: getcode → verifycode → PUT user → token,
-//! each flow for a fresh email, with webhook delivery to a receiver this
-//! program runs (so it can read the codes). Reports complete flows per second.
+//! Load generator for the OTP flow, each flow for a fresh email, with webhook
+//! delivery to a receiver this program runs (so it can read the codes).
+//! Reports complete flows per second.
 //!
-//!     cargo run --release --example flow -- BASE_URL RECEIVER_PORT CONCURRENCY SECONDS
+//!     cargo run --release --example flow -- BASE_URL RECEIVER_PORT CONCURRENCY SECONDS [signin|signup]
+//!
+//! `signin` (default): getcode → verifycode → token, the account created at
+//! the token step (`otp.auto_create_accounts`). `signup`: getcode →
+//! verifycode → PUT /api/v1/user/ → token.
 //!
 //! `bench/flow.sh` starts Sesame configured for it and runs this.
 
@@ -23,6 +27,8 @@ async fn main() {
     let port: u16 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(18099);
     let concurrency: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(32);
     let seconds: u64 = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(10);
+    let signup = args.get(5).is_some_and(|m| m == "signup");
+    let calls = if signup { 4 } else { 3 };
 
     let codes: Codes = Arc::default();
     let c = codes.clone();
@@ -67,7 +73,7 @@ async fn main() {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let email = format!("bench{run}-{i}@example.com");
                 let t = Instant::now();
-                match flow(&http, &base, &codes, &email).await {
+                match flow(&http, &base, &codes, &email, signup).await {
                     Ok(()) => {
                         done.fetch_add(1, Ordering::Relaxed);
                         latencies.lock().unwrap().push(t.elapsed());
@@ -98,11 +104,14 @@ async fn main() {
         failed.load(Ordering::Relaxed)
     );
     println!("flows/s:              {:.0}", n as f64 / elapsed);
-    println!("requests/s:           {:.0} (4 per flow)", 4.0 * n as f64 / elapsed);
+    println!(
+        "requests/s:           {:.0} ({calls} per flow)",
+        calls as f64 * n as f64 / elapsed
+    );
     println!("flow latency ms:      p50 {:.1}  p99 {:.1}", pct(0.5), pct(0.99));
 }
 
-async fn flow(http: &reqwest::Client, base: &str, codes: &Codes, email: &str) -> Result<(), String> {
+async fn flow(http: &reqwest::Client, base: &str, codes: &Codes, email: &str, signup: bool) -> Result<(), String> {
     let auth = ("demo", Some("demo-secret"));
     let ok = |r: reqwest::Response, want: u16| async move {
         if r.status().as_u16() == want {
@@ -131,14 +140,17 @@ async fn flow(http: &reqwest::Client, base: &str, codes: &Codes, email: &str) ->
         .as_str()
         .unwrap_or("")
         .to_string();
-    let r = http
-        .put(format!("{base}/api/v1/user/"))
-        .basic_auth(auth.0, auth.1)
-        .json(&json!({"secret_identifier": secret, "auto_username": true, "first_name": "Bench"}))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    ok(r, 201).await?;
+    if signup {
+        let body = json!({"secret_identifier": secret, "auto_username": true, "first_name": "Bench"});
+        let r = http
+            .put(format!("{base}/api/v1/user/"))
+            .basic_auth(auth.0, auth.1)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        ok(r, 201).await?;
+    }
     let r = http
         .post(format!("{base}/o/extended_token/"))
         .basic_auth(auth.0, auth.1)

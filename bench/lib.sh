@@ -9,7 +9,7 @@ start_sesame() {
   local db=${BENCH_DB:-sqlite://$WORK/bench.db}
   if [[ "$db" == postgres* ]]; then
     SCHEMA="bench_$$"
-    psql "$db" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE; CREATE SCHEMA $SCHEMA" >/dev/null
+    PGOPTIONS='-c client_min_messages=warning' psql "$db" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE; CREATE SCHEMA $SCHEMA" >/dev/null
     db="$db?options=-c%20search_path%3D$SCHEMA"
   fi
   BASE="http://127.0.0.1:$PORT"
@@ -26,7 +26,7 @@ start_sesame() {
 stop_sesame() {
   kill "$PID" 2>/dev/null || true
   wait "$PID" 2>/dev/null || true
-  if [[ -n "${SCHEMA:-}" ]]; then psql "$BENCH_DB" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null || true; fi
+  if [[ -n "${SCHEMA:-}" ]]; then PGOPTIONS='-c client_min_messages=warning' psql "$BENCH_DB" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null || true; fi
   rm -rf "$WORK"
 }
 

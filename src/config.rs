@@ -54,6 +54,10 @@ pub struct ServerSettings {
     /// another process (CLI, another node) is seen within this.
     #[serde(deserialize_with = "duration::de")]
     pub client_cache: Duration,
+    /// How often a node re-reads the revocation list; a token revoked on
+    /// another node is inactive here within this. `0s`: read it per request.
+    #[serde(deserialize_with = "duration::de")]
+    pub revocation_sync: Duration,
 }
 
 impl Default for ServerSettings {
@@ -63,6 +67,7 @@ impl Default for ServerSettings {
             workers: None,
             max_body_bytes: 64 * 1024,
             client_cache: Duration::from_secs(5),
+            revocation_sync: Duration::from_secs(1),
         }
     }
 }

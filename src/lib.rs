@@ -1,6 +1,7 @@
 //! Sesame: a passwordless OAuth 2.0 / OpenID Connect identity provider.
 
 pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod clients;
 pub mod config;

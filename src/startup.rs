@@ -13,6 +13,7 @@ use crate::config::Settings;
 use crate::crypto::{self, Digester};
 use crate::error::ApiError;
 use crate::jose::Keys;
+use crate::oauth::revocations::Revocations;
 use crate::state::AppState;
 use crate::store::Store;
 use crate::{api, clients, health, oauth, oidc, web as pages};
@@ -62,12 +63,16 @@ impl Application {
         let digester = Digester::new(decode_key(&digest_key)?);
         let discovery = serde_json::to_vec(&oidc::discovery::document(&settings))?.into();
         let delivery = crate::delivery::Delivery::from_settings(&settings)?;
+        let revocations = Revocations::load(&store, settings.server.revocation_sync).await?;
+        let audit = crate::audit::AuditLog::start(store.clone());
         let state = Arc::new(AppState {
             settings,
             store,
             keys,
             digester,
             delivery,
+            revocations,
+            audit,
             discovery,
         });
         spawn_maintenance(state.clone());
@@ -98,9 +103,12 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGINT/SIGTERM, then drains in-flight requests (graceful shutdown).
+    /// Serves until SIGINT/SIGTERM, then drains in-flight requests and the
+    /// audit queue (graceful shutdown).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        self.state.audit.flush().await;
+        result
     }
 }
 
@@ -116,6 +124,20 @@ fn decode_key(hex: &str) -> anyhow::Result<[u8; 32]> {
 }
 
 fn spawn_maintenance(state: Arc<AppState>) {
+    let sync = state.revocations.sync_interval();
+    if !sync.is_zero() {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(sync);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = state.revocations.reload(&state.store).await {
+                    tracing::warn!(error = format!("{e:#}"), "could not reload the revocation list");
+                }
+            }
+        });
+    }
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(KEY_RELOAD);
         tick.tick().await;

@@ -2,10 +2,12 @@
 
 use actix_web::web::Bytes;
 
+use crate::audit::AuditLog;
 use crate::config::Settings;
 use crate::crypto::Digester;
 use crate::delivery::Delivery;
 use crate::jose::Keys;
+use crate::oauth::revocations::Revocations;
 use crate::store::Store;
 
 pub struct AppState {
@@ -14,6 +16,8 @@ pub struct AppState {
     pub keys: Keys,
     pub digester: Digester,
     pub delivery: Delivery,
+    pub revocations: Revocations,
+    pub audit: AuditLog,
     /// The discovery document, serialized once at start.
     pub discovery: Bytes,
 }

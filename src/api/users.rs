@@ -118,7 +118,7 @@ pub async fn create_user(
         ip: ip.as_deref(),
         ..Default::default()
     };
-    state.store.audit(&e).await?;
+    state.audit.record(e);
     Ok(HttpResponse::Created().json(user_json(&user)))
 }
 

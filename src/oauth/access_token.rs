@@ -94,7 +94,11 @@ pub async fn verify_active(state: &AppState, token: &str) -> Result<Option<Verif
     let Some(v) = verify_signed(state, token) else {
         return Ok(None);
     };
-    if state.store.is_revoked(v.jti(), v.str("sid")).await? {
+    if state
+        .revocations
+        .is_revoked(&state.store, v.jti(), v.str("sid"))
+        .await?
+    {
         return Ok(None);
     }
     if state.store.client(v.client_id()).await?.is_none() {

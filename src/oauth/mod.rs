@@ -5,5 +5,6 @@ pub mod client_auth;
 pub mod grants;
 pub mod introspect;
 pub mod issue;
+pub mod revocations;
 pub mod revoke;
 pub mod token;

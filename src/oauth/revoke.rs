@@ -15,15 +15,15 @@ pub async fn revoke(state: web::Data<AppState>, http: HttpRequest, params: Param
     let token = params.required("token")?;
     if let Some(v) = access_token::verify_signed(&state, token) {
         if v.client_id() == client.id {
-            state.store.revoke(v.jti(), v.int("exp")).await?;
+            state.revocations.revoke(&state.store, v.jti(), v.int("exp")).await?;
             tracing::info!(target: "audit", event = "token_revoked", client_id = %client.id, jti = %v.jti());
         }
     } else if let Some((family, _)) = state.store.peek_refresh_token(&refresh_digest(&state, token)).await? {
         // RFC 7009 §2.1: revoking a refresh token revokes what it was issued with.
         if family.client_id == client.id {
             state
-                .store
-                .revoke_family(&family.id, state.settings.tokens.access_ttl.as_secs() as i64)
+                .revocations
+                .revoke_family(&state.store, &family.id, state.settings.tokens.access_ttl)
                 .await?;
             tracing::info!(target: "audit", event = "refresh_revoked", client_id = %client.id);
         }

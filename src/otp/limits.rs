@@ -53,7 +53,7 @@ pub async fn check_send(state: &AppState, origin: &Origin<'_>, key: &str) -> Res
     if n > otp.max_sends as i64 {
         let lockout = otp.lockout.as_secs() as i64;
         store.lock_identifier(key, now() + lockout).await?;
-        audit(state, origin, "locked_out", key, Some("too many codes requested")).await;
+        audit(state, origin, "locked_out", key, Some("too many codes requested"));
         return Err(locked(lockout));
     }
     Ok(())

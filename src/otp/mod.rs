@@ -73,10 +73,10 @@ pub async fn send_code(
     if let Err(e) = state.delivery.send(&message).await {
         state.store.kill_code(&id).await?;
         tracing::warn!(error = format!("{e:#}"), channel = ident.channel(), client_id = %origin.client.id, "delivery failed");
-        audit(state, origin, "delivery_failed", &key, Some(ident.channel())).await;
+        audit(state, origin, "delivery_failed", &key, Some(ident.channel()));
         return Err(ApiError::DeliveryFailed);
     }
-    audit(state, origin, "code_sent", &key, Some(ident.channel())).await;
+    audit(state, origin, "code_sent", &key, Some(ident.channel()));
     Ok(Sent {
         channel: ident.channel(),
         expires_in: otp.ttl.as_secs(),
@@ -108,7 +108,7 @@ pub async fn verify_code(
         .reserve_attempt(&key, &origin.client.id, otp.max_attempts as i64)
         .await?
     else {
-        audit(state, origin, "code_failed", &key, Some("no live code")).await;
+        audit(state, origin, "code_failed", &key, Some("no live code"));
         return Err(wrong());
     };
     if crypto::ct_eq(
@@ -116,19 +116,19 @@ pub async fn verify_code(
         attempt.code_digest.as_bytes(),
     ) {
         if state.store.consume_code(&attempt.id).await? {
-            audit(state, origin, "code_verified", &key, Some(&attempt.channel)).await;
+            audit(state, origin, "code_verified", &key, Some(&attempt.channel));
             return Ok(());
         }
         return Err(wrong());
     }
-    audit(state, origin, "code_failed", &key, Some("wrong code")).await;
+    audit(state, origin, "code_failed", &key, Some("wrong code"));
     if attempt.attempts >= otp.max_attempts as i64 {
         state.store.kill_code(&attempt.id).await?;
         state
             .store
             .lock_identifier(&key, crate::store::now() + otp.lockout.as_secs() as i64)
             .await?;
-        audit(state, origin, "locked_out", &key, Some("too many wrong codes")).await;
+        audit(state, origin, "locked_out", &key, Some("too many wrong codes"));
     }
     Err(wrong())
 }
@@ -160,7 +160,7 @@ pub fn secret_identifier_digest(state: &AppState, secret: &str) -> String {
 }
 
 /// Records a security event; a failure to record is logged, not fatal.
-pub async fn audit(state: &AppState, origin: &Origin<'_>, event: &str, ident_key: &str, detail: Option<&str>) {
+pub fn audit(state: &AppState, origin: &Origin<'_>, event: &str, ident_key: &str, detail: Option<&str>) {
     let e = Event {
         event,
         client_id: Some(&origin.client.id),
@@ -169,8 +169,5 @@ pub async fn audit(state: &AppState, origin: &Origin<'_>, event: &str, ident_key
         detail,
         ..Default::default()
     };
-    if let Err(err) = state.store.audit(&e).await {
-        tracing::warn!(error = format!("{err:#}"), event, "could not record an audit event");
-    }
-    tracing::info!(target: "audit", event, client_id = %origin.client.id, ident = &ident_key[..12], ip = origin.ip.unwrap_or("-"));
+    state.audit.record(e);
 }

@@ -1,6 +1,6 @@
 //! The audit trail of security events. Never holds a code, secret or token.
 
-use super::{now, Store};
+use super::Store;
 
 #[derive(Debug, Default)]
 pub struct Event<'a> {
@@ -13,20 +13,43 @@ pub struct Event<'a> {
 }
 
 impl Store {
-    pub async fn audit(&self, e: &Event<'_>) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO audit_events (id, at, event, client_id, user_id, ident_key, ip, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(crate::crypto::random_token::<12>())
-        .bind(now())
-        .bind(e.event)
-        .bind(e.client_id)
-        .bind(e.user_id)
-        .bind(e.ident_key)
-        .bind(e.ip)
-        .bind(e.detail)
-        .execute(&self.pool)
-        .await?;
+    /// Writes a batch of events in one statement.
+    pub async fn audit_batch(&self, records: &[crate::audit::Record]) -> anyhow::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut sql =
+            String::from("INSERT INTO audit_events (id, at, event, client_id, user_id, ident_key, ip, detail) VALUES ");
+        for i in 0..records.len() {
+            let n = i * 8;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5,
+                n + 6,
+                n + 7,
+                n + 8
+            ));
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for r in records {
+            q = q
+                .bind(crate::crypto::random_token::<12>())
+                .bind(r.at)
+                .bind(r.event.clone())
+                .bind(r.client_id.clone())
+                .bind(r.user_id.clone())
+                .bind(r.ident_key.clone())
+                .bind(r.ip.clone())
+                .bind(r.detail.clone());
+        }
+        q.execute(&self.pool).await?;
         Ok(())
     }
 

@@ -33,6 +33,18 @@ impl Store {
         Ok(found.is_some())
     }
 
+    /// Every revocation that still matters, as `(id, expires_at)`.
+    pub async fn live_revocations(&self) -> anyhow::Result<Vec<(String, i64)>> {
+        use sqlx::Row;
+        let rows = sqlx::query("SELECT id, expires_at FROM revocations WHERE expires_at >= $1")
+            .bind(now())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("expires_at")?)))
+            .collect()
+    }
+
     pub async fn purge_expired_revocations(&self) -> anyhow::Result<u64> {
         let r = sqlx::query("DELETE FROM revocations WHERE expires_at < $1")
             .bind(now())

@@ -124,13 +124,16 @@ impl Store {
 
     /// Revokes a family: its refresh tokens stop working, and the access tokens
     /// issued from it (they carry its id as `sid`) stop introspecting as active.
-    pub async fn revoke_family(&self, family_id: &str, access_ttl: i64) -> anyhow::Result<()> {
+    /// Returns until when the family's id stays on the revocation list.
+    pub async fn revoke_family(&self, family_id: &str, access_ttl: i64) -> anyhow::Result<i64> {
         let now = now();
         sqlx::query("UPDATE token_families SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
             .bind(family_id)
             .bind(now)
             .execute(&self.pool)
             .await?;
-        self.revoke(family_id, now + access_ttl + 60).await
+        let until = now + access_ttl + 60;
+        self.revoke(family_id, until).await?;
+        Ok(until)
     }
 }

@@ -320,6 +320,7 @@ impl TestApp {
 
     /// The names of the newest audit events.
     pub async fn audit_event_names(&self) -> Vec<String> {
+        self.state.audit.flush().await;
         self.state
             .store
             .audit_events(100)

@@ -1,7 +1,9 @@
 use serde_json::Value;
 
 use crate::db_test;
-use crate::helpers::{assert_error, basic, spawn_app, Db, ODD, SPA, SVC};
+use std::time::Duration;
+
+use crate::helpers::{assert_error, basic, jwt_parts, spawn_app, spawn_with, test_settings, Db, ODD, SPA, SVC};
 
 db_test!(
     introspection_describes_an_active_token,
@@ -10,6 +12,8 @@ db_test!(
     revoking_a_token_makes_it_inactive,
     revoking_unknown_or_foreign_tokens_answers_200_and_changes_nothing,
     deleting_the_client_deactivates_its_tokens,
+    a_revocation_made_elsewhere_arrives_within_the_sync_interval,
+    strict_revocation_mode_reads_the_database_on_every_check,
 );
 
 async fn introspection_describes_an_active_token(db: Db) {
@@ -130,4 +134,43 @@ async fn deleting_the_client_deactivates_its_tokens(db: Db) {
     assert_eq!(app.introspect(&token).await["active"], true);
     app.state.store.delete_client(ODD.0).await.unwrap();
     assert_eq!(app.introspect(&token).await["active"], false);
+}
+
+/// Revokes `token` the way another node would: in the database only.
+async fn revoke_elsewhere(app: &crate::helpers::TestApp, token: &str) {
+    let claims = jwt_parts(token).1;
+    app.state
+        .store
+        .revoke(claims["jti"].as_str().unwrap(), claims["exp"].as_i64().unwrap())
+        .await
+        .unwrap();
+}
+
+async fn a_revocation_made_elsewhere_arrives_within_the_sync_interval(db: Db) {
+    let mut settings = test_settings(&db);
+    settings.server.revocation_sync = Duration::from_millis(300);
+    let app = spawn_with(settings).await;
+    let token = app.service_token().await;
+    assert_eq!(app.introspect(&token).await["active"], true);
+    revoke_elsewhere(&app, &token).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(app.introspect(&token).await["active"], false);
+}
+
+async fn strict_revocation_mode_reads_the_database_on_every_check(db: Db) {
+    let mut settings = test_settings(&db);
+    settings.server.revocation_sync = Duration::ZERO;
+    let app = spawn_with(settings).await;
+    let token = app.service_token().await;
+    assert_eq!(app.introspect(&token).await["active"], true);
+    revoke_elsewhere(&app, &token).await;
+    assert_eq!(app.introspect(&token).await["active"], false, "no delay at all");
+    let other = app.service_token().await;
+    assert_eq!(
+        app.post_form("/oauth2/revoke", SVC, &[("token", &other)])
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(app.introspect(&other).await["active"], false);
 }

@@ -144,6 +144,20 @@ async fn two_nodes_on_one_postgres_database_behave_as_one_service() {
     .unwrap();
     assert_eq!(intro["active"], true, "a token from B is valid on A");
 
+    // Revoked through B: inactive on A within server.revocation_sync (1 s).
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(
+        post(&http, &b, "/oauth2/revoke", &[("token", access)]).await.status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let intro: Value = post(&http, &a, "/oauth2/introspect", &[("token", access)])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(intro["active"], false, "a revocation on B reaches A");
+
     // The send limit (3 per window) counts requests to both nodes: the first send was the 1st.
     assert_eq!(post(&http, &b, "/otp/getcode/", &phone).await.status(), 200);
     assert_eq!(post(&http, &a, "/otp/getcode/", &phone).await.status(), 200);

@@ -45,8 +45,8 @@ fn handle(req: GrantRequest) -> GrantFuture {
             Presented::Consumed(f) => f,
             Presented::Reused(f) => {
                 state
-                    .store
-                    .revoke_family(&f.id, state.settings.tokens.access_ttl.as_secs() as i64)
+                    .revocations
+                    .revoke_family(&state.store, &f.id, state.settings.tokens.access_ttl)
                     .await?;
                 let e = Event {
                     event: "refresh_reuse",
@@ -56,8 +56,8 @@ fn handle(req: GrantRequest) -> GrantFuture {
                     detail: Some("a rotated refresh token was presented again; its family is revoked"),
                     ..Default::default()
                 };
-                state.store.audit(&e).await?;
-                tracing::warn!(target: "audit", event = "refresh_reuse", client_id = %client.id, "refresh token reuse: family revoked");
+                state.audit.record(e);
+                tracing::warn!(client_id = %client.id, "refresh token reuse: family revoked");
                 return Err(invalid());
             }
             Presented::Unknown | Presented::Dead(_) => return Err(invalid()),
