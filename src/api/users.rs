@@ -239,13 +239,7 @@ pub async fn create(state: &AppState, p: &Profile) -> Result<User, ApiError> {
             })
             .await?;
         match outcome {
-            InsertUser::Created => {
-                return state
-                    .store
-                    .user(&id)
-                    .await?
-                    .ok_or_else(|| anyhow::anyhow!("created user vanished").into())
-            }
+            InsertUser::Created(user) => return Ok(*user),
             InsertUser::Conflict("username") if p.username.is_none() => continue,
             InsertUser::Conflict(what) => {
                 let what = if what == "phone" { "phone number" } else { what };

@@ -95,20 +95,26 @@ pub async fn verify_code(
 ) -> Result<(), ApiError> {
     let otp = &state.settings.otp;
     let key = ident_key(state, ident);
-    if let Some(secs) = state.store.identifier_locked_for(&key).await? {
-        return Err(limits::locked(secs));
-    }
     let wrong = || ApiError::InvalidCode("the code is wrong, expired or already used".into());
     let code = code.trim();
-    if code.len() != otp.length || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(wrong());
-    }
-    let Some(attempt) = state
-        .store
-        .reserve_attempt(&key, &origin.client.id, otp.max_attempts as i64)
-        .await?
-    else {
-        audit(state, origin, "code_failed", &key, Some("no live code"));
+    let well_formed = code.len() == otp.length && code.bytes().all(|b| b.is_ascii_digit());
+    // No attempt is reserved while the identifier is locked; only then is the lock read.
+    let attempt = match well_formed {
+        true => {
+            state
+                .store
+                .reserve_attempt(&key, &origin.client.id, otp.max_attempts as i64)
+                .await?
+        }
+        false => None,
+    };
+    let Some(attempt) = attempt else {
+        if let Some(secs) = state.store.identifier_locked_for(&key).await? {
+            return Err(limits::locked(secs));
+        }
+        if well_formed {
+            audit(state, origin, "code_failed", &key, Some("no live code"));
+        }
         return Err(wrong());
     };
     if crypto::ct_eq(

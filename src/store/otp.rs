@@ -33,16 +33,17 @@ pub struct VerifiedIdentifier {
 }
 
 impl Store {
-    /// Stores a new code; earlier live codes for the same identifier and client die.
+    /// Stores a new code; earlier live codes for the same identifier and client
+    /// die first. (No transaction: between the two statements there is simply
+    /// no live code, and the resend gap keeps sends for one identifier apart.)
     pub async fn insert_code(&self, c: &NewCode<'_>) -> anyhow::Result<()> {
         let now = now();
-        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE otp_codes SET dead = 1 WHERE ident_key = $1 AND client_id = $2 AND used_at IS NULL AND dead = 0",
         )
         .bind(c.ident_key)
         .bind(c.client_id)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
         sqlx::query(
             "INSERT INTO otp_codes (id, ident_key, client_id, channel, code_digest, magic_digest, created_at, expires_at)
@@ -56,9 +57,8 @@ impl Store {
         .bind(c.magic_digest)
         .bind(now)
         .bind(now + c.ttl)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -72,7 +72,8 @@ impl Store {
     }
 
     /// Reserves one attempt on the live code for this identifier and client,
-    /// atomically: at most `max_attempts` tries ever get a digest to compare.
+    /// atomically: at most `max_attempts` tries ever get a digest to compare,
+    /// and none while the identifier is locked.
     pub async fn reserve_attempt(
         &self,
         ident_key: &str,
@@ -85,6 +86,7 @@ impl Store {
              WHERE id = (SELECT id FROM otp_codes WHERE ident_key = $1 AND client_id = $2 AND used_at IS NULL AND dead = 0
                          AND expires_at > $3 ORDER BY created_at DESC LIMIT 1)
                AND attempts < $4 AND used_at IS NULL AND dead = 0
+               AND NOT EXISTS (SELECT 1 FROM otp_locks WHERE ident_key = $1 AND locked_until > $3)
              RETURNING id, code_digest, channel, attempts",
         )
         .bind(ident_key)

@@ -29,9 +29,10 @@ pub enum Presented {
 }
 
 impl Store {
+    /// The family, then its first token (no transaction: a family whose token
+    /// insert failed has no token and so can never be used).
     pub async fn insert_family(&self, f: &Family, first_token_digest: &str) -> anyhow::Result<()> {
         let now = now();
-        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO token_families (id, client_id, user_id, scope, amr, auth_time, created_at, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -44,15 +45,14 @@ impl Store {
         .bind(f.auth_time)
         .bind(now)
         .bind(f.expires_at)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
         sqlx::query("INSERT INTO refresh_tokens (digest, family_id, created_at) VALUES ($1, $2, $3)")
             .bind(first_token_digest)
             .bind(&f.id)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await?;
-        tx.commit().await?;
         Ok(())
     }
 

@@ -40,9 +40,9 @@ pub struct NewUser<'a> {
     pub metadata: &'a serde_json::Value,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum InsertUser {
-    Created,
+    Created(Box<User>),
     /// Which identifier is taken: `phone`, `email` or `username`.
     Conflict(&'static str),
 }
@@ -93,7 +93,9 @@ impl Store {
         let result = sqlx::query(
             "INSERT INTO users (id, username, username_key, email, email_key, email_verified, phone, phone_verified,
                first_name, last_name, password_hash, metadata, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
+             RETURNING id, username, email, email_verified, phone, phone_verified, first_name, last_name,
+               password_hash, metadata, is_admin, disabled, created_at, updated_at",
         )
         .bind(u.id)
         .bind(u.username)
@@ -108,10 +110,10 @@ impl Store {
         .bind(u.password_hash)
         .bind(u.metadata.to_string())
         .bind(now)
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await;
         match result {
-            Ok(_) => Ok(InsertUser::Created),
+            Ok(row) => Ok(InsertUser::Created(Box::new(from_row(&row)?))),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 let msg = e.message().to_ascii_lowercase();
                 let constraint = e.constraint().unwrap_or("").to_ascii_lowercase();
