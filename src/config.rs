@@ -187,6 +187,9 @@ pub struct SmsSettings {
     pub messaging_service_sid: Option<String>,
     /// Twilio API base URL (tests point it at a local stand-in).
     pub twilio_base_url: String,
+    /// How long one provider call may take before it counts as failed.
+    #[serde(deserialize_with = "duration::de")]
+    pub timeout: Duration,
 }
 
 impl Default for SmsSettings {
@@ -200,6 +203,7 @@ impl Default for SmsSettings {
             from: None,
             messaging_service_sid: None,
             twilio_base_url: "https://api.twilio.com".into(),
+            timeout: Duration::from_secs(10),
         }
     }
 }
@@ -221,6 +225,9 @@ pub struct EmailSettings {
     pub from: String,
     pub url: Option<String>,
     pub secret: Option<Redacted>,
+    /// How long one provider call may take before it counts as failed.
+    #[serde(deserialize_with = "duration::de")]
+    pub timeout: Duration,
 }
 
 impl Default for EmailSettings {
@@ -231,6 +238,7 @@ impl Default for EmailSettings {
             from: "Sesame <no-reply@example.com>".into(),
             url: None,
             secret: None,
+            timeout: Duration::from_secs(10),
         }
     }
 }

@@ -2,8 +2,6 @@
 //! webhook). Every provider call is bounded by a timeout; a failure is an
 //! error the caller turns into `503 delivery_failed`.
 
-use std::time::Duration;
-
 use anyhow::{bail, Context};
 
 use crate::config::{EmailProvider, Settings, SmsProvider};
@@ -16,9 +14,6 @@ mod webhook;
 
 pub use console::{Outbox, OutboxEntry};
 pub use webhook::sign as webhook_signature;
-
-/// How long one provider call may take.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One code to deliver. `Debug` hides the code and link.
 pub struct Message {
@@ -63,7 +58,8 @@ pub struct Delivery {
 
 impl Delivery {
     pub fn from_settings(s: &Settings) -> anyhow::Result<Delivery> {
-        let http = reqwest::Client::builder().timeout(TIMEOUT).build()?;
+        let client = |timeout| reqwest::Client::builder().timeout(timeout).build();
+        let (sms_http, email_http) = (client(s.sms.timeout)?, client(s.email.timeout)?);
         let secret = |o: &Option<crate::config::Redacted>| o.as_ref().map(|r| r.0.clone());
         let sms = match s.sms.provider {
             SmsProvider::Console => Sms::Console,
@@ -74,11 +70,11 @@ impl Delivery {
                     .clone()
                     .context("configuration key `sms.url` is required for the webhook provider")?;
                 Sms::Webhook(
-                    webhook::Webhook::new(http.clone(), url, secret(&s.sms.secret))
+                    webhook::Webhook::new(sms_http.clone(), url, secret(&s.sms.secret))
                         .context("configuration key `sms.secret`")?,
                 )
             }
-            SmsProvider::Twilio => Sms::Twilio(twilio::Twilio::from_settings(http.clone(), &s.sms)?),
+            SmsProvider::Twilio => Sms::Twilio(twilio::Twilio::from_settings(sms_http, &s.sms)?),
         };
         let email = match s.email.provider {
             EmailProvider::Console => Email::Console,
@@ -88,7 +84,7 @@ impl Delivery {
                     .smtp_url
                     .as_ref()
                     .context("configuration key `email.smtp_url` is required for the smtp provider")?;
-                Email::Smtp(smtp::Smtp::new(&url.0, &s.email.from)?)
+                Email::Smtp(smtp::Smtp::new(&url.0, &s.email.from, s.email.timeout)?)
             }
             EmailProvider::Webhook => {
                 let url = s
@@ -97,7 +93,7 @@ impl Delivery {
                     .clone()
                     .context("configuration key `email.url` is required for the webhook provider")?;
                 Email::Webhook(
-                    webhook::Webhook::new(http, url, secret(&s.email.secret))
+                    webhook::Webhook::new(email_http, url, secret(&s.email.secret))
                         .context("configuration key `email.secret`")?,
                 )
             }

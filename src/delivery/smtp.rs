@@ -6,23 +6,28 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::templates::Rendered;
-use super::{Message, TIMEOUT};
+use super::Message;
 
 pub struct Smtp {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
+    timeout: std::time::Duration,
 }
 
 impl Smtp {
-    pub fn new(url: &str, from: &str) -> anyhow::Result<Smtp> {
+    pub fn new(url: &str, from: &str, timeout: std::time::Duration) -> anyhow::Result<Smtp> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .context("configuration key `email.smtp_url` is not a valid SMTP URL")?
-            .timeout(Some(TIMEOUT))
+            .timeout(Some(timeout))
             .build();
         let from = from
             .parse()
             .context("configuration key `email.from` is not a valid mailbox")?;
-        Ok(Smtp { transport, from })
+        Ok(Smtp {
+            transport,
+            from,
+            timeout,
+        })
     }
 
     pub async fn send(&self, m: &Message, r: &Rendered) -> anyhow::Result<()> {
@@ -34,7 +39,7 @@ impl Smtp {
                 r.text.clone(),
                 r.html.clone().unwrap_or_default(),
             ))?;
-        tokio::time::timeout(TIMEOUT, self.transport.send(email))
+        tokio::time::timeout(self.timeout, self.transport.send(email))
             .await
             .context("SMTP timed out")?
             .context("SMTP delivery failed")?;

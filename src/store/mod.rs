@@ -63,7 +63,7 @@ impl Store {
         let options = AnyConnectOptions::from_str(&url).context("configuration key `database.url`: invalid URL")?;
         let max = max_connections.unwrap_or(match backend {
             Backend::Sqlite => 8,
-            Backend::Postgres => 16,
+            Backend::Postgres => 8,
         });
         let mut pool = AnyPoolOptions::new()
             .max_connections(max)

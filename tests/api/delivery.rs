@@ -11,6 +11,7 @@ db_test!(
     a_failing_webhook_is_503_and_leaves_no_usable_code,
     a_refusing_smtp_server_is_503,
     twilio_gets_its_messages_api_call,
+    a_provider_that_hangs_is_503_within_the_timeout,
 );
 
 async fn a_failing_webhook_is_503_and_leaves_no_usable_code(db: Db) {
@@ -96,6 +97,31 @@ async fn twilio_gets_its_messages_api_call(db: Db) {
         app.getcode(APP, Who::Phone("+14155550171")).await,
         503,
         "delivery_failed",
+    )
+    .await;
+}
+
+async fn a_provider_that_hangs_is_503_within_the_timeout(db: Db) {
+    let hook = Receiver::start().await;
+    hook.delay(std::time::Duration::from_secs(5));
+    let mut s = test_settings(&db);
+    s.sms.provider = SmsProvider::Webhook;
+    s.sms.url = Some(hook.url.clone());
+    s.sms.timeout = std::time::Duration::from_millis(500);
+    let app = spawn_with(s).await;
+    let started = std::time::Instant::now();
+    let res = app.getcode(APP, Who::Phone("+14155550172")).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_error(res, 503, "delivery_failed").await;
+    let code = hook.last().await.json()["code"].as_str().unwrap().to_string();
+    assert_error(
+        app.verifycode(APP, Who::Phone("+14155550172"), &code).await,
+        400,
+        "invalid_code",
     )
     .await;
 }

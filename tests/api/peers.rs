@@ -2,7 +2,7 @@
 //! Twilio calls, and an SMTP server that holds a real SMTP conversation.
 
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,6 +38,7 @@ pub struct Receiver {
     pub url: String,
     got: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl Receiver {
@@ -46,14 +47,16 @@ impl Receiver {
         let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
         let got: Arc<Mutex<Vec<Received>>> = Arc::default();
         let status = Arc::new(AtomicU16::new(200));
-        let (g, s) = (got.clone(), status.clone());
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let (g, s, d) = (got.clone(), status.clone(), delay_ms.clone());
         let server = HttpServer::new(move || {
-            let (g, s) = (g.clone(), s.clone());
+            let (g, s, d) = (g.clone(), s.clone(), d.clone());
             App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
-                let (g, s) = (g.clone(), s.clone());
+                let (g, s, d) = (g.clone(), s.clone(), d.clone());
                 async move {
                     let headers = req.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
                     g.lock().unwrap().push(Received { path: req.path().to_string(), headers, body: body.to_vec() });
+                    tokio::time::sleep(Duration::from_millis(d.load(Ordering::SeqCst))).await;
                     let code = s.load(Ordering::SeqCst);
                     HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap())
                         .json(serde_json::json!({"sid": "SM123", "message": if code >= 400 { "refused by the test" } else { "ok" }}))
@@ -65,7 +68,17 @@ impl Receiver {
         .unwrap()
         .run();
         tokio::spawn(server);
-        Receiver { url, got, status }
+        Receiver {
+            url,
+            got,
+            status,
+            delay_ms,
+        }
+    }
+
+    /// Answer only after `delay` (a provider that hangs).
+    pub fn delay(&self, delay: Duration) {
+        self.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     pub fn answer_with(&self, status: u16) {

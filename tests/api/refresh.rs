@@ -11,6 +11,7 @@ db_test!(
     a_refresh_token_is_bound_to_its_client_and_scope,
     revoking_a_refresh_token_revokes_its_family,
     userinfo_needs_a_live_openid_token,
+    a_refresh_token_family_ends_at_its_absolute_lifetime,
 );
 
 async fn refresh(app: &TestApp, client: (&str, &str), token: &str) -> reqwest::Response {
@@ -167,4 +168,18 @@ async fn userinfo_needs_a_live_openid_token(db: Db) {
     );
     let res = app.userinfo(&at).await;
     assert_error(res, 401, "invalid_token").await;
+}
+
+async fn a_refresh_token_family_ends_at_its_absolute_lifetime(db: Db) {
+    let mut settings = crate::helpers::test_settings(&db);
+    settings.tokens.refresh_ttl = std::time::Duration::from_secs(2);
+    let app = crate::helpers::spawn_with(settings).await;
+    let tokens = app.signed_up(APP, Who::Email("ttl@example.com")).await;
+    let res = refresh(&app, APP, &field(&tokens, "refresh_token")).await;
+    assert_eq!(res.status(), 200);
+    let rotated = field(&res.json::<Value>().await.unwrap(), "refresh_token");
+    // Rotation does not extend the family: it ends 2 s after the sign-in.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(app.introspect(&rotated).await["active"], false);
+    assert_error(refresh(&app, APP, &rotated).await, 400, "invalid_grant").await;
 }
