@@ -14,6 +14,7 @@ db_test!(
     five_wrong_tries_kill_the_code_and_lock_the_identifier,
     the_fourth_send_in_a_window_locks_the_identifier_with_retry_after,
     a_second_send_within_the_resend_gap_is_429,
+    a_send_refused_by_the_resend_gap_does_not_count_toward_max_sends,
     the_client_budget_is_enforced,
     the_ip_budget_is_enforced,
     twenty_concurrent_verifications_of_one_code_succeed_exactly_once,
@@ -163,4 +164,22 @@ async fn only_the_latest_code_is_live(db: Db) {
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["account_exists"], false);
+}
+
+async fn a_send_refused_by_the_resend_gap_does_not_count_toward_max_sends(db: Db) {
+    let app = app_with(&db, |s| s.otp.resend_after = Duration::from_secs(1)).await;
+    let who = Who::Email("patient@example.com");
+    assert_eq!(app.getcode(APP, who).await.status(), 200);
+    assert_eq!(app.getcode(APP, who).await.status(), 429, "inside the resend gap");
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(
+            app.getcode(APP, who).await.status(),
+            200,
+            "the refused request did not use up a send"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let res = app.getcode(APP, who).await;
+    assert_eq!(retry_after(&res), 3600, "the fourth real send locks the identifier");
 }
