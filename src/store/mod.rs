@@ -67,7 +67,11 @@ impl Store {
         });
         let mut pool = AnyPoolOptions::new()
             .max_connections(max)
-            .acquire_timeout(Duration::from_secs(10));
+            .acquire_timeout(Duration::from_secs(10))
+            // No ping before every query: it doubles the round trips (a thread
+            // hop on SQLite, a network round trip on PostgreSQL). A broken
+            // connection still fails its query and is replaced.
+            .test_before_acquire(false);
         if backend == Backend::Sqlite {
             pool = pool.after_connect(|conn, _| {
                 Box::pin(async move {
