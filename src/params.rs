@@ -13,8 +13,15 @@ use futures_util::StreamExt;
 use crate::error::{invalid_request, ApiError};
 use crate::state::AppState;
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Params(HashMap<String, String>);
+
+/// Parameter names only: values include secrets, codes and tokens.
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
 
 impl Params {
     /// The parameter, or `None` when absent or empty (RFC 6749 §3.1).
@@ -131,6 +138,13 @@ mod tests {
         assert_eq!(f.get("b"), Some("x y"));
         assert_eq!(j.get("a"), Some("1"));
         assert_eq!(j.get("b"), Some("x y"));
+    }
+
+    #[test]
+    fn debug_output_shows_names_not_values() {
+        let p = Params::parse("application/x-www-form-urlencoded", b"client_secret=hunter2&code=123456").unwrap();
+        let shown = format!("{p:?}");
+        assert!(shown.contains("client_secret") && !shown.contains("hunter2") && !shown.contains("123456"));
     }
 
     #[test]

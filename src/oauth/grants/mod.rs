@@ -26,7 +26,7 @@ pub struct GrantRequest {
 }
 
 /// RFC 6749 §5.1 (and OIDC Core §3.1.3.3 for `id_token`).
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: &'static str,
