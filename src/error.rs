@@ -39,6 +39,9 @@ pub enum ApiError {
     DeliveryFailed,
     #[error("conflict")]
     Conflict(String),
+    /// RFC 7591 §3.2.2.
+    #[error("invalid_client_metadata")]
+    InvalidClientMetadata(String),
     #[error("not_found")]
     NotFound(String),
     #[error("method_not_allowed")]
@@ -61,7 +64,8 @@ impl ApiError {
             | InsufficientScope(d)
             | InvalidCode(d)
             | Conflict(d)
-            | NotFound(d) => d.clone(),
+            | NotFound(d)
+            | InvalidClientMetadata(d) => d.clone(),
             TooManyRequests { description, .. } => description.clone(),
             PayloadTooLarge(limit) => format!("request body is larger than {limit} bytes"),
             InvalidClient => "client authentication failed".into(),
@@ -92,7 +96,8 @@ impl ResponseError for ApiError {
             | UnauthorizedClient(_)
             | UnsupportedGrantType(_)
             | InvalidScope(_)
-            | InvalidCode(_) => StatusCode::BAD_REQUEST,
+            | InvalidCode(_)
+            | InvalidClientMetadata(_) => StatusCode::BAD_REQUEST,
             PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             InvalidClient | InvalidToken(_) => StatusCode::UNAUTHORIZED,
             ForbiddenClient(_) | InsufficientScope(_) => StatusCode::FORBIDDEN,

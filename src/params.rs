@@ -142,7 +142,11 @@ mod tests {
 
     #[test]
     fn debug_output_shows_names_not_values() {
-        let p = Params::parse("application/x-www-form-urlencoded", b"client_secret=hunter2&code=123456").unwrap();
+        let p = Params::parse(
+            "application/x-www-form-urlencoded",
+            b"client_secret=hunter2&code=123456",
+        )
+        .unwrap();
         let shown = format!("{p:?}");
         assert!(shown.contains("client_secret") && !shown.contains("hunter2") && !shown.contains("123456"));
     }

@@ -179,6 +179,18 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/otp/verifycode").route(web::post().to(api::otp::verifycode)))
         .service(resource("/api/v1/user").route(web::put().to(api::users::create_user)))
         .service(resource("/api/v1/users").route(web::post().to(api::users::create_user)))
+        .service(
+            resource("/admin/api/clients")
+                .route(web::get().to(api::admin::list))
+                .route(web::post().to(api::admin::create)),
+        )
+        .service(
+            resource("/admin/api/clients/{client_id}")
+                .route(web::get().to(api::admin::show))
+                .route(web::put().to(api::admin::update))
+                .route(web::delete().to(api::admin::delete)),
+        )
+        .service(resource("/admin/api/clients/{client_id}/secret").route(web::post().to(api::admin::rotate_secret)))
         .service(resource("/dev/outbox").route(web::get().to(pages::outbox::outbox)))
         .service(resource("/health/live").route(web::get().to(health::live)))
         .service(resource("/health/ready").route(web::get().to(health::ready)));

@@ -1,5 +1,6 @@
 //! The OTP API (SPEC §3): request a code, verify it, create the account.
 
+pub mod admin;
 pub mod otp;
 pub mod users;
 

@@ -9,6 +9,18 @@ use crate::store::Store;
 
 pub mod file;
 
+/// Why a registration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// The metadata breaks a rule (RFC 7591 `invalid_client_metadata`).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("a client with id `{0}` already exists")]
+    Taken(String),
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
 /// What a caller supplies to register a client.
 #[derive(Debug, Clone, Default)]
 pub struct NewClient {
@@ -24,8 +36,8 @@ pub struct NewClient {
 
 impl NewClient {
     /// The client this registration describes, with `secret_digest` left empty.
-    pub fn into_client(self, source: &str) -> anyhow::Result<Client> {
-        let scopes = Scope::parse(&self.scopes.join(" "))?;
+    pub fn into_client(self, source: &str) -> Result<Client, RegisterError> {
+        let scopes = Scope::parse(&self.scopes.join(" ")).map_err(|e| RegisterError::Invalid(e.to_string()))?;
         let c = Client {
             id: self.id.unwrap_or_else(crate::crypto::random_token::<12>),
             name: self.name,
@@ -48,20 +60,18 @@ impl NewClient {
             created_at: 0,
             updated_at: 0,
         };
-        if let Err(e) = client::validate(&c) {
-            bail!("{e}");
-        }
+        client::validate(&c).map_err(RegisterError::Invalid)?;
         Ok(c)
     }
 }
 
 /// Registers a client; returns it and, for a confidential client, its secret (shown once).
-pub async fn register(store: &Store, new: NewClient, source: &str) -> anyhow::Result<(Client, Option<String>)> {
+pub async fn register(store: &Store, new: NewClient, source: &str) -> Result<(Client, Option<String>), RegisterError> {
     let mut c = new.into_client(source)?;
     let secret = (!c.public).then(generate_secret);
     c.secret_digest = secret.as_deref().map(hash_secret);
     if !store.insert_client(&c).await? {
-        bail!("a client with id `{}` already exists", c.id);
+        return Err(RegisterError::Taken(c.id));
     }
     let c = store.client(&c.id).await?.unwrap_or(c);
     Ok((c, secret))

@@ -37,6 +37,8 @@ pub const APP: (&str, &str) = ("app", "app-secret-0123456789abcdef");
 /// A secret that needs form-encoding in HTTP Basic (RFC 6749 §2.3.1).
 pub const ODD: (&str, &str) = ("odd.client", "p@ss:w0rd+plus/sl%sh é");
 pub const SPA: &str = "spa";
+/// A client allowed to get `sesame:admin` tokens.
+pub const ADMIN: (&str, &str) = ("admin", "admin-secret-0123456789abcdef");
 /// A second OTP client, for binding tests.
 pub const APP2: (&str, &str) = ("app2", "app2-secret-0123456789abcdef");
 
@@ -142,6 +144,13 @@ grant_types = ["otp", "refresh_token"]
 scopes = ["openid", "profile", "email", "phone", "address", "offline_access"]
 
 [[client]]
+id = "{admin}"
+name = "Admin automation"
+secret_hash = "{admin_hash}"
+grant_types = ["client_credentials"]
+scopes = ["sesame:admin"]
+
+[[client]]
 id = "{spa}"
 name = "SPA"
 public = true
@@ -157,6 +166,8 @@ scopes = ["openid", "profile"]
         odd_hash = hash(ODD.1),
         spa = SPA,
         app2 = APP2.0,
+        admin = ADMIN.0,
+        admin_hash = hash(ADMIN.1),
         app2_hash = hash(APP2.1),
     )
 }

@@ -3,6 +3,7 @@
 mod helpers;
 mod peers;
 
+mod admin_api;
 mod bad_input;
 mod cli;
 mod client_credentials;

@@ -1,0 +1,211 @@
+//! The admin API for clients (SPEC §7): `GET, POST /admin/api/clients`,
+//! `GET, PUT, DELETE /admin/api/clients/{client_id}`,
+//! `POST /admin/api/clients/{client_id}/secret` (rotate). RFC 7591 metadata
+//! names; the secret appears only in the answers to creation and rotation.
+//! Needs a Bearer token with scope `sesame:admin`, which only clients that
+//! list that scope can get.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::clients::{self, NewClient, RegisterError};
+use crate::domain::client::{self as client_rules, Client};
+use crate::domain::Scope;
+use crate::error::ApiError;
+use crate::oauth::access_token;
+use crate::oidc::userinfo::bearer;
+use crate::params::{body_limit, read_body};
+use crate::state::AppState;
+use crate::store::audit::Event;
+
+pub const ADMIN_SCOPE: &str = "sesame:admin";
+
+/// The caller's client id, when its Bearer token carries `sesame:admin`.
+async fn admin(state: &AppState, req: &HttpRequest) -> Result<String, ApiError> {
+    let invalid = || ApiError::InvalidToken("a Bearer access token is required".into());
+    let token = bearer(req).ok_or_else(invalid)?;
+    let verified = access_token::verify_active(state, token).await?.ok_or_else(invalid)?;
+    if !verified.scope().contains(ADMIN_SCOPE) {
+        return Err(ApiError::InsufficientScope(format!(
+            "the token lacks the {ADMIN_SCOPE} scope"
+        )));
+    }
+    Ok(verified.client_id().to_string())
+}
+
+/// RFC 7591 §2 client metadata, as sent by an admin. Unknown fields are ignored (§2).
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct Metadata {
+    client_id: Option<String>,
+    client_name: Option<String>,
+    redirect_uris: Option<Vec<String>>,
+    post_logout_redirect_uris: Option<Vec<String>>,
+    grant_types: Option<Vec<String>>,
+    scope: Option<String>,
+    token_endpoint_auth_method: Option<String>,
+    skip_consent: Option<bool>,
+}
+
+/// RFC 7591 §3.2.2.
+fn bad_metadata(description: impl Into<String>) -> ApiError {
+    ApiError::InvalidClientMetadata(description.into())
+}
+
+async fn metadata_body(req: &HttpRequest, payload: &mut web::Payload) -> Result<Metadata, ApiError> {
+    let body = read_body(payload, body_limit(req)).await?;
+    serde_json::from_slice(&body).map_err(|e| bad_metadata(format!("malformed client metadata: {e}")))
+}
+
+fn public_from(method: Option<&str>) -> Result<Option<bool>, ApiError> {
+    match method {
+        None => Ok(None),
+        Some("none") => Ok(Some(true)),
+        Some("client_secret_basic" | "client_secret_post") => Ok(Some(false)),
+        Some(other) => Err(bad_metadata(format!(
+            "token_endpoint_auth_method `{other}` is not supported"
+        ))),
+    }
+}
+
+fn scope_tokens(scope: Option<&str>) -> Result<Option<Vec<String>>, ApiError> {
+    scope
+        .map(|s| {
+            Scope::parse(s)
+                .map(|sc| sc.iter().map(str::to_string).collect())
+                .map_err(|e| bad_metadata(e.to_string()))
+        })
+        .transpose()
+}
+
+fn audit(state: &AppState, event: &str, admin: &str, client_id: &str, req: &HttpRequest) {
+    let ip = crate::params::peer_ip(req);
+    let detail = format!("client {client_id}");
+    state.audit.record(Event {
+        event,
+        client_id: Some(admin),
+        ip: ip.as_deref(),
+        detail: Some(&detail),
+        ..Default::default()
+    });
+}
+
+async fn found(state: &AppState, id: &str) -> Result<Client, ApiError> {
+    state
+        .store
+        .client(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no client with id `{id}`")))
+}
+
+pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    admin(&state, &req).await?;
+    let all: Vec<Value> = state.store.clients().await?.iter().map(clients::metadata).collect();
+    Ok(HttpResponse::Ok().json(all))
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let who = admin(&state, &req).await?;
+    let m = metadata_body(&req, &mut payload).await?;
+    let new = NewClient {
+        id: m.client_id,
+        name: m.client_name.ok_or_else(|| bad_metadata("client_name is required"))?,
+        redirect_uris: m.redirect_uris.unwrap_or_default(),
+        post_logout_redirect_uris: m.post_logout_redirect_uris.unwrap_or_default(),
+        grant_types: m.grant_types.unwrap_or_default(),
+        scopes: scope_tokens(m.scope.as_deref())?.unwrap_or_default(),
+        public: public_from(m.token_endpoint_auth_method.as_deref())?.unwrap_or(false),
+        skip_consent: m.skip_consent.unwrap_or(false),
+    };
+    let (client, secret) = clients::register(&state.store, new, "api").await.map_err(|e| match e {
+        RegisterError::Invalid(d) => bad_metadata(d),
+        RegisterError::Taken(_) => ApiError::Conflict(e.to_string()),
+        RegisterError::Store(cause) => ApiError::Internal(cause),
+    })?;
+    audit(&state, "client_created", &who, &client.id, &req);
+    let mut body = clients::metadata(&client);
+    if let Some(secret) = secret {
+        body["client_secret"] = secret.into();
+        body["client_secret_expires_at"] = 0.into();
+    }
+    Ok(HttpResponse::Created()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body))
+}
+
+pub async fn show(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    admin(&state, &req).await?;
+    Ok(HttpResponse::Ok().json(clients::metadata(&found(&state, &id).await?)))
+}
+
+/// Replaces the given metadata; fields left out keep their values.
+pub async fn update(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let who = admin(&state, &req).await?;
+    let mut c = found(&state, &id).await?;
+    let m = metadata_body(&req, &mut payload).await?;
+    if m.client_id.as_deref().is_some_and(|given| given != c.id) {
+        return Err(bad_metadata("client_id cannot be changed"));
+    }
+    if public_from(m.token_endpoint_auth_method.as_deref())?.is_some_and(|public| public != c.public) {
+        return Err(bad_metadata(
+            "a client cannot switch between public and confidential; register a new one",
+        ));
+    }
+    c.name = m.client_name.unwrap_or(c.name);
+    c.redirect_uris = m.redirect_uris.unwrap_or(c.redirect_uris);
+    c.post_logout_redirect_uris = m.post_logout_redirect_uris.unwrap_or(c.post_logout_redirect_uris);
+    c.grant_types = m.grant_types.unwrap_or(c.grant_types);
+    if let Some(tokens) = scope_tokens(m.scope.as_deref())? {
+        c.scopes = Scope::from_tokens(tokens);
+    }
+    c.skip_consent = m.skip_consent.unwrap_or(c.skip_consent);
+    client_rules::validate(&c).map_err(bad_metadata)?;
+    state.store.update_client(&c).await?;
+    audit(&state, "client_updated", &who, &c.id, &req);
+    Ok(HttpResponse::Ok().json(clients::metadata(&found(&state, &c.id).await?)))
+}
+
+pub async fn delete(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let who = admin(&state, &req).await?;
+    if !state.store.delete_client(&id).await? {
+        return Err(ApiError::NotFound(format!("no client with id `{id}`")));
+    }
+    audit(&state, "client_deleted", &who, &id, &req);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn rotate_secret(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let who = admin(&state, &req).await?;
+    let c = found(&state, &id).await?;
+    if c.public {
+        return Err(bad_metadata("a public client has no secret"));
+    }
+    let secret = clients::rotate_secret(&state.store, &c.id).await?;
+    audit(&state, "client_secret_rotated", &who, &c.id, &req);
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({ "client_id": c.id, "client_secret": secret, "client_secret_expires_at": 0 })))
+}
