@@ -205,3 +205,35 @@ fn a_bad_clients_file_stops_start_up_with_the_reason() {
         "{err}"
     );
 }
+
+#[test]
+fn the_demo_client_on_a_public_issuer_starts_with_a_warning() {
+    use std::io::{BufRead, BufReader};
+    let db = Db::sqlite();
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/clients.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sesame"))
+        .arg("serve")
+        .current_dir(db.dir())
+        .env("SESAME_DATABASE__URL", &db.url)
+        .env("SESAME_SERVER__BIND", "127.0.0.1:0")
+        .env("SESAME_ISSUER", "https://id.example.com")
+        .env("SESAME_CLIENTS_FILE", shipped)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut warned = false;
+    for line in stderr.lines().map_while(Result::ok) {
+        if line.contains("demo client") && line.contains("WARN") {
+            warned = true;
+        }
+        if line.contains("listening") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(warned, "a warning about the demo client");
+}

@@ -30,7 +30,14 @@ async fn discovery_is_served_at_both_well_known_paths(db: Db) {
             .iter()
             .filter_map(Value::as_str)
             .collect();
-        assert!(grants.contains(&"client_credentials"), "{grants:?}");
+        for grant in [
+            "client_credentials",
+            "otp",
+            "urn:sesame:params:oauth:grant-type:otp",
+            "refresh_token",
+        ] {
+            assert!(grants.contains(&grant), "{grant} in {grants:?}");
+        }
         assert_eq!(doc["code_challenge_methods_supported"], serde_json::json!(["S256"]));
     }
 }
