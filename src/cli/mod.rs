@@ -10,6 +10,7 @@ use crate::store::Store;
 
 mod client;
 mod keys;
+mod user;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,6 +38,9 @@ pub enum Command {
     /// List and rotate signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Manage user accounts.
+    #[command(subcommand)]
+    User(user::UserCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -64,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Command::Client(cmd) => client::run(cmd, &store(&settings).await?).await,
             Command::Keys(cmd) => keys::run(cmd, &store(&settings).await?, &settings).await,
+            Command::User(cmd) => user::run(cmd, &store(&settings).await?, &settings).await,
         }
     })
 }

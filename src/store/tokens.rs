@@ -136,4 +136,15 @@ impl Store {
         self.revoke(family_id, until).await?;
         Ok(until)
     }
+
+    /// The ids of a user's live (unrevoked) token families.
+    pub async fn live_families_of(&self, user_id: &str) -> anyhow::Result<Vec<String>> {
+        let rows =
+            sqlx::query("SELECT id FROM token_families WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2")
+                .bind(user_id)
+                .bind(now())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+    }
 }

@@ -129,4 +129,62 @@ impl Store {
             Err(e) => Err(e.into()),
         }
     }
+
+    /// Users, newest first; `search` matches username, email or phone (case-insensitive substring).
+    pub async fn users(&self, search: Option<&str>, limit: i64) -> anyhow::Result<Vec<User>> {
+        let pattern = format!("%{}%", search.unwrap_or("").to_lowercase());
+        let sql = format!(
+            "SELECT {COLUMNS} FROM users
+             WHERE username_key LIKE $1 OR email_key LIKE $1 OR phone LIKE $1 OR id = $2
+             ORDER BY created_at DESC, id LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(pattern)
+            .bind(search.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// The user whose `sub`, username, email or phone (E.164) this is.
+    pub async fn find_user(&self, key: &str) -> anyhow::Result<Option<User>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM users WHERE id = $1 OR username_key = $2 OR email_key = $2 OR phone = $1 LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(key)
+            .bind(key.to_lowercase())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    pub async fn set_user_flag(&self, id: &str, flag: UserFlag, on: bool) -> anyhow::Result<bool> {
+        let sql = match flag {
+            UserFlag::Disabled => "UPDATE users SET disabled = $2, updated_at = $3 WHERE id = $1",
+            UserFlag::Admin => "UPDATE users SET is_admin = $2, updated_at = $3 WHERE id = $1",
+        };
+        let r = sqlx::query(sql)
+            .bind(id)
+            .bind(on as i64)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn delete_user(&self, id: &str) -> anyhow::Result<bool> {
+        let r = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum UserFlag {
+    Disabled,
+    Admin,
 }

@@ -29,7 +29,11 @@ fn stdout_json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
-db_test!(cli_manages_clients_end_to_end, cli_rotates_and_lists_keys);
+db_test!(
+    cli_manages_clients_end_to_end,
+    cli_rotates_and_lists_keys,
+    cli_manages_users
+);
 
 /// How long a running node may keep a client the CLI has just changed (`server.client_cache`).
 const CACHE: std::time::Duration = std::time::Duration::from_millis(1000);
@@ -236,4 +240,76 @@ fn the_demo_client_on_a_public_issuer_starts_with_a_warning() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(warned, "a warning about the demo client");
+}
+
+async fn cli_manages_users(db: Db) {
+    use crate::helpers::{Who, APP};
+    let mut settings = test_settings(&db);
+    settings.server.revocation_sync = std::time::Duration::from_millis(200);
+    settings.otp.resend_after = std::time::Duration::ZERO;
+    let app = spawn_with(settings).await;
+    let who = Who::Phone("+14155550401");
+    let tokens = app.signed_up(APP, who).await;
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+
+    let list = stdout_json(&sesame(&db, &["user", "list", "--json"]));
+    let sub = list[0]["sub"].as_str().unwrap().to_string();
+    assert_eq!(list[0]["phone_number"], "+14155550401");
+    let found = stdout_json(&sesame(&db, &["user", "list", "--search", "555040", "--json"]));
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    // Any identifier finds the user, a national phone format included.
+    for key in [sub.as_str(), "(415) 555-0401", "+14155550401"] {
+        let shown = stdout_json(&sesame(&db, &["user", "show", key, "--json"]));
+        assert_eq!(shown["sub"], sub.as_str(), "{key}");
+    }
+    assert!(sesame(&db, &["user", "make-admin", &sub]).status.success());
+    assert_eq!(
+        stdout_json(&sesame(&db, &["user", "show", &sub, "--json"]))["is_admin"],
+        true
+    );
+
+    // Disabling ends the user's tokens and stops sign-in.
+    assert!(sesame(&db, &["user", "disable", &sub]).status.success());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(app.introspect(&access).await["active"], false);
+    let res = app
+        .post_form(
+            "/oauth2/token",
+            APP,
+            &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+        )
+        .await;
+    assert_error(res, 400, "invalid_grant").await;
+    assert_eq!(app.getcode(APP, who).await.status(), 200);
+    let code = app.outbox_code().await;
+    let res = app
+        .post_form(
+            "/oauth2/token",
+            APP,
+            &[("grant_type", "otp"), ("phone", "+14155550401"), ("code", &code)],
+        )
+        .await;
+    assert_error(res, 400, "invalid_grant").await;
+
+    assert!(sesame(&db, &["user", "enable", &sub]).status.success());
+    assert_eq!(app.getcode(APP, who).await.status(), 200);
+    let code = app.outbox_code().await;
+    let res = app
+        .post_form(
+            "/oauth2/token",
+            APP,
+            &[("grant_type", "otp"), ("phone", "+14155550401"), ("code", &code)],
+        )
+        .await;
+    assert_eq!(res.status(), 200, "enabled again");
+
+    assert!(sesame(&db, &["user", "delete", &sub]).status.success());
+    let gone = sesame(&db, &["user", "show", &sub]);
+    assert!(!gone.status.success());
+    let err = String::from_utf8_lossy(&gone.stderr);
+    assert!(
+        err.starts_with("error: no user matches") && err.trim().lines().count() == 1,
+        "{err}"
+    );
 }

@@ -1,0 +1,155 @@
+//! `sesame user list|show|disable|enable|delete|make-admin USER`, where USER
+//! is a `sub`, username, email or phone number.
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+
+use crate::api::users::user_json;
+use crate::config::Settings;
+use crate::store::users::{User, UserFlag};
+use crate::store::Store;
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// List users, newest first.
+    List {
+        /// Only users whose username, email or phone contains this.
+        #[arg(long)]
+        search: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one user.
+    Show(UserArgs),
+    /// Disable a user: no sign-in, and their refresh tokens (and the access tokens issued with them) stop working.
+    Disable(UserArgs),
+    /// Enable a disabled user.
+    Enable(UserArgs),
+    /// Delete a user and end their tokens.
+    Delete(UserArgs),
+    /// Give a user the admin role (`--revoke` takes it away).
+    MakeAdmin {
+        #[command(flatten)]
+        user: UserArgs,
+        #[arg(long)]
+        revoke: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    /// The user's sub, username, email or phone number.
+    user: String,
+    #[arg(long)]
+    json: bool,
+}
+
+async fn find(store: &Store, settings: &Settings, key: &str) -> anyhow::Result<User> {
+    if let Some(u) = store.find_user(key).await? {
+        return Ok(u);
+    }
+    // A phone number in another format: try its E.164 form.
+    if let Ok(phone) = crate::domain::Phone::parse(key, &settings.otp.default_region) {
+        if let Some(u) = store.find_user(phone.e164()).await? {
+            return Ok(u);
+        }
+    }
+    bail!("no user matches `{key}` (give a sub, username, email or phone number)")
+}
+
+/// Ends a user's refresh-token families; running nodes see it within `server.revocation_sync`.
+async fn end_tokens(store: &Store, settings: &Settings, user: &User) -> anyhow::Result<usize> {
+    let families = store.live_families_of(&user.id).await?;
+    for f in &families {
+        store
+            .revoke_family(f, settings.tokens.access_ttl.as_secs() as i64)
+            .await?;
+    }
+    Ok(families.len())
+}
+
+fn print(user: &User, json: bool) -> anyhow::Result<()> {
+    let mut v = user_json(user);
+    v["is_admin"] = user.is_admin.into();
+    v["disabled"] = user.disabled.into();
+    if json {
+        println!("{v}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    }
+    Ok(())
+}
+
+pub async fn run(cmd: UserCommand, store: &Store, settings: &Settings) -> anyhow::Result<()> {
+    match cmd {
+        UserCommand::List { search, limit, json } => {
+            let users = store.users(search.as_deref(), limit).await?;
+            if json {
+                let list: Vec<_> = users
+                    .iter()
+                    .map(|u| {
+                        let mut v = user_json(u);
+                        v["is_admin"] = u.is_admin.into();
+                        v["disabled"] = u.disabled.into();
+                        v
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else if users.is_empty() {
+                println!("no users");
+            } else {
+                println!("{:<24} {:<18} {:<28} {:<16} FLAGS", "SUB", "USERNAME", "EMAIL", "PHONE");
+                for u in users {
+                    let flags = [(u.is_admin, "admin"), (u.disabled, "disabled")]
+                        .iter()
+                        .filter(|(on, _)| *on)
+                        .map(|(_, f)| *f)
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    println!(
+                        "{:<24} {:<18} {:<28} {:<16} {}",
+                        u.id,
+                        u.username.as_deref().unwrap_or("-"),
+                        u.email.as_deref().unwrap_or("-"),
+                        u.phone.as_deref().unwrap_or("-"),
+                        flags
+                    );
+                }
+            }
+        }
+        UserCommand::Show(a) => print(&find(store, settings, &a.user).await?, a.json)?,
+        UserCommand::Disable(a) => {
+            let u = find(store, settings, &a.user).await?;
+            store.set_user_flag(&u.id, UserFlag::Disabled, true).await?;
+            let ended = end_tokens(store, settings, &u).await?;
+            println!("disabled {}; ended {ended} token families", u.id);
+        }
+        UserCommand::Enable(a) => {
+            let u = find(store, settings, &a.user).await?;
+            store.set_user_flag(&u.id, UserFlag::Disabled, false).await?;
+            println!("enabled {}", u.id);
+        }
+        UserCommand::Delete(a) => {
+            let u = find(store, settings, &a.user).await?;
+            let ended = end_tokens(store, settings, &u).await?;
+            store.delete_user(&u.id).await.context("could not delete the user")?;
+            println!("deleted {}; ended {ended} token families", u.id);
+        }
+        UserCommand::MakeAdmin { user, revoke } => {
+            let u = find(store, settings, &user.user).await?;
+            store.set_user_flag(&u.id, UserFlag::Admin, !revoke).await?;
+            println!(
+                "{} {}",
+                if revoke {
+                    "removed the admin role from"
+                } else {
+                    "made an admin:"
+                },
+                u.id
+            );
+        }
+    }
+    Ok(())
+}
