@@ -191,6 +191,13 @@ fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(api::admin::delete)),
         )
         .service(resource("/admin/api/clients/{client_id}/secret").route(web::post().to(api::admin::rotate_secret)))
+        .service(resource("/admin/api/users").route(web::get().to(api::admin_users::list)))
+        .service(
+            resource("/admin/api/users/{sub}")
+                .route(web::get().to(api::admin_users::show))
+                .route(web::put().to(api::admin_users::update))
+                .route(web::delete().to(api::admin_users::delete)),
+        )
         .service(resource("/dev/outbox").route(web::get().to(pages::outbox::outbox)))
         .service(resource("/health/live").route(web::get().to(health::live)))
         .service(resource("/health/ready").route(web::get().to(health::ready)));

@@ -1,4 +1,4 @@
-//! The admin API for clients (SPEC §7): `GET, POST /admin/api/clients`,
+//! The admin API for clients (SPEC §7; users are in `admin_users`): `GET, POST /admin/api/clients`,
 //! `GET, PUT, DELETE /admin/api/clients/{client_id}`,
 //! `POST /admin/api/clients/{client_id}/secret` (rotate). RFC 7591 metadata
 //! names; the secret appears only in the answers to creation and rotation.
@@ -23,7 +23,7 @@ use crate::store::audit::Event;
 pub const ADMIN_SCOPE: &str = "sesame:admin";
 
 /// The caller's client id, when its Bearer token carries `sesame:admin`.
-async fn admin(state: &AppState, req: &HttpRequest) -> Result<String, ApiError> {
+pub async fn admin(state: &AppState, req: &HttpRequest) -> Result<String, ApiError> {
     let invalid = || ApiError::InvalidToken("a Bearer access token is required".into());
     let token = bearer(req).ok_or_else(invalid)?;
     let verified = access_token::verify_active(state, token).await?.ok_or_else(invalid)?;

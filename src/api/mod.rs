@@ -1,6 +1,7 @@
 //! The OTP API (SPEC §3): request a code, verify it, create the account.
 
 pub mod admin;
+pub mod admin_users;
 pub mod otp;
 pub mod users;
 

@@ -4,7 +4,7 @@
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 
-use crate::api::users::user_json;
+use crate::api::admin_users::admin_view;
 use crate::config::Settings;
 use crate::store::users::{User, UserFlag};
 use crate::store::Store;
@@ -71,9 +71,7 @@ async fn end_tokens(store: &Store, settings: &Settings, user: &User) -> anyhow::
 }
 
 fn print(user: &User, json: bool) -> anyhow::Result<()> {
-    let mut v = user_json(user);
-    v["is_admin"] = user.is_admin.into();
-    v["disabled"] = user.disabled.into();
+    let v = admin_view(user);
     if json {
         println!("{v}");
     } else {
@@ -87,15 +85,7 @@ pub async fn run(cmd: UserCommand, store: &Store, settings: &Settings) -> anyhow
         UserCommand::List { search, limit, json } => {
             let users = store.users(search.as_deref(), limit).await?;
             if json {
-                let list: Vec<_> = users
-                    .iter()
-                    .map(|u| {
-                        let mut v = user_json(u);
-                        v["is_admin"] = u.is_admin.into();
-                        v["disabled"] = u.disabled.into();
-                        v
-                    })
-                    .collect();
+                let list: Vec<_> = users.iter().map(admin_view).collect();
                 println!("{}", serde_json::Value::Array(list));
             } else if users.is_empty() {
                 println!("no users");

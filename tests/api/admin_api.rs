@@ -9,6 +9,7 @@ db_test!(
     the_admin_api_needs_a_token_with_the_admin_scope,
     a_client_registered_through_the_api_works_at_once,
     bad_metadata_and_unknown_clients_are_refused,
+    admins_find_disable_and_delete_users,
 );
 
 async fn admin_token(app: &TestApp) -> String {
@@ -298,5 +299,125 @@ async fn bad_metadata_and_unknown_clients_are_refused(db: Db) {
     ] {
         let body = (method == reqwest::Method::PUT).then(|| json!({"client_name": "X"}));
         assert_error(call(&app, method, path, &admin, body).await, 404, "not_found").await;
+    }
+}
+
+async fn admins_find_disable_and_delete_users(db: Db) {
+    let app = spawn_app(&db).await;
+    let admin = admin_token(&app).await;
+    let service = app.service_token().await;
+    assert_error(
+        call(&app, reqwest::Method::GET, "/admin/api/users", &service, None).await,
+        403,
+        "insufficient_scope",
+    )
+    .await;
+    assert_error(app.get("/admin/api/users").await, 401, "invalid_token").await;
+
+    let tokens = app
+        .signed_up(crate::helpers::APP, Who::Email("managed@example.com"))
+        .await;
+    app.signed_up(crate::helpers::APP, Who::Email("other@example.com"))
+        .await;
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    let list: Value = call(
+        &app,
+        reqwest::Method::GET,
+        "/admin/api/users?search=MANAGED",
+        &admin,
+        None,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 1, "search is case-insensitive and narrows");
+    let sub = list[0]["sub"].as_str().unwrap().to_string();
+    assert_eq!(list[0]["disabled"], false);
+    let all: Value = call(&app, reqwest::Method::GET, "/admin/api/users?limit=10", &admin, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    assert_error(
+        call(&app, reqwest::Method::GET, "/admin/api/users?limit=0", &admin, None).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+
+    let path = format!("/admin/api/users/{sub}");
+    let shown: Value = call(&app, reqwest::Method::GET, &path, &admin, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["email"], "managed@example.com");
+
+    // Disabling ends the user's tokens at once on this node.
+    let res = call(
+        &app,
+        reqwest::Method::PUT,
+        &path,
+        &admin,
+        Some(json!({"disabled": true, "is_admin": true})),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let changed: Value = res.json().await.unwrap();
+    assert_eq!(
+        (changed["disabled"].clone(), changed["is_admin"].clone()),
+        (json!(true), json!(true))
+    );
+    assert_eq!(app.introspect(&access).await["active"], false);
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let res = app
+        .post_form(
+            "/oauth2/token",
+            crate::helpers::APP,
+            &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+        )
+        .await;
+    assert_error(res, 400, "invalid_grant").await;
+    let res = call(
+        &app,
+        reqwest::Method::PUT,
+        &path,
+        &admin,
+        Some(json!({"disabled": "yes"})),
+    )
+    .await;
+    assert_error(res, 400, "invalid_request").await;
+    let res = call(
+        &app,
+        reqwest::Method::PUT,
+        &path,
+        &admin,
+        Some(json!({"password": "x"})),
+    )
+    .await;
+    assert_error(res, 400, "invalid_request").await;
+
+    assert_eq!(
+        call(&app, reqwest::Method::DELETE, &path, &admin, None).await.status(),
+        204
+    );
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        assert_error(call(&app, method, &path, &admin, None).await, 404, "not_found").await;
+    }
+    let res = call(
+        &app,
+        reqwest::Method::PUT,
+        &path,
+        &admin,
+        Some(json!({"disabled": false})),
+    )
+    .await;
+    assert_error(res, 404, "not_found").await;
+    let events = app.audit_event_names().await;
+    for e in ["user_disabled", "admin_granted", "user_deleted"] {
+        assert!(events.contains(&e.to_string()), "{e}");
     }
 }
