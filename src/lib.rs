@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod health;
 pub mod jose;
+pub mod metrics;
 pub mod oauth;
 pub mod oidc;
 pub mod otp;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::dev::Service;
 use actix_web::middleware::{DefaultHeaders, NormalizePath, TrailingSlash};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
@@ -73,6 +74,7 @@ impl Application {
             delivery,
             revocations,
             audit,
+            metrics: Default::default(),
             discovery,
         });
         spawn_maintenance(state.clone());
@@ -88,6 +90,18 @@ impl Application {
             App::new()
                 .app_data(web::Data::from(app_state.clone()))
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
+                .wrap_fn(|req, srv| {
+                    let started = std::time::Instant::now();
+                    let state = req.app_data::<web::Data<AppState>>().cloned();
+                    let answer = srv.call(req);
+                    async move {
+                        let res = answer.await?;
+                        if let Some(state) = state {
+                            state.metrics.request(res.status().as_u16(), started.elapsed());
+                        }
+                        Ok(res)
+                    }
+                })
                 .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
                 .configure(routes)
                 .default_service(web::to(not_found))
@@ -199,6 +213,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(api::admin_users::delete)),
         )
         .service(resource("/dev/outbox").route(web::get().to(pages::outbox::outbox)))
+        .service(resource("/metrics").route(web::get().to(crate::metrics::metrics)))
         .service(resource("/health/live").route(web::get().to(health::live)))
         .service(resource("/health/ready").route(web::get().to(health::ready)));
 }

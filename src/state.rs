@@ -18,6 +18,7 @@ pub struct AppState {
     pub delivery: Delivery,
     pub revocations: Revocations,
     pub audit: AuditLog,
+    pub metrics: crate::metrics::Metrics,
     /// The discovery document, serialized once at start.
     pub discovery: Bytes,
 }

@@ -40,13 +40,15 @@ async fn respond(
             grant.name
         )));
     }
+    let state = state.into_inner();
     let response = (grant.handle)(GrantRequest {
-        state: state.into_inner(),
+        state: state.clone(),
         client,
         params,
         http,
     })
     .await?;
+    state.metrics.token_issued(grant.name);
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))

@@ -73,9 +73,11 @@ pub async fn send_code(
     if let Err(e) = state.delivery.send(&message).await {
         state.store.kill_code(&id).await?;
         tracing::warn!(error = format!("{e:#}"), channel = ident.channel(), client_id = %origin.client.id, "delivery failed");
+        state.metrics.delivery_failed(ident.channel());
         audit(state, origin, "delivery_failed", &key, Some(ident.channel()));
         return Err(ApiError::DeliveryFailed);
     }
+    state.metrics.code_sent(ident.channel());
     audit(state, origin, "code_sent", &key, Some(ident.channel()));
     Ok(Sent {
         channel: ident.channel(),
@@ -122,11 +124,13 @@ pub async fn verify_code(
         attempt.code_digest.as_bytes(),
     ) {
         if state.store.consume_code(&attempt.id).await? {
+            state.metrics.code_verified();
             audit(state, origin, "code_verified", &key, Some(&attempt.channel));
             return Ok(());
         }
         return Err(wrong());
     }
+    state.metrics.code_failed();
     audit(state, origin, "code_failed", &key, Some("wrong code"));
     if attempt.attempts >= otp.max_attempts as i64 {
         state.store.kill_code(&attempt.id).await?;

@@ -6,7 +6,8 @@ use crate::helpers::{spawn_app, Db};
 db_test!(
     discovery_is_served_at_both_well_known_paths,
     health_endpoints_answer,
-    jwks_lists_the_current_key
+    jwks_lists_the_current_key,
+    metrics_count_requests_codes_and_tokens,
 );
 
 async fn discovery_is_served_at_both_well_known_paths(db: Db) {
@@ -64,4 +65,54 @@ async fn jwks_lists_the_current_key(db: Db) {
     assert_eq!(keys[0]["alg"], "ES256");
     assert_eq!(keys[0]["kty"], "EC");
     assert!(keys[0].get("d").is_none(), "no private part in the JWKS");
+}
+
+fn metric(text: &str, line_start: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {line_start} in\n{text}"))
+}
+
+async fn metrics_count_requests_codes_and_tokens(db: Db) {
+    let app = spawn_app(&db).await;
+    app.service_token().await;
+    app.service_token().await;
+    assert_eq!(
+        app.client_credentials(crate::helpers::SVC, Some("nope")).await.status(),
+        400
+    );
+    assert_eq!(
+        app.getcode(crate::helpers::APP, crate::helpers::Who::Email("m@example.com"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.verifycode(
+            crate::helpers::APP,
+            crate::helpers::Who::Email("m@example.com"),
+            "000000"
+        )
+        .await
+        .status(),
+        400
+    );
+    let res = app.get("/metrics").await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = res.text().await.unwrap();
+    assert_eq!(
+        metric(&text, "sesame_tokens_issued_total{grant=\"client_credentials\"}"),
+        2
+    );
+    assert_eq!(metric(&text, "sesame_codes_sent_total{channel=\"email\"}"), 1);
+    assert_eq!(metric(&text, "sesame_code_failures_total"), 1);
+    assert_eq!(metric(&text, "sesame_http_requests_total{status=\"2xx\"}"), 3);
+    assert_eq!(metric(&text, "sesame_http_requests_total{status=\"4xx\"}"), 2);
+    assert_eq!(metric(&text, "sesame_http_request_duration_seconds_count"), 5);
 }

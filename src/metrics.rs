@@ -1,0 +1,152 @@
+//! `GET /metrics` in the Prometheus text format: requests by status class and
+//! their latency, codes sent and verified, delivery failures, tokens issued.
+//! Plain atomics, so counting costs nothing measurable on the hot path.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse};
+
+use crate::state::AppState;
+
+/// Upper bounds of the latency histogram, in seconds.
+const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+const CHANNELS: [&str; 2] = ["sms", "email"];
+const GRANTS: [&str; 5] = [
+    "client_credentials",
+    "otp",
+    "refresh_token",
+    "authorization_code",
+    "password",
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    by_class: [AtomicU64; 5],
+    buckets: [AtomicU64; BUCKETS.len()],
+    latency_micros: AtomicU64,
+    codes_sent: [AtomicU64; 2],
+    delivery_failures: [AtomicU64; 2],
+    codes_verified: AtomicU64,
+    code_failures: AtomicU64,
+    tokens: [AtomicU64; GRANTS.len()],
+}
+
+fn channel(name: &str) -> usize {
+    CHANNELS.iter().position(|c| *c == name).unwrap_or(0)
+}
+
+impl Metrics {
+    pub fn request(&self, status: u16, took: Duration) {
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        self.by_class[class].fetch_add(1, Relaxed);
+        let secs = took.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.latency_micros.fetch_add(took.as_micros() as u64, Relaxed);
+    }
+    pub fn code_sent(&self, ch: &str) {
+        self.codes_sent[channel(ch)].fetch_add(1, Relaxed);
+    }
+    pub fn delivery_failed(&self, ch: &str) {
+        self.delivery_failures[channel(ch)].fetch_add(1, Relaxed);
+    }
+    pub fn code_verified(&self) {
+        self.codes_verified.fetch_add(1, Relaxed);
+    }
+    pub fn code_failed(&self) {
+        self.code_failures.fetch_add(1, Relaxed);
+    }
+    pub fn token_issued(&self, grant: &str) {
+        if let Some(i) = GRANTS.iter().position(|g| *g == grant) {
+            self.tokens[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(2048);
+        let total: u64 = self.by_class.iter().map(|c| c.load(Relaxed)).sum();
+        out.push_str("# HELP sesame_http_requests_total HTTP requests answered, by status class.\n# TYPE sesame_http_requests_total counter\n");
+        for (i, c) in self.by_class.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "sesame_http_requests_total{{status=\"{}xx\"}} {}",
+                i + 1,
+                c.load(Relaxed)
+            );
+        }
+        out.push_str("# HELP sesame_http_request_duration_seconds Time to answer a request.\n# TYPE sesame_http_request_duration_seconds histogram\n");
+        let mut cumulative = 0;
+        for (b, c) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += c.load(Relaxed);
+            let _ = writeln!(
+                out,
+                "sesame_http_request_duration_seconds_bucket{{le=\"{b}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "sesame_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {total}"
+        );
+        let _ = writeln!(
+            out,
+            "sesame_http_request_duration_seconds_sum {}",
+            self.latency_micros.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "sesame_http_request_duration_seconds_count {total}");
+        let mut counter = |name: &str, help: &str, label: &str, values: &[(&str, &AtomicU64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (l, v) in values {
+                if label.is_empty() {
+                    let _ = writeln!(out, "{name} {}", v.load(Relaxed));
+                } else {
+                    let _ = writeln!(out, "{name}{{{label}=\"{l}\"}} {}", v.load(Relaxed));
+                }
+            }
+        };
+        counter(
+            "sesame_codes_sent_total",
+            "One-time codes delivered.",
+            "channel",
+            &per_channel(&self.codes_sent),
+        );
+        counter(
+            "sesame_delivery_failures_total",
+            "Codes the provider failed to deliver.",
+            "channel",
+            &per_channel(&self.delivery_failures),
+        );
+        counter(
+            "sesame_codes_verified_total",
+            "Codes verified.",
+            "",
+            &[("", &self.codes_verified)],
+        );
+        counter(
+            "sesame_code_failures_total",
+            "Wrong, expired or used codes tried.",
+            "",
+            &[("", &self.code_failures)],
+        );
+        let tokens: Vec<_> = GRANTS.iter().copied().zip(self.tokens.iter()).collect();
+        counter(
+            "sesame_tokens_issued_total",
+            "Token responses, by grant.",
+            "grant",
+            &tokens,
+        );
+        out
+    }
+}
+
+fn per_channel(counts: &[AtomicU64; 2]) -> Vec<(&'static str, &AtomicU64)> {
+    CHANNELS.iter().copied().zip(counts.iter()).collect()
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render())
+}
