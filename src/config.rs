@@ -23,6 +23,7 @@ pub struct Settings {
     pub tokens: TokenSettings,
     pub sms: SmsSettings,
     pub email: EmailSettings,
+    pub passwords: PasswordSettings,
     pub log: LogSettings,
 }
 
@@ -37,6 +38,7 @@ impl Default for Settings {
             tokens: TokenSettings::default(),
             sms: SmsSettings::default(),
             email: EmailSettings::default(),
+            passwords: PasswordSettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -124,6 +126,28 @@ impl Default for OtpSettings {
             auto_create_accounts: false,
             client_max_sends: 10_000,
             ip_max_sends: 100,
+        }
+    }
+}
+
+/// Limits on wrong passwords (the `password` grant), like the code limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordSettings {
+    /// Wrong passwords for one account within `lockout`, after which it is locked for `lockout`.
+    pub max_failures: u32,
+    /// Wrong passwords from one source IP within `lockout` (any accounts), after which it is locked.
+    pub ip_max_failures: u32,
+    #[serde(deserialize_with = "duration::de")]
+    pub lockout: Duration,
+}
+
+impl Default for PasswordSettings {
+    fn default() -> Self {
+        PasswordSettings {
+            max_failures: 5,
+            ip_max_failures: 50,
+            lockout: Duration::from_secs(15 * 60),
         }
     }
 }

@@ -191,7 +191,11 @@ fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(resource("/otp/getcode").route(web::post().to(api::otp::getcode)))
         .service(resource("/otp/verifycode").route(web::post().to(api::otp::verifycode)))
-        .service(resource("/api/v1/user").route(web::put().to(api::users::create_user)))
+        .service(
+            resource("/api/v1/user")
+                .route(web::put().to(api::users::create_user))
+                .route(web::patch().to(api::users::update_credentials)),
+        )
         .service(resource("/api/v1/users").route(web::post().to(api::users::create_user)))
         .service(
             resource("/admin/api/clients")

@@ -267,3 +267,102 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
     .map_err(|e| anyhow::anyhow!("password hashing task failed: {e}"))??;
     Ok(hash)
 }
+
+/// A fixed argon2id hash checked when the account is unknown or has no
+/// password, so a wrong login costs the same time as a wrong password.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c2VzYW1lLWR1bW15LXNhbHQ$0zjXO1o3WjV0xKzcLZWBaMwNukWm1Zc0J7d+8QnVjJk";
+
+/// Checks a password against an argon2id hash, off the async threads.
+pub async fn verify_password(hash: Option<String>, password: String) -> Result<bool, ApiError> {
+    let (hash, real) = match hash {
+        Some(h) => (h, true),
+        None => (DUMMY_HASH.to_string(), false),
+    };
+    let ok = tokio::task::spawn_blocking(move || {
+        use argon2::password_hash::{PasswordHash, PasswordVerifier};
+        PasswordHash::new(&hash).is_ok_and(|parsed| {
+            argon2::Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("password check task failed: {e}"))?;
+    Ok(ok && real)
+}
+
+/// `PATCH /api/v1/user/`: the signed-in user (Bearer token from any grant)
+/// sets a username and/or password, as the original DRF project allowed.
+pub async fn update_credentials(
+    state: web::Data<AppState>,
+    http: HttpRequest,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let invalid = || ApiError::InvalidToken("a Bearer access token of the user is required".into());
+    let token = crate::oidc::userinfo::bearer(&http).ok_or_else(invalid)?;
+    let verified = crate::oauth::access_token::verify_active(&state, token)
+        .await?
+        .ok_or_else(invalid)?;
+    let user = state
+        .store
+        .user(verified.str("sub").unwrap_or(""))
+        .await?
+        .filter(|u| !u.disabled)
+        .ok_or_else(invalid)?;
+    let body = read_body(&mut payload, body_limit(&http)).await?;
+    let Value::Object(body) =
+        serde_json::from_slice::<Value>(&body).map_err(|e| invalid_request(format!("malformed JSON body: {e}")))?
+    else {
+        return Err(invalid_request("the body must be a JSON object"));
+    };
+    if let Some(other) = body.keys().find(|k| !["username", "password"].contains(&k.as_str())) {
+        return Err(invalid_request(format!(
+            "`{other}` cannot be changed here (username, password)"
+        )));
+    }
+    let username = str_field(&body, "username")?.map(valid_username).transpose()?;
+    let password = match str_field(&body, "password")? {
+        Some(pw) if (8..=128).contains(&pw.chars().count()) => Some(hash_password(pw.to_string()).await?),
+        Some(_) => return Err(invalid_request("`password` must be 8 to 128 characters")),
+        None => None,
+    };
+    if username.is_none() && password.is_none() {
+        return Err(invalid_request("send `username`, `password` or both"));
+    }
+    match state
+        .store
+        .set_credentials(&user.id, username.as_deref(), password.as_deref())
+        .await?
+    {
+        InsertUser::Created(updated) => {
+            let e = Event {
+                event: "credentials_changed",
+                user_id: Some(&user.id),
+                ..Default::default()
+            };
+            state.audit.record(e);
+            Ok(HttpResponse::Ok().json(user_json(&updated)))
+        }
+        InsertUser::Conflict(_) => Err(ApiError::Conflict("this username is taken".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dummy_hash_is_a_real_argon2id_hash_so_unknown_logins_cost_the_same() {
+        let parsed = argon2::password_hash::PasswordHash::new(DUMMY_HASH).expect("parses");
+        assert_eq!(parsed.algorithm.as_str(), "argon2id");
+    }
+
+    #[tokio::test]
+    async fn passwords_verify_against_their_hash_only() {
+        let hash = hash_password("correct horse battery".into()).await.unwrap();
+        assert!(verify_password(Some(hash.clone()), "correct horse battery".into()).await.unwrap());
+        assert!(!verify_password(Some(hash), "wrong".into()).await.unwrap());
+        assert!(!verify_password(None, "correct horse battery".into()).await.unwrap());
+    }
+}

@@ -188,3 +188,44 @@ pub enum UserFlag {
     Disabled,
     Admin,
 }
+
+impl Store {
+    /// The user signing in with this username or email (case-insensitive), with their password hash.
+    pub async fn user_for_password(&self, login: &str) -> anyhow::Result<Option<(User, Option<String>)>> {
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE username_key = $1 OR email_key = $1 LIMIT 1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(login.to_lowercase())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((from_row(&r)?, r.try_get("password_hash")?)))
+            .transpose()
+    }
+
+    /// Sets the given username and/or password hash; `Conflict("username")` when the name is taken.
+    pub async fn set_credentials(
+        &self,
+        id: &str,
+        username: Option<&str>,
+        password_hash: Option<&str>,
+    ) -> anyhow::Result<InsertUser> {
+        let result = sqlx::query(
+            "UPDATE users SET username = COALESCE($2, username), username_key = COALESCE($3, username_key),
+               password_hash = COALESCE($4, password_hash), updated_at = $5 WHERE id = $1
+             RETURNING id, username, email, email_verified, phone, phone_verified, first_name, last_name,
+               password_hash, metadata, is_admin, disabled, created_at, updated_at",
+        )
+        .bind(id)
+        .bind(username)
+        .bind(username.map(str::to_lowercase))
+        .bind(password_hash)
+        .bind(now())
+        .fetch_optional(&self.pool)
+        .await;
+        match result {
+            Ok(Some(row)) => Ok(InsertUser::Created(Box::new(from_row(&row)?))),
+            Ok(None) => anyhow::bail!("no such user"),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(InsertUser::Conflict("username")),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -15,4 +15,5 @@ mod multi_node;
 mod otp_api_errors;
 mod otp_flow;
 mod otp_limits;
+mod passwords;
 mod refresh;

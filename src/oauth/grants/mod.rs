@@ -15,6 +15,7 @@ use crate::state::AppState;
 
 pub mod client_credentials;
 pub mod otp;
+pub mod password;
 pub mod refresh_token;
 
 /// Everything a grant handler gets: the authenticated client and the parameters.
@@ -48,7 +49,12 @@ pub struct Grant {
     pub handle: fn(GrantRequest) -> GrantFuture,
 }
 
-pub const GRANTS: &[&Grant] = &[&client_credentials::GRANT, &otp::GRANT, &refresh_token::GRANT];
+pub const GRANTS: &[&Grant] = &[
+    &client_credentials::GRANT,
+    &otp::GRANT,
+    &refresh_token::GRANT,
+    &password::GRANT,
+];
 
 pub fn find(grant_type: &str) -> Option<&'static Grant> {
     GRANTS
