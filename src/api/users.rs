@@ -361,7 +361,9 @@ mod tests {
     #[tokio::test]
     async fn passwords_verify_against_their_hash_only() {
         let hash = hash_password("correct horse battery".into()).await.unwrap();
-        assert!(verify_password(Some(hash.clone()), "correct horse battery".into()).await.unwrap());
+        assert!(verify_password(Some(hash.clone()), "correct horse battery".into())
+            .await
+            .unwrap());
         assert!(!verify_password(Some(hash), "wrong".into()).await.unwrap());
         assert!(!verify_password(None, "correct horse battery".into()).await.unwrap());
     }
