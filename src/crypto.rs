@@ -33,6 +33,12 @@ pub fn random_digits(len: usize) -> String {
     out
 }
 
+/// A random identifier of `N * 8` bits in lower-case hex: safe to pass on a
+/// command line (never starts with `-`) and in URLs.
+pub fn random_id<const N: usize>() -> String {
+    hex(&random_bytes::<N>())
+}
+
 pub fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
 }
@@ -92,6 +98,13 @@ mod tests {
             assert_eq!(code.len(), len);
             assert!(code.bytes().all(|b| b.is_ascii_digit()));
         }
+    }
+
+    #[test]
+    fn random_ids_are_hex() {
+        let id = random_id::<12>();
+        assert_eq!(id.len(), 24);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
     }
 
     #[test]

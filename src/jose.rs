@@ -129,7 +129,7 @@ pub fn generate_key(alg: SigningAlg) -> anyhow::Result<(String, String)> {
         SigningAlg::RS256 => Jwk::generate_rsa_key(2048)?,
         SigningAlg::EdDSA => Jwk::generate_ed_key(EdCurve::Ed25519)?,
     };
-    let kid = crypto::random_token::<12>();
+    let kid = crypto::random_id::<8>();
     Ok((kid, serde_json::to_string(jwk.as_ref())?))
 }
 

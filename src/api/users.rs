@@ -214,7 +214,7 @@ pub async fn create(state: &AppState, p: &Profile) -> Result<User, ApiError> {
         Some(pw) => Some(hash_password(pw.clone()).await?),
         None => None,
     };
-    let id = crypto::random_token::<16>();
+    let id = crypto::random_id::<16>();
     // A generated username may collide (rarely): try a few.
     for _ in 0..3 {
         let username = p

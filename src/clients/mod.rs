@@ -39,7 +39,7 @@ impl NewClient {
     pub fn into_client(self, source: &str) -> Result<Client, RegisterError> {
         let scopes = Scope::parse(&self.scopes.join(" ")).map_err(|e| RegisterError::Invalid(e.to_string()))?;
         let c = Client {
-            id: self.id.unwrap_or_else(crate::crypto::random_token::<12>),
+            id: self.id.unwrap_or_else(crate::crypto::random_id::<12>),
             name: self.name,
             secret_digest: None,
             redirect_uris: self.redirect_uris,

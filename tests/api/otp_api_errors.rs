@@ -12,6 +12,7 @@ db_test!(
     a_secret_identifier_is_single_use_and_bound_to_its_client_and_identifier,
     account_creation_refuses_conflicts_and_mismatches,
     auto_create_accounts_lets_the_grant_create_the_account,
+    a_secret_identifier_expires_after_the_code_ttl,
 );
 
 async fn the_otp_api_needs_an_authenticated_client_with_the_otp_grant(db: Db) {
@@ -176,4 +177,18 @@ async fn auto_create_accounts_lets_the_grant_create_the_account(db: Db) {
         .expect("the account was created");
     assert!(user.phone_verified);
     assert!(user.username.unwrap().starts_with("user_"));
+}
+
+async fn a_secret_identifier_expires_after_the_code_ttl(db: Db) {
+    let mut settings = test_settings(&db);
+    settings.otp.ttl = std::time::Duration::from_secs(1);
+    let app = spawn_with(settings).await;
+    let who = Who::Email("slow@example.com");
+    let secret = app.verified(APP, who).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let res = app
+        .create_user(APP, &json!({"secret_identifier": secret, "auto_username": true}))
+        .await;
+    assert_error(res, 400, "invalid_request").await;
+    assert_error(app.otp_token(APP, who, &secret).await, 400, "invalid_grant").await;
 }
