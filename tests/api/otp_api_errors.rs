@@ -181,11 +181,12 @@ async fn auto_create_accounts_lets_the_grant_create_the_account(db: Db) {
 
 async fn a_secret_identifier_expires_after_the_code_ttl(db: Db) {
     let mut settings = test_settings(&db);
-    settings.otp.ttl = std::time::Duration::from_secs(1);
+    // Expiry is kept in whole seconds: 2 s leaves the code alive long enough to verify it.
+    settings.otp.ttl = std::time::Duration::from_secs(2);
     let app = spawn_with(settings).await;
     let who = Who::Email("slow@example.com");
     let secret = app.verified(APP, who).await;
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     let res = app
         .create_user(APP, &json!({"secret_identifier": secret, "auto_username": true}))
         .await;

@@ -167,19 +167,20 @@ async fn only_the_latest_code_is_live(db: Db) {
 }
 
 async fn a_send_refused_by_the_resend_gap_does_not_count_toward_max_sends(db: Db) {
-    let app = app_with(&db, |s| s.otp.resend_after = Duration::from_secs(1)).await;
+    // Windows are whole seconds, so a 2 s gap refuses an immediate resend whatever the clock shows.
+    let app = app_with(&db, |s| s.otp.resend_after = Duration::from_secs(2)).await;
     let who = Who::Email("patient@example.com");
     assert_eq!(app.getcode(APP, who).await.status(), 200);
     assert_eq!(app.getcode(APP, who).await.status(), 429, "inside the resend gap");
     for _ in 0..2 {
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        tokio::time::sleep(Duration::from_millis(2100)).await;
         assert_eq!(
             app.getcode(APP, who).await.status(),
             200,
             "the refused request did not use up a send"
         );
     }
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let res = app.getcode(APP, who).await;
     assert_eq!(retry_after(&res), 3600, "the fourth real send locks the identifier");
 }
