@@ -58,6 +58,7 @@ impl Twilio {
             .form(&form)
             .send()
             .await
+            .map_err(reqwest::Error::without_url)
             .context("twilio request failed")?;
         if !res.status().is_success() {
             let status = res.status();

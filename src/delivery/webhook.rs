@@ -49,7 +49,12 @@ impl Webhook {
                 .header("webhook-timestamp", &ts)
                 .header("webhook-signature", sign(key, &id, &ts, &body));
         }
-        let res = req.body(body).send().await.context("webhook request failed")?;
+        let res = req
+            .body(body)
+            .send()
+            .await
+            .map_err(reqwest::Error::without_url)
+            .context("webhook request failed")?;
         if !res.status().is_success() {
             bail!("webhook answered {}", res.status());
         }

@@ -53,15 +53,19 @@ pub fn issue(state: &AppState, grant: &Grant<'_>) -> Result<Issued, ApiError> {
 /// An access token whose signature, type, issuer and expiry have been checked.
 #[derive(Debug)]
 pub struct Verified {
-    pub claims: Map<String, Value>,
+    jws: std::sync::Arc<crate::jose::VerifiedJws>,
 }
 
 impl Verified {
+    /// The token's claims (shared with the keyring's verified-token cache, not copied).
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.jws.claims
+    }
     pub fn str(&self, name: &str) -> Option<&str> {
-        self.claims.get(name).and_then(Value::as_str)
+        self.jws.claims.get(name).and_then(Value::as_str)
     }
     pub fn int(&self, name: &str) -> i64 {
-        self.claims.get(name).and_then(Value::as_i64).unwrap_or(0)
+        self.jws.claims.get(name).and_then(Value::as_i64).unwrap_or(0)
     }
     pub fn jti(&self) -> &str {
         self.str("jti").unwrap_or("")
@@ -80,9 +84,7 @@ pub fn verify_signed(state: &AppState, token: &str) -> Option<Verified> {
     if jws.typ.as_deref() != Some(TYP) || jws.claims.get("iss").and_then(Value::as_str) != Some(state.issuer()) {
         return None;
     }
-    let v = Verified {
-        claims: jws.claims.clone(),
-    };
+    let v = Verified { jws };
     if v.int("exp") <= now() || v.jti().is_empty() {
         return None;
     }

@@ -33,7 +33,7 @@ pub async fn introspect(
                 "auth_time",
                 "username",
             ] {
-                if let Some(value) = v.claims.get(claim) {
+                if let Some(value) = v.claims().get(claim) {
                     body[claim] = value.clone();
                 }
             }

@@ -17,17 +17,6 @@ pub struct Family {
     pub revoked: bool,
 }
 
-/// What a presented refresh token turned out to be.
-pub enum Presented {
-    Unknown,
-    /// Live: it has just been consumed (single use) and may be rotated.
-    Consumed(Family),
-    /// Already used before: a replay.
-    Reused(Family),
-    /// Its family is revoked or past its absolute lifetime.
-    Dead(Family),
-}
-
 impl Store {
     /// The family, then its first token (no transaction: a family whose token
     /// insert failed has no token and so can never be used).
@@ -88,38 +77,21 @@ impl Store {
         Ok(Some((family, r.try_get::<Option<i64>, _>("used_at")?.is_some())))
     }
 
-    /// Looks the token up without consuming it.
+    /// The token's family and whether the token was already used, without consuming it.
     pub async fn peek_refresh_token(&self, digest: &str) -> anyhow::Result<Option<(Family, bool)>> {
         self.family_of(digest).await
     }
 
-    /// Consumes a refresh token if it is live (one atomic statement); classifies it otherwise.
-    pub async fn present_refresh_token(&self, digest: &str, client_id: &str) -> anyhow::Result<Presented> {
-        let Some((family, used)) = self.family_of(digest).await? else {
-            return Ok(Presented::Unknown);
-        };
-        if family.client_id != client_id {
-            return Ok(Presented::Unknown);
-        }
-        if family.revoked || family.expires_at <= now() {
-            return Ok(Presented::Dead(family));
-        }
-        if used {
-            return Ok(Presented::Reused(family));
-        }
-        let won = sqlx::query(
+    /// Marks the token used; `false` when another request used it first (one atomic statement).
+    pub async fn consume_refresh_token(&self, digest: &str) -> anyhow::Result<bool> {
+        let row = sqlx::query(
             "UPDATE refresh_tokens SET used_at = $2 WHERE digest = $1 AND used_at IS NULL RETURNING digest",
         )
         .bind(digest)
         .bind(now())
         .fetch_optional(&self.pool)
-        .await?
-        .is_some();
-        Ok(if won {
-            Presented::Consumed(family)
-        } else {
-            Presented::Reused(family)
-        })
+        .await?;
+        Ok(row.is_some())
     }
 
     /// Revokes a family: its refresh tokens stop working, and the access tokens

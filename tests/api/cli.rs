@@ -281,27 +281,11 @@ async fn cli_manages_users(db: Db) {
         )
         .await;
     assert_error(res, 400, "invalid_grant").await;
-    assert_eq!(app.getcode(APP, who).await.status(), 200);
-    let code = app.outbox_code().await;
-    let res = app
-        .post_form(
-            "/oauth2/token",
-            APP,
-            &[("grant_type", "otp"), ("phone", "+14155550401"), ("code", &code)],
-        )
-        .await;
+    let res = app.sign_in_with_code(APP, who).await;
     assert_error(res, 400, "invalid_grant").await;
 
     assert!(sesame(&db, &["user", "enable", &sub]).status.success());
-    assert_eq!(app.getcode(APP, who).await.status(), 200);
-    let code = app.outbox_code().await;
-    let res = app
-        .post_form(
-            "/oauth2/token",
-            APP,
-            &[("grant_type", "otp"), ("phone", "+14155550401"), ("code", &code)],
-        )
-        .await;
+    let res = app.sign_in_with_code(APP, who).await;
     assert_eq!(res.status(), 200, "enabled again");
 
     assert!(sesame(&db, &["user", "delete", &sub]).status.success());

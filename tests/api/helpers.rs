@@ -363,6 +363,18 @@ impl TestApp {
             .to_string()
     }
 
+    /// getcode, then the code itself at the token endpoint (`grant_type=otp`).
+    pub async fn sign_in_with_code(&self, client: (&str, &str), who: Who<'_>) -> reqwest::Response {
+        assert_eq!(self.getcode(client, who).await.status(), 200);
+        let code = self.outbox_code().await;
+        self.post_form(
+            "/oauth2/token",
+            client,
+            &[("grant_type", "otp"), who.field(), ("code", &code)],
+        )
+        .await
+    }
+
     pub async fn create_user(&self, client: (&str, &str), body: &Value) -> reqwest::Response {
         self.http
             .put(self.url("/api/v1/user/"))

@@ -86,22 +86,9 @@ async fn two_nodes_on_one_postgres_database_behave_as_one_service() {
     let http = reqwest::Client::new();
     wait_ready(&http, &a).await;
     wait_ready(&http, &b).await;
-    let jwks_a: Value = http
-        .get(format!("{}/oauth2/jwks", a.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let jwks_b: Value = http
-        .get(format!("{}/oauth2/jwks", b.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = |node: &Node| http.get(format!("{}/oauth2/jwks", node.url)).send();
+    let jwks_a: Value = jwks(&a).await.unwrap().json().await.unwrap();
+    let jwks_b: Value = jwks(&b).await.unwrap().json().await.unwrap();
     assert_eq!(jwks_a, jwks_b, "one shared signing key");
     assert_eq!(jwks_a["keys"].as_array().unwrap().len(), 1);
 

@@ -4,12 +4,15 @@
 //! revokes its whole family, access tokens included (RFC 9700 §4.14.2).
 
 use super::{Grant, GrantFuture, GrantRequest};
+use crate::domain::Client;
 use crate::domain::Scope;
 use crate::error::ApiError;
 use crate::oauth::issue::{self, refresh_digest, UserTokens};
 use crate::params::peer_ip;
+use crate::state::AppState;
 use crate::store::audit::Event;
-use crate::store::tokens::Presented;
+use crate::store::now;
+use crate::store::tokens::Family;
 
 pub const GRANT: Grant = Grant {
     name: "refresh_token",
@@ -24,11 +27,15 @@ fn handle(req: GrantRequest) -> GrantFuture {
         let invalid = || ApiError::InvalidGrant("the refresh token is invalid, expired or revoked".into());
         let ip = peer_ip(&req.http);
         let digest = refresh_digest(state, token);
-        // Check the requested scope before the token is spent: a bad request must not burn it.
-        let granted = match state.store.peek_refresh_token(&digest).await? {
-            Some((f, _)) if f.client_id == client.id => Scope::parse(&f.scope).unwrap_or_default(),
-            _ => return Err(invalid()),
+        let family = match state.store.peek_refresh_token(&digest).await? {
+            Some((f, _)) if f.client_id != client.id => return Err(invalid()),
+            Some((f, _)) if f.revoked || f.expires_at <= now() => return Err(invalid()),
+            Some((f, true)) => return Err(reused(state, client, &f, ip.as_deref()).await?),
+            Some((f, false)) => f,
+            None => return Err(invalid()),
         };
+        // Check the requested scope before the token is spent: a bad request must not burn it.
+        let granted = Scope::parse(&family.scope).unwrap_or_default();
         let scope = match params.get("scope") {
             None => granted,
             Some(text) => {
@@ -41,27 +48,10 @@ fn handle(req: GrantRequest) -> GrantFuture {
                 asked
             }
         };
-        let family = match state.store.present_refresh_token(&digest, &client.id).await? {
-            Presented::Consumed(f) => f,
-            Presented::Reused(f) => {
-                state
-                    .revocations
-                    .revoke_family(&state.store, &f.id, state.settings.tokens.access_ttl)
-                    .await?;
-                let e = Event {
-                    event: "refresh_reuse",
-                    client_id: Some(&client.id),
-                    user_id: Some(&f.user_id),
-                    ip: ip.as_deref(),
-                    detail: Some("a rotated refresh token was presented again; its family is revoked"),
-                    ..Default::default()
-                };
-                state.audit.record(e);
-                tracing::warn!(client_id = %client.id, "refresh token reuse: family revoked");
-                return Err(invalid());
-            }
-            Presented::Unknown | Presented::Dead(_) => return Err(invalid()),
-        };
+        // Single use: of two racing requests, the loser is treated as a replay.
+        if !state.store.consume_refresh_token(&digest).await? {
+            return Err(reused(state, client, &family, ip.as_deref()).await?);
+        }
         let user = state
             .store
             .user(&family.user_id)
@@ -84,4 +74,24 @@ fn handle(req: GrantRequest) -> GrantFuture {
         )
         .await
     })
+}
+
+/// A rotated token presented again: revoke its whole family (RFC 9700 §4.14.2).
+async fn reused(state: &AppState, client: &Client, family: &Family, ip: Option<&str>) -> Result<ApiError, ApiError> {
+    state
+        .revocations
+        .revoke_family(&state.store, &family.id, state.settings.tokens.access_ttl)
+        .await?;
+    state.audit.record(Event {
+        event: "refresh_reuse",
+        client_id: Some(&client.id),
+        user_id: Some(&family.user_id),
+        ip,
+        detail: Some("a rotated refresh token was presented again; its family is revoked"),
+        ..Default::default()
+    });
+    tracing::warn!(client_id = %client.id, "refresh token reuse: family revoked");
+    Ok(ApiError::InvalidGrant(
+        "the refresh token is invalid, expired or revoked".into(),
+    ))
 }
