@@ -60,6 +60,9 @@ pub struct ServerSettings {
     /// another node is inactive here within this. `0s`: read it per request.
     #[serde(deserialize_with = "duration::de")]
     pub revocation_sync: Duration,
+    /// How long a browser stays signed in to Sesame without using it.
+    #[serde(deserialize_with = "duration::de")]
+    pub session_ttl: Duration,
 }
 
 impl Default for ServerSettings {
@@ -70,6 +73,7 @@ impl Default for ServerSettings {
             max_body_bytes: 64 * 1024,
             client_cache: Duration::from_secs(5),
             revocation_sync: Duration::from_secs(1),
+            session_ttl: Duration::from_secs(14 * 86_400),
         }
     }
 }
@@ -304,6 +308,11 @@ impl std::fmt::Debug for Redacted {
 }
 
 impl Settings {
+    /// Whether the issuer is served over https (cookies get `Secure` and `__Host-`).
+    pub fn https(&self) -> bool {
+        self.issuer().starts_with("https://")
+    }
+
     /// Loads the file (when given, or `sesame.toml` when present) and the environment.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
         let env: Vec<(String, String)> = std::env::vars().collect();

@@ -51,7 +51,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    fn description(&self) -> String {
+    pub fn description(&self) -> String {
         use ApiError::*;
         match self {
             InvalidRequest(d)

@@ -4,6 +4,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_session::SessionMiddleware;
 use actix_web::dev::Server;
 use actix_web::dev::Service;
 use actix_web::middleware::{DefaultHeaders, NormalizePath, TrailingSlash};
@@ -62,6 +63,10 @@ impl Application {
             .server_secret("digest_key", crypto::hex(&crypto::random_bytes::<32>()))
             .await?;
         let digester = Digester::new(decode_key(&digest_key)?);
+        let cookie_key = store
+            .server_secret("session_cookie_key", crypto::hex(&crypto::random_bytes::<64>()))
+            .await?;
+        let cookie_key: [u8; 64] = decode_key(&cookie_key)?;
         let discovery = serde_json::to_vec(&oidc::discovery::document(&settings))?.into();
         let delivery = crate::delivery::Delivery::from_settings(&settings)?;
         let revocations = Revocations::load(&store, settings.server.revocation_sync).await?;
@@ -87,6 +92,7 @@ impl Application {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let app_state = state.clone();
         let server = HttpServer::new(move || {
+            let sessions = pages::session::middleware(&app_state, &cookie_key);
             App::new()
                 .app_data(web::Data::from(app_state.clone()))
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
@@ -104,6 +110,7 @@ impl Application {
                 })
                 .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
                 .configure(routes)
+                .configure(|cfg| page_routes(cfg, sessions))
                 .default_service(web::to(not_found))
         })
         .workers(workers)
@@ -126,15 +133,15 @@ impl Application {
     }
 }
 
-fn decode_key(hex: &str) -> anyhow::Result<[u8; 32]> {
+fn decode_key<const N: usize>(hex: &str) -> anyhow::Result<[u8; N]> {
     let bytes: Vec<u8> = (0..hex.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(hex.get(i..i + 2).unwrap_or("zz"), 16))
         .collect::<Result<_, _>>()
-        .context("the stored digest key is corrupt")?;
+        .context("a stored server key is corrupt")?;
     bytes
         .try_into()
-        .map_err(|_| anyhow::anyhow!("the stored digest key has the wrong length"))
+        .map_err(|_| anyhow::anyhow!("a stored server key has the wrong length"))
 }
 
 fn spawn_maintenance(state: Arc<AppState>) {
@@ -165,6 +172,9 @@ fn spawn_maintenance(state: Arc<AppState>) {
             if n.is_multiple_of(20) {
                 if let Err(e) = state.store.purge_expired_revocations().await {
                     tracing::warn!(error = format!("{e:#}"), "could not purge expired revocations");
+                }
+                if let Err(e) = state.store.purge_expired_sessions().await {
+                    tracing::warn!(error = format!("{e:#}"), "could not purge expired sessions");
                 }
             }
         }
@@ -220,6 +230,56 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/metrics").route(web::get().to(crate::metrics::metrics)))
         .service(resource("/health/live").route(web::get().to(health::live)))
         .service(resource("/health/ready").route(web::get().to(health::ready)));
+}
+
+/// The browser pages, each behind the session middleware (the APIs never load a session).
+fn page_routes(cfg: &mut web::ServiceConfig, sessions: SessionMiddleware<pages::session::DbSessions>) {
+    use pages::{account, consent, login};
+    let page = |path: &str| resource(path).wrap(sessions.clone());
+    cfg.service(page("/oauth2/authorize").route(web::get().to(oauth::authorize::authorize)))
+        .service(
+            page("/oauth2/logout")
+                .route(web::get().to(oidc::logout::logout))
+                .route(web::post().to(oidc::logout::logout)),
+        )
+        .service(
+            page("/login")
+                .route(web::get().to(login::login_page))
+                .route(web::post().to(login::send_code)),
+        )
+        .service(page("/login/password").route(web::post().to(login::password)))
+        .service(
+            page("/login/verify")
+                .route(web::get().to(login::verify_page))
+                .route(web::post().to(login::verify_code)),
+        )
+        .service(page("/login/resend").route(web::post().to(login::resend)))
+        .service(page("/login/status").route(web::post().to(login::status)))
+        .service(page("/login/continue").route(web::get().to(login::continue_flow)))
+        .service(
+            page("/login/magic")
+                .route(web::get().to(login::magic_page))
+                .route(web::post().to(login::magic_use)),
+        )
+        .service(
+            page("/signup")
+                .route(web::get().to(login::signup_page))
+                .route(web::post().to(login::signup)),
+        )
+        .service(
+            page("/consent")
+                .route(web::get().to(consent::consent_page))
+                .route(web::post().to(consent::decide)),
+        )
+        .service(page("/account").route(web::get().to(account::account)))
+        .service(page("/account/profile").route(web::post().to(account::profile)))
+        .service(page("/account/apps/revoke").route(web::post().to(account::revoke_app)))
+        .service(page("/account/sessions/end").route(web::post().to(account::end_session)))
+        .service(page("/account/signout").route(web::post().to(account::sign_out_here)))
+        .service(page("/account/signout-everywhere").route(web::post().to(account::sign_out_everywhere)))
+        .service(resource("/").route(web::get().to(|| async { pages::page::found("/account") })))
+        .service(resource("/static/sesame.css").route(web::get().to(pages::assets::css)))
+        .service(resource("/static/sesame.js").route(web::get().to(pages::assets::js)));
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

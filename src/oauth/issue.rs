@@ -22,8 +22,14 @@ pub struct UserTokens<'a> {
     pub amr: Vec<String>,
     pub auth_time: i64,
     pub nonce: Option<&'a str>,
-    /// The family a refresh token is being rotated in; `None` starts one.
+    /// The family a refresh token is being rotated in; `None` starts one
+    /// (when the client may refresh, or when `new_family` names it).
     pub family: Option<&'a Family>,
+    /// The id of the family to start, decided by the caller: an exchanged
+    /// authorization code records it first, so that a second use of the code
+    /// can revoke what this one issued. Such a family is started even for a
+    /// client without refresh tokens, so its access tokens can be revoked.
+    pub new_family: Option<String>,
     pub ip: Option<&'a str>,
     pub grant: &'a str,
 }
@@ -33,8 +39,9 @@ pub fn refresh_digest(state: &AppState, token: &str) -> String {
 }
 
 pub async fn issue(state: &AppState, t: UserTokens<'_>) -> Result<TokenResponse, ApiError> {
-    let (refresh_token, family_id) = match t.family {
-        Some(f) => {
+    let refreshes = t.client.allows_grant("refresh_token");
+    let (refresh_token, family_id) = match (t.family, t.new_family) {
+        (Some(f), _) => {
             let token = crypto::random_token::<32>();
             state
                 .store
@@ -42,10 +49,10 @@ pub async fn issue(state: &AppState, t: UserTokens<'_>) -> Result<TokenResponse,
                 .await?;
             (Some(token), Some(f.id.clone()))
         }
-        None if t.client.allows_grant("refresh_token") => {
-            let token = crypto::random_token::<32>();
+        (None, new_family) if refreshes || new_family.is_some() => {
+            let token = refreshes.then(crypto::random_token::<32>);
             let family = Family {
-                id: crypto::random_token::<16>(),
+                id: new_family.unwrap_or_else(crypto::random_token::<16>),
                 client_id: t.client.id.clone(),
                 user_id: t.user.id.clone(),
                 scope: t.scope.to_string(),
@@ -54,13 +61,11 @@ pub async fn issue(state: &AppState, t: UserTokens<'_>) -> Result<TokenResponse,
                 expires_at: now() + state.settings.tokens.refresh_ttl.as_secs() as i64,
                 revoked: false,
             };
-            state
-                .store
-                .insert_family(&family, &refresh_digest(state, &token))
-                .await?;
-            (Some(token), Some(family.id))
+            let digest = token.as_deref().map(|t| refresh_digest(state, t));
+            state.store.insert_family(&family, digest.as_deref()).await?;
+            (token, Some(family.id))
         }
-        None => (None, None),
+        (None, _) => (None, None),
     };
     let access = access_token::issue(
         state,

@@ -1,6 +1,7 @@
 //! OAuth 2.0: client authentication, tokens, grants, introspection, revocation.
 
 pub mod access_token;
+pub mod authorize;
 pub mod client_auth;
 pub mod grants;
 pub mod introspect;

@@ -13,6 +13,8 @@ pub fn document(settings: &Settings) -> serde_json::Value {
     let iss = settings.issuer();
     json!({
         "issuer": iss,
+        "authorization_endpoint": format!("{iss}/oauth2/authorize"),
+        "end_session_endpoint": format!("{iss}/oauth2/logout"),
         "token_endpoint": format!("{iss}/oauth2/token"),
         "jwks_uri": format!("{iss}/oauth2/jwks"),
         "userinfo_endpoint": format!("{iss}/oauth2/userinfo"),
@@ -20,6 +22,10 @@ pub fn document(settings: &Settings) -> serde_json::Value {
         "revocation_endpoint": format!("{iss}/oauth2/revoke"),
         "grant_types_supported": grants::advertised(),
         "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "ui_locales_supported": ["en"],
+        "acr_values_supported": [crate::oidc::id_token::ACR],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": [settings.tokens.signing_alg.as_str()],
         "scopes_supported": ["openid", "profile", "email", "phone", "address", "offline_access"],

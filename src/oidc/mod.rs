@@ -1,7 +1,8 @@
-//! OpenID Connect: discovery, the key set, ID tokens, claims, userinfo.
+//! OpenID Connect: discovery, the key set, ID tokens, claims, userinfo, logout.
 
 pub mod claims;
 pub mod discovery;
 pub mod id_token;
 pub mod jwks;
+pub mod logout;
 pub mod userinfo;

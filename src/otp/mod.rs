@@ -13,6 +13,8 @@ mod limits;
 
 /// What `send_code` tells the caller.
 pub struct Sent {
+    /// The stored code's id (the sign-in pages follow its magic link).
+    pub code_id: String,
     pub channel: &'static str,
     pub expires_in: u64,
     pub resend_after: u64,
@@ -31,20 +33,43 @@ pub fn ident_key(state: &AppState, ident: &Identifier) -> String {
         .digest("identifier", &format!("{}:{}", ident.kind(), ident.key()))
 }
 
-/// Issues and delivers a code (and, for email, a magic link). The answer does
-/// not depend on whether an account exists.
+/// Issues and delivers a code for the OTP API. The answer does not depend on
+/// whether an account exists.
 pub async fn send_code(
     state: &AppState,
     origin: &Origin<'_>,
     ident: &Identifier,
     locale: &str,
 ) -> Result<Sent, ApiError> {
+    send(state, origin, ident, locale, false, None).await
+}
+
+/// Issues and delivers a code for Sesame's sign-in pages: by email, with a
+/// magic link too. `user_id` is the account it goes to, if there is one.
+pub async fn send_sign_in_code(
+    state: &AppState,
+    origin: &Origin<'_>,
+    ident: &Identifier,
+    locale: &str,
+    user_id: Option<&str>,
+) -> Result<Sent, ApiError> {
+    send(state, origin, ident, locale, true, user_id).await
+}
+
+async fn send(
+    state: &AppState,
+    origin: &Origin<'_>,
+    ident: &Identifier,
+    locale: &str,
+    with_magic_link: bool,
+    user_id: Option<&str>,
+) -> Result<Sent, ApiError> {
     let otp = &state.settings.otp;
     let key = ident_key(state, ident);
     limits::check_send(state, origin, &key).await?;
 
     let code = crypto::random_digits(otp.length);
-    let magic = (ident.channel() == "email").then(crypto::random_token::<32>);
+    let magic = (with_magic_link && ident.channel() == "email").then(crypto::random_token::<32>);
     let id = crypto::random_token::<16>();
     let code_digest = state.digester.digest("code", &code);
     let magic_digest = magic.as_deref().map(|m| state.digester.digest("magic", m));
@@ -57,6 +82,7 @@ pub async fn send_code(
             channel: ident.channel(),
             code_digest: &code_digest,
             magic_digest: magic_digest.as_deref(),
+            user_id,
             ttl: otp.ttl.as_secs() as i64,
         })
         .await?;
@@ -80,6 +106,7 @@ pub async fn send_code(
     state.metrics.code_sent(ident.channel());
     audit(state, origin, "code_sent", &key, Some(ident.channel()));
     Ok(Sent {
+        code_id: id,
         channel: ident.channel(),
         expires_in: otp.ttl.as_secs(),
         resend_after: otp.resend_after.as_secs(),

@@ -10,12 +10,15 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub mod audit;
+pub mod auth_codes;
 pub mod clients;
+pub mod consents;
 pub mod keys;
 pub mod limits;
 pub mod otp;
 pub mod revocations;
 pub mod secrets;
+pub mod sessions;
 pub mod tokens;
 pub mod users;
 

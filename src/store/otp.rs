@@ -13,7 +13,17 @@ pub struct NewCode<'a> {
     pub channel: &'a str,
     pub code_digest: &'a str,
     pub magic_digest: Option<&'a str>,
+    /// The account the code was sent to, when known (magic links on another device).
+    pub user_id: Option<&'a str>,
     pub ttl: i64,
+}
+
+/// A consumed magic link: which code it belonged to and whom it was sent to.
+pub struct MagicUse {
+    pub code_id: String,
+    pub ident_key: String,
+    pub client_id: String,
+    pub user_id: Option<String>,
 }
 
 /// A code a verifier may try, with the attempt it has just reserved.
@@ -46,8 +56,8 @@ impl Store {
         .execute(&self.pool)
         .await?;
         sqlx::query(
-            "INSERT INTO otp_codes (id, ident_key, client_id, channel, code_digest, magic_digest, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO otp_codes (id, ident_key, client_id, channel, code_digest, magic_digest, user_id, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(c.id)
         .bind(c.ident_key)
@@ -55,6 +65,7 @@ impl Store {
         .bind(c.channel)
         .bind(c.code_digest)
         .bind(c.magic_digest)
+        .bind(c.user_id)
         .bind(now)
         .bind(now + c.ttl)
         .execute(&self.pool)
@@ -119,18 +130,39 @@ impl Store {
     }
 
     /// Consumes a magic link token: the code it came with is used up too.
-    /// Returns the identifier key and client the link was sent for.
-    pub async fn consume_magic(&self, magic_digest: &str) -> anyhow::Result<Option<(String, String, String)>> {
+    pub async fn consume_magic(&self, magic_digest: &str) -> anyhow::Result<Option<MagicUse>> {
         let row = sqlx::query(
-            "UPDATE otp_codes SET used_at = $2 WHERE magic_digest = $1 AND used_at IS NULL AND dead = 0 AND expires_at > $2
-             RETURNING ident_key, client_id, channel",
+            "UPDATE otp_codes SET used_at = $2, magic_used_at = $2
+             WHERE magic_digest = $1 AND used_at IS NULL AND dead = 0 AND expires_at > $2
+             RETURNING id, ident_key, client_id, user_id",
         )
         .bind(magic_digest)
         .bind(now())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| Ok((r.try_get("ident_key")?, r.try_get("client_id")?, r.try_get("channel")?)))
-            .transpose()
+        row.map(|r| {
+            Ok(MagicUse {
+                code_id: r.try_get("id")?,
+                ident_key: r.try_get("ident_key")?,
+                client_id: r.try_get("client_id")?,
+                user_id: r.try_get("user_id")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The tab that asked for a code takes over a sign-in its magic link made
+    /// on another device; `true` once, only after the link was used.
+    pub async fn claim_magic_handoff(&self, code_id: &str) -> anyhow::Result<bool> {
+        let row = sqlx::query(
+            "UPDATE otp_codes SET handed_off_at = $2
+             WHERE id = $1 AND magic_used_at IS NOT NULL AND handed_off_at IS NULL RETURNING id",
+        )
+        .bind(code_id)
+        .bind(now())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
     }
 
     pub async fn insert_verified_identifier(

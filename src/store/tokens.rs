@@ -18,9 +18,9 @@ pub struct Family {
 }
 
 impl Store {
-    /// The family, then its first token (no transaction: a family whose token
-    /// insert failed has no token and so can never be used).
-    pub async fn insert_family(&self, f: &Family, first_token_digest: &str) -> anyhow::Result<()> {
+    /// The family, then its first token if any (no transaction: a family whose
+    /// token insert failed has no token and so can never be used).
+    pub async fn insert_family(&self, f: &Family, first_token_digest: Option<&str>) -> anyhow::Result<()> {
         let now = now();
         sqlx::query(
             "INSERT INTO token_families (id, client_id, user_id, scope, amr, auth_time, created_at, expires_at)
@@ -36,12 +36,14 @@ impl Store {
         .bind(f.expires_at)
         .execute(&self.pool)
         .await?;
-        sqlx::query("INSERT INTO refresh_tokens (digest, family_id, created_at) VALUES ($1, $2, $3)")
-            .bind(first_token_digest)
-            .bind(&f.id)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+        if let Some(digest) = first_token_digest {
+            sqlx::query("INSERT INTO refresh_tokens (digest, family_id, created_at) VALUES ($1, $2, $3)")
+                .bind(digest)
+                .bind(&f.id)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+        }
         Ok(())
     }
 

@@ -171,10 +171,32 @@ impl Store {
             .bind(now())
             .execute(&self.pool)
             .await?;
+        if matches!(flag, UserFlag::Disabled) && on {
+            // A disabled account is signed out on every node.
+            self.end_sessions_of(id).await?;
+        }
         Ok(r.rows_affected() == 1)
     }
 
+    /// Changes the profile names (the account page).
+    pub async fn set_names(&self, id: &str, first_name: &str, last_name: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE users SET first_name = $2, last_name = $3, updated_at = $4 WHERE id = $1")
+            .bind(id)
+            .bind(first_name)
+            .bind(last_name)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes the account with its sessions and consents (the caller revokes its tokens).
     pub async fn delete_user(&self, id: &str) -> anyhow::Result<bool> {
+        self.end_sessions_of(id).await?;
+        sqlx::query("DELETE FROM consents WHERE user_id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         let r = sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(id)
             .execute(&self.pool)

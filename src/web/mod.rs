@@ -1,3 +1,12 @@
-//! Server-rendered pages.
+//! Server-rendered pages: sign-in, signup, consent, account, and their
+//! sessions; plus the development outbox and the static assets.
 
+pub mod account;
+pub mod assets;
+pub mod consent;
+pub mod flow;
+pub mod i18n;
+pub mod login;
 pub mod outbox;
+pub mod page;
+pub mod session;

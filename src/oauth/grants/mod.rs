@@ -13,6 +13,7 @@ use crate::error::ApiError;
 use crate::params::Params;
 use crate::state::AppState;
 
+pub mod authorization_code;
 pub mod client_credentials;
 pub mod otp;
 pub mod password;
@@ -50,6 +51,7 @@ pub struct Grant {
 }
 
 pub const GRANTS: &[&Grant] = &[
+    &authorization_code::GRANT,
     &client_credentials::GRANT,
     &otp::GRANT,
     &refresh_token::GRANT,

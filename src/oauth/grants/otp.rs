@@ -103,6 +103,7 @@ fn handle(req: GrantRequest) -> GrantFuture {
                 auth_time: crate::store::now(),
                 nonce: None,
                 family: None,
+                new_family: None,
                 ip: ip.as_deref(),
                 grant: "otp",
             },

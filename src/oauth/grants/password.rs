@@ -12,6 +12,7 @@ use crate::params::peer_ip;
 use crate::state::AppState;
 use crate::store::audit::Event;
 use crate::store::now;
+use crate::store::users::User;
 
 pub const GRANT: Grant = Grant {
     name: "password",
@@ -43,39 +44,9 @@ fn handle(req: GrantRequest) -> GrantFuture {
         let password = params.required("password")?;
         let scope = requested_scope(params, client, || client.scopes.clone())?;
         let ip = peer_ip(&req.http);
-        let ip_key = format!("pwip:{}", ip.as_deref().unwrap_or("-"));
-        if let Some(secs) = state.store.identifier_locked_for(&ip_key).await? {
-            return Err(locked(secs));
-        }
-        let found = state.store.user_for_password(login).await?;
-        let account_key = found.as_ref().map(|(u, _)| format!("pwuser:{}", u.id));
-        if let Some(key) = &account_key {
-            if let Some(secs) = state.store.identifier_locked_for(key).await? {
-                return Err(locked(secs));
-            }
-        }
-        let (user, hash) = match found {
-            Some((u, h)) => (Some(u), h),
-            None => (None, None),
-        };
-        let wrong = || ApiError::InvalidGrant("wrong username or password".into());
-        if !verify_password(hash, password.to_string()).await? {
-            let limits = &state.settings.passwords;
-            fail(state, &ip_key, limits.ip_max_failures).await?;
-            if let Some(key) = &account_key {
-                fail(state, key, limits.max_failures).await?;
-            }
-            let e = Event {
-                event: "password_failed",
-                client_id: Some(&client.id),
-                user_id: user.as_ref().map(|u| u.id.as_str()),
-                ip: ip.as_deref(),
-                ..Default::default()
-            };
-            state.audit.record(e);
-            return Err(wrong());
-        }
-        let user = user.filter(|u| !u.disabled).ok_or_else(wrong)?;
+        let user = check_password(state, &client.id, login, password, ip.as_deref())
+            .await?
+            .ok_or_else(|| ApiError::InvalidGrant("wrong username or password".into()))?;
         issue::issue(
             state,
             UserTokens {
@@ -86,10 +57,55 @@ fn handle(req: GrantRequest) -> GrantFuture {
                 auth_time: now(),
                 nonce: None,
                 family: None,
+                new_family: None,
                 ip: ip.as_deref(),
                 grant: "password",
             },
         )
         .await
     })
+}
+
+/// Checks a username-or-email and password under the failure limits (also
+/// used by `/login`). `None` for a wrong pair or a disabled account; 429 while
+/// the account or the source IP is locked.
+pub async fn check_password(
+    state: &AppState,
+    client_id: &str,
+    login: &str,
+    password: &str,
+    ip: Option<&str>,
+) -> Result<Option<User>, ApiError> {
+    let ip_key = format!("pwip:{}", ip.unwrap_or("-"));
+    if let Some(secs) = state.store.identifier_locked_for(&ip_key).await? {
+        return Err(locked(secs));
+    }
+    let found = state.store.user_for_password(login).await?;
+    let account_key = found.as_ref().map(|(u, _)| format!("pwuser:{}", u.id));
+    if let Some(key) = &account_key {
+        if let Some(secs) = state.store.identifier_locked_for(key).await? {
+            return Err(locked(secs));
+        }
+    }
+    let (user, hash) = match found {
+        Some((u, h)) => (Some(u), h),
+        None => (None, None),
+    };
+    if !verify_password(hash, password.to_string()).await? {
+        let limits = &state.settings.passwords;
+        fail(state, &ip_key, limits.ip_max_failures).await?;
+        if let Some(key) = &account_key {
+            fail(state, key, limits.max_failures).await?;
+        }
+        let e = Event {
+            event: "password_failed",
+            client_id: Some(client_id),
+            user_id: user.as_ref().map(|u| u.id.as_str()),
+            ip,
+            ..Default::default()
+        };
+        state.audit.record(e);
+        return Ok(None);
+    }
+    Ok(user.filter(|u| !u.disabled))
 }

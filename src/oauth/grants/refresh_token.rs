@@ -68,6 +68,7 @@ fn handle(req: GrantRequest) -> GrantFuture {
                 auth_time: family.auth_time,
                 nonce: None,
                 family: Some(&family),
+                new_family: None,
                 ip: ip.as_deref(),
                 grant: "refresh_token",
             },

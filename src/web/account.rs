@@ -1,0 +1,236 @@
+//! `/account`: the signed-in user's own page: profile, connected apps (with
+//! revoke), browser sessions (with end), sign out, sign out everywhere.
+
+use actix_session::Session;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+
+use super::flow;
+use super::i18n::T;
+use super::page::{self, check_csrf, csrf_token, take_flash, Flash, PageError};
+use super::session::{self, SessionInfo};
+use crate::error::ApiError;
+use crate::params::Params;
+use crate::state::AppState;
+use crate::store::audit::Event;
+use crate::store::users::User;
+
+pub struct App {
+    pub client_id: String,
+    pub name: String,
+    pub scope: String,
+    pub granted_at: i64,
+}
+
+#[derive(Template)]
+#[template(path = "pages/account.html")]
+struct AccountPage {
+    t: T,
+    csrf: String,
+    flash: Option<Flash>,
+    user: User,
+    apps: Vec<App>,
+    sessions: Vec<SessionInfo>,
+    error: Option<String>,
+}
+
+/// "2026-11-22 14:05 UTC" for a unix time.
+pub fn when(secs: &i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+}
+
+async fn signed_in(state: &AppState, session: &Session) -> Result<Option<User>, PageError> {
+    Ok(flow::current_user(state, session).await?.map(|(_, u)| u))
+}
+
+async fn account_page(
+    state: &AppState,
+    req: &HttpRequest,
+    session: &Session,
+    user: User,
+    error: Option<String>,
+) -> Result<AccountPage, PageError> {
+    let mut apps = vec![];
+    for c in state.store.consents_of(&user.id).await? {
+        let name = state
+            .store
+            .client(&c.client_id)
+            .await?
+            .map(|c| c.name)
+            .unwrap_or_else(|| c.client_id.clone());
+        apps.push(App {
+            client_id: c.client_id,
+            name,
+            scope: c.scope,
+            granted_at: c.granted_at,
+        });
+    }
+    let sid = session::get::<String>(session, "sid");
+    let sessions = state
+        .store
+        .sessions_of(&user.id)
+        .await?
+        .iter()
+        .map(|r| session::describe(r, sid.as_deref()))
+        .collect();
+    Ok(AccountPage {
+        t: page::texts(req, None),
+        csrf: csrf_token(session),
+        flash: take_flash(session),
+        user,
+        apps,
+        sessions,
+        error,
+    })
+}
+
+pub async fn account(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+) -> Result<HttpResponse, PageError> {
+    let Some(user) = signed_in(&state, &session).await? else {
+        return Ok(page::found("/login"));
+    };
+    Ok(page::ok(&account_page(&state, &req, &session, user, None).await?))
+}
+
+/// Checks the form and the sign-in; `Err(redirect)` when signed out.
+async fn posted(
+    state: &AppState,
+    session: &Session,
+    form: Result<Params, ApiError>,
+) -> Result<Result<(Params, User), HttpResponse>, PageError> {
+    let form = form?;
+    check_csrf(session, form.get("csrf"))?;
+    Ok(match signed_in(state, session).await? {
+        Some(user) => Ok((form, user)),
+        None => Err(page::see_other("/login")),
+    })
+}
+
+pub async fn profile(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    form: Result<Params, ApiError>,
+) -> Result<HttpResponse, PageError> {
+    let (form, user) = match posted(&state, &session, form).await? {
+        Ok(x) => x,
+        Err(redirect) => return Ok(redirect),
+    };
+    let t = page::texts(&req, None);
+    let first = form.get("first_name").unwrap_or("").trim();
+    let last = form.get("last_name").unwrap_or("").trim();
+    if first.chars().count() > 100 || last.chars().count() > 100 {
+        let page = account_page(&state, &req, &session, user, Some(t.get("signup.too_long").into())).await?;
+        return Ok(page::render(StatusCode::UNPROCESSABLE_ENTITY, &page));
+    }
+    state.store.set_names(&user.id, first, last).await?;
+    page::flash(&session, "success", t.get("account.saved"));
+    Ok(page::see_other("/account"))
+}
+
+pub async fn revoke_app(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    form: Result<Params, ApiError>,
+) -> Result<HttpResponse, PageError> {
+    let (form, user) = match posted(&state, &session, form).await? {
+        Ok(x) => x,
+        Err(redirect) => return Ok(redirect),
+    };
+    let t = page::texts(&req, None);
+    let client_id = form.get("client_id").unwrap_or("");
+    state.store.revoke_consent(&user.id, client_id).await?;
+    for family in state.store.live_families_at(&user.id, client_id).await? {
+        state
+            .revocations
+            .revoke_family(&state.store, &family, state.settings.tokens.access_ttl)
+            .await?;
+    }
+    state.audit.record(Event {
+        event: "consent_revoked",
+        client_id: Some(client_id),
+        user_id: Some(&user.id),
+        ..Default::default()
+    });
+    page::flash(&session, "success", t.get("account.app_revoked"));
+    Ok(page::see_other("/account"))
+}
+
+pub async fn end_session(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    form: Result<Params, ApiError>,
+) -> Result<HttpResponse, PageError> {
+    let (form, user) = match posted(&state, &session, form).await? {
+        Ok(x) => x,
+        Err(redirect) => return Ok(redirect),
+    };
+    let t = page::texts(&req, None);
+    if state
+        .store
+        .end_user_session(&user.id, form.get("id").unwrap_or(""))
+        .await?
+    {
+        page::flash(&session, "success", t.get("account.session_ended"));
+    }
+    Ok(page::see_other("/account"))
+}
+
+/// Ends this browser's session (the row is deleted: every node sees it).
+pub fn sign_out(state: &AppState, session: &Session, everywhere: bool) {
+    if let Some(who) = session::signed_in(session) {
+        state.audit.record(Event {
+            event: if everywhere {
+                "signed_out_everywhere"
+            } else {
+                "signed_out"
+            },
+            user_id: Some(&who.sub),
+            ..Default::default()
+        });
+    }
+    session.purge();
+}
+
+pub async fn sign_out_here(
+    state: web::Data<AppState>,
+    session: Session,
+    form: Result<Params, ApiError>,
+) -> Result<HttpResponse, PageError> {
+    let form = form?;
+    check_csrf(&session, form.get("csrf"))?;
+    sign_out(&state, &session, false);
+    Ok(page::see_other("/login?signed_out=1"))
+}
+
+pub async fn sign_out_everywhere(
+    state: web::Data<AppState>,
+    session: Session,
+    form: Result<Params, ApiError>,
+) -> Result<HttpResponse, PageError> {
+    let (_, user) = match posted(&state, &session, form).await? {
+        Ok(x) => x,
+        Err(redirect) => return Ok(redirect),
+    };
+    state.store.end_sessions_of(&user.id).await?;
+    sign_out(&state, &session, true);
+    Ok(page::see_other("/login?signed_out=1"))
+}

@@ -1,0 +1,205 @@
+//! The sign-in flow's decisions, shared by every page: who is signed in,
+//! what comes after a verified code (sign in, or confirm a new account),
+//! and what comes after sign-in (consent, or the code for the waiting app).
+
+use actix_session::Session;
+use serde::{Deserialize, Serialize};
+
+use super::page::PageError;
+use super::session::{self, SignedIn};
+use crate::domain::{Client, Identifier, Scope};
+use crate::oauth::authorize::{self, AuthzRequest};
+use crate::state::AppState;
+use crate::store::audit::Event;
+use crate::store::now;
+use crate::store::users::User;
+
+/// The client id codes are sent under when no app is waiting (signing in to
+/// the account page). A registered client id cannot contain ':'.
+pub const ACCOUNT_CLIENT: &str = "sesame:account";
+
+/// A code sent and not yet entered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingLogin {
+    /// `phone` or `email`.
+    pub kind: String,
+    pub address: String,
+    pub client_id: String,
+    pub code_id: String,
+    pub sent_at: i64,
+    pub resend_after: i64,
+}
+
+impl PendingLogin {
+    pub fn identifier(&self, state: &AppState) -> Option<Identifier> {
+        let (phone, email) = match self.kind.as_str() {
+            "phone" => (Some(self.address.as_str()), None),
+            _ => (None, Some(self.address.as_str())),
+        };
+        Identifier::from_params(phone, email, &state.settings.otp.default_region).ok()
+    }
+}
+
+/// A verified identifier without an account yet: the signup page confirms it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingSignup {
+    pub kind: String,
+    pub address: String,
+    pub amr: Vec<String>,
+    pub verified_at: i64,
+}
+
+/// How long a verified identifier waits for the signup page.
+pub const SIGNUP_WINDOW: i64 = 600;
+
+/// The app the pages act for: the waiting authorization request's client,
+/// or Sesame's own account page.
+pub async fn client_for(state: &AppState, client_id: Option<&str>) -> Result<Client, PageError> {
+    match client_id {
+        Some(id) if id != ACCOUNT_CLIENT => match state.store.client(id).await? {
+            Some(c) => Ok(c),
+            None => Ok(account_client()),
+        },
+        _ => Ok(account_client()),
+    }
+}
+
+pub fn account_client() -> Client {
+    Client {
+        id: ACCOUNT_CLIENT.into(),
+        name: "Sesame".into(),
+        secret_digest: None,
+        redirect_uris: vec![],
+        post_logout_redirect_uris: vec![],
+        grant_types: vec![],
+        scopes: Scope::default(),
+        public: true,
+        skip_consent: true,
+        source: "builtin".into(),
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+pub fn authz(session: &Session) -> Option<AuthzRequest> {
+    session::get(session, "authz")
+}
+
+/// The signed-in user, if the session has one and the account is usable.
+pub async fn current_user(state: &AppState, session: &Session) -> Result<Option<(SignedIn, User)>, PageError> {
+    let Some(who) = session::signed_in(session) else {
+        return Ok(None);
+    };
+    match state.store.user(&who.sub).await? {
+        Some(user) if !user.disabled => Ok(Some((who, user))),
+        _ => {
+            session.purge();
+            Ok(None)
+        }
+    }
+}
+
+/// Whether the user already allowed this client everything the request asks.
+pub async fn consent_covers(
+    state: &AppState,
+    client: &Client,
+    user_id: &str,
+    authz: &AuthzRequest,
+) -> Result<bool, PageError> {
+    if client.skip_consent {
+        return Ok(true);
+    }
+    let Some(granted) = state.store.consent(user_id, &client.id).await? else {
+        return Ok(false);
+    };
+    let granted = Scope::parse(&granted).unwrap_or_default();
+    let asked = Scope::parse(&authz.scope).unwrap_or_default();
+    Ok(asked.is_subset(&granted))
+}
+
+/// Where a signed-in browser goes next: the consent page, the waiting app
+/// (with its code), or the account page.
+pub async fn next_step(state: &AppState, session: &Session, who: &SignedIn, user: &User) -> Result<String, PageError> {
+    let Some(authz) = authz(session) else {
+        return Ok("/account".into());
+    };
+    if authz.fresh_after.is_some_and(|t| who.auth_time < t) {
+        return Ok("/login".into());
+    }
+    let Some(client) = state.store.client(&authz.client_id).await? else {
+        session.remove("authz");
+        return Ok("/account".into());
+    };
+    let ask = (authz.prompt_consent && !authz.consented && !client.skip_consent)
+        || !(authz.consented || consent_covers(state, &client, &user.id, &authz).await?);
+    if ask {
+        return Ok("/consent".into());
+    }
+    session.remove("authz");
+    authorize::code_url(state, &authz, who).await
+}
+
+/// RFC 8176 methods for a code sent to this kind of identifier.
+pub fn amr_for(kind: &str) -> Vec<String> {
+    match kind {
+        "phone" => vec!["otp".into(), "sms".into()],
+        _ => vec!["otp".into()],
+    }
+}
+
+/// A code (or magic link) proved the identifier: sign in to its account, or
+/// go confirm a new one. Returns where to send the browser.
+pub async fn verified(
+    state: &AppState,
+    session: &Session,
+    ident: &Identifier,
+    amr: Vec<String>,
+    ua: Option<&str>,
+    ip: Option<&str>,
+) -> Result<String, PageError> {
+    session.remove("login");
+    match state.store.user_by_identifier(ident.kind(), ident.key()).await? {
+        Some(user) if user.disabled => Err(PageError::Forbidden(
+            super::i18n::T::default().get("login.disabled").into(),
+        )),
+        Some(user) => sign_in(state, session, &user, amr, ua, ip).await,
+        None => {
+            session::set(
+                session,
+                "signup",
+                &PendingSignup {
+                    kind: ident.kind().into(),
+                    address: ident.address().into(),
+                    amr,
+                    verified_at: now(),
+                },
+            );
+            Ok("/signup".into())
+        }
+    }
+}
+
+/// Signs the browser in (a new session id) and returns where to go next.
+pub async fn sign_in(
+    state: &AppState,
+    session: &Session,
+    user: &User,
+    amr: Vec<String>,
+    ua: Option<&str>,
+    ip: Option<&str>,
+) -> Result<String, PageError> {
+    let who = SignedIn {
+        sub: user.id.clone(),
+        auth_time: now(),
+        amr,
+    };
+    session::sign_in(session, &who, ua, ip);
+    state.audit.record(Event {
+        event: "signed_in",
+        user_id: Some(&user.id),
+        ip,
+        detail: Some(&who.amr.join(" ")),
+        ..Default::default()
+    });
+    next_step(state, session, &who, user).await
+}

@@ -1,0 +1,602 @@
+//! `/login`, `/login/verify`, `/login/magic`, `/signup`: passwordless sign-in
+//! on Sesame's own pages, with the same code policy, limits, delivery and
+//! audit as the OTP API (`crate::otp`).
+
+use actix_session::Session;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use serde_json::json;
+
+use super::flow::{self, PendingLogin, PendingSignup, SIGNUP_WINDOW};
+use super::i18n::T;
+use super::page::{self, check_csrf, csrf_token, take_flash, Flash, MessagePage, PageError};
+use crate::api::users::Profile;
+use crate::domain::{Email, Identifier, Phone};
+use crate::error::ApiError;
+use crate::oauth::grants::password::check_password;
+use crate::otp::{self, Origin};
+use crate::params::{peer_ip, Params};
+use crate::state::AppState;
+use crate::store::now;
+
+fn ua(req: &HttpRequest) -> Option<&str> {
+    req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok())
+}
+
+fn texts(req: &HttpRequest, session: &Session) -> T {
+    page::texts(req, flow::authz(session).and_then(|a| a.ui_locales).as_deref())
+}
+
+/// The name of the app the user is signing in to.
+async fn app_name(state: &AppState, session: &Session) -> Result<String, PageError> {
+    let authz = flow::authz(session);
+    Ok(flow::client_for(state, authz.as_ref().map(|a| a.client_id.as_str()))
+        .await?
+        .name)
+}
+
+#[derive(Template)]
+#[template(path = "pages/login.html")]
+struct LoginPage {
+    t: T,
+    csrf: String,
+    app: String,
+    flash: Option<Flash>,
+    value: String,
+    error: Option<String>,
+    password_mode: bool,
+}
+
+#[derive(serde::Deserialize)]
+pub struct LoginQuery {
+    method: Option<String>,
+    signed_out: Option<String>,
+}
+
+pub async fn login_page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    q: web::Query<LoginQuery>,
+) -> Result<HttpResponse, PageError> {
+    let t = texts(&req, &session);
+    let authz = flow::authz(&session);
+    if let Some((who, user)) = flow::current_user(&state, &session).await? {
+        let fresh_needed = authz
+            .as_ref()
+            .and_then(|a| a.fresh_after)
+            .is_some_and(|f| who.auth_time < f);
+        if !fresh_needed {
+            return Ok(page::found(&flow::next_step(&state, &session, &who, &user).await?));
+        }
+    }
+    let mut flash = take_flash(&session);
+    if q.signed_out.is_some() && flash.is_none() {
+        flash = Some(Flash {
+            kind: "success".into(),
+            text: t.get("login.signed_out").into(),
+        });
+    }
+    Ok(page::ok(&LoginPage {
+        t,
+        csrf: csrf_token(&session),
+        app: app_name(&state, &session).await?,
+        flash,
+        value: authz.and_then(|a| a.login_hint).unwrap_or_default(),
+        error: None,
+        password_mode: q.method.as_deref() == Some("password"),
+    }))
+}
+
+/// Email if it has an '@', a phone number otherwise.
+fn parse_identifier(text: &str, region: &str) -> Result<Identifier, ()> {
+    let text = text.trim();
+    if text.contains('@') {
+        Email::parse(text).map(Identifier::Email).map_err(|_| ())
+    } else {
+        Phone::parse(text, region).map(Identifier::Phone).map_err(|_| ())
+    }
+}
+
+pub async fn send_code(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    form: Result<Params, ApiError>,
+) -> Result<HttpResponse, PageError> {
+    let form = form?;
+    check_csrf(&session, form.get("csrf"))?;
+    let t = texts(&req, &session);
+    let value = form.get("identifier").unwrap_or("").trim().to_string();
+    let app = app_name(&state, &session).await?;
+    let again = |error: String| -> Result<HttpResponse, PageError> {
+        Ok(page::render(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &LoginPage {
+                t,
+                csrf: csrf_token(&session),
+                app: app.clone(),
+                flash: None,
+                value: value.clone(),
+                error: Some(error),
+                password_mode: false,
+            },
+        ))
+    };
+    let ident = match parse_identifier(&value, &state.settings.otp.default_region) {
+        Ok(i) => i,
+        Err(()) if value.is_empty() => return again(t.get("login.empty").into()),
+        Err(()) => return again(t.get("login.invalid").into()),
+    };
+    let authz = flow::authz(&session);
+    let client = flow::client_for(&state, authz.as_ref().map(|a| a.client_id.as_str())).await?;
+    let ip = peer_ip(&req);
+    let origin = Origin {
+        client: &client,
+        ip: ip.as_deref(),
+    };
+    let user = state.store.user_by_identifier(ident.kind(), ident.key()).await?;
+    match otp::send_sign_in_code(&state, &origin, &ident, t.lang(), user.as_ref().map(|u| u.id.as_str())).await {
+        Ok(sent) => {
+            session::set_pending(
+                &session,
+                &PendingLogin {
+                    kind: ident.kind().into(),
+                    address: ident.address().into(),
+                    client_id: client.id.clone(),
+                    code_id: sent.code_id,
+                    sent_at: now(),
+                    resend_after: sent.resend_after as i64,
+                },
+            );
+            Ok(page::see_other("/login/verify"))
+        }
+        Err(ApiError::TooManyRequests { retry_after, .. }) => again(t.with("login.too_many", wait_text(retry_after))),
+        Err(ApiError::DeliveryFailed) => again(t.get("login.delivery_failed").into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// "45 seconds", "12 minutes".
+fn wait_text(secs: u64) -> String {
+    if secs < 90 {
+        format!("{secs} s")
+    } else {
+        format!("{} min", secs.div_ceil(60))
+    }
+}
+
+mod session {
+    use super::PendingLogin;
+    pub use crate::web::session::*;
+
+    pub fn set_pending(session: &actix_session::Session, p: &PendingLogin) {
+        set(session, "login", p);
+    }
+
+    pub fn pending(session: &actix_session::Session) -> Option<PendingLogin> {
+        get(session, "login")
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/verify.html")]
+struct VerifyPage {
+    t: T,
+    csrf: String,
+    app: String,
+    flash: Option<Flash>,
+    address: String,
+    by_email: bool,
+    wait: i64,
+    code_length: usize,
+    error: Option<String>,
+}
+
+async fn verify_page_for(
+    state: &AppState,
+    req: &HttpRequest,
+    session: &Session,
+    pending: &PendingLogin,
+    error: Option<String>,
+) -> Result<VerifyPage, PageError> {
+    Ok(VerifyPage {
+        t: texts(req, session),
+        csrf: csrf_token(session),
+        app: app_name(state, session).await?,
+        flash: take_flash(session),
+        address: pending.address.clone(),
+        by_email: pending.kind == "email",
+        wait: (pending.sent_at + pending.resend_after - now()).max(0),
+        code_length: state.settings.otp.length,
+        error,
+    })
+}
+
+pub async fn verify_page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+) -> Result<HttpResponse, PageError> {
+    let Some(pending) = session::pending(&session) else {
+        return Ok(page::found("/login"));
+    };
+    Ok(page::ok(
+        &verify_page_for(&state, &req, &session, &pending, None).await?,
+    ))
+}
+
+pub async fn verify_code(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    form: Result<Params, ApiError>,
+) -> Result<HttpResponse, PageError> {
+    let form = form?;
+    check_csrf(&session, form.get("csrf"))?;
+    let t = texts(&req, &session);
+    let Some(pending) = session::pending(&session) else {
+        page::flash(&session, "error", t.get("login.start_again"));
+        return Ok(page::see_other("/login"));
+    };
+    let ident = pending.identifier(&state).ok_or(PageError::Csrf)?;
+    let client = flow::client_for(&state, Some(&pending.client_id)).await?;
+    let ip = peer_ip(&req);
+    let origin = Origin {
+        client: &client,
+        ip: ip.as_deref(),
+    };
+    let code: String = form
+        .get("code")
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let error = match otp::verify_code(&state, &origin, &ident, &code).await {
+        Ok(()) => {
+            let next = flow::verified(
+                &state,
+                &session,
+                &ident,
+                flow::amr_for(&pending.kind),
+                ua(&req),
+                ip.as_deref(),
+            )
+            .await?;
+            return Ok(page::see_other(&next));
+        }
+        Err(ApiError::InvalidCode(_)) if code.is_empty() => t.get("verify.empty").to_string(),
+        Err(ApiError::InvalidCode(_)) => t.get("verify.wrong").to_string(),
+        Err(ApiError::TooManyRequests { retry_after, .. }) => t.with("verify.locked", wait_text(retry_after)),
+        Err(e) => return Err(e.into()),
+    };
+    let page = verify_page_for(&state, &req, &session, &pending, Some(error)).await?;
+    Ok(page::render(StatusCode::UNPROCESSABLE_ENTITY, &page))
+}
+
+pub async fn resend(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    form: Result<Params, ApiError>,
+) -> Result<HttpResponse, PageError> {
+    let form = form?;
+    check_csrf(&session, form.get("csrf"))?;
+    let t = texts(&req, &session);
+    let Some(mut pending) = session::pending(&session) else {
+        return Ok(page::see_other("/login"));
+    };
+    let ident = pending.identifier(&state).ok_or(PageError::Csrf)?;
+    let client = flow::client_for(&state, Some(&pending.client_id)).await?;
+    let ip = peer_ip(&req);
+    let origin = Origin {
+        client: &client,
+        ip: ip.as_deref(),
+    };
+    let user = state.store.user_by_identifier(ident.kind(), ident.key()).await?;
+    match otp::send_sign_in_code(&state, &origin, &ident, t.lang(), user.as_ref().map(|u| u.id.as_str())).await {
+        Ok(sent) => {
+            pending.code_id = sent.code_id;
+            pending.sent_at = now();
+            session::set_pending(&session, &pending);
+            page::flash(&session, "success", t.with("verify.resent", &pending.address));
+        }
+        Err(ApiError::TooManyRequests { retry_after, .. }) => {
+            page::flash(&session, "error", t.with("login.too_many", wait_text(retry_after)));
+        }
+        Err(ApiError::DeliveryFailed) => page::flash(&session, "error", t.get("login.delivery_failed")),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(page::see_other("/login/verify"))
+}
+
+/// `POST /login/status`: polled by the code page. When the magic link was
+/// used (in this browser or another), this tab moves on too.
+pub async fn status(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    form: Result<Params, ApiError>,
+) -> Result<HttpResponse, PageError> {
+    let form = form?;
+    check_csrf(&session, form.get("csrf"))?;
+    let next = match session::pending(&session) {
+        Some(pending) if state.store.claim_magic_handoff(&pending.code_id).await? => {
+            let ident = pending.identifier(&state).ok_or(PageError::Csrf)?;
+            let ip = peer_ip(&req);
+            Some(
+                flow::verified(
+                    &state,
+                    &session,
+                    &ident,
+                    flow::amr_for(&pending.kind),
+                    ua(&req),
+                    ip.as_deref(),
+                )
+                .await?,
+            )
+        }
+        Some(_) => None,
+        // Signed in meanwhile (the link was opened in this same browser).
+        None if session::signed_in(&session).is_some() => Some("/login/continue".to_string()),
+        None if session::get::<PendingSignup>(&session, "signup").is_some() => Some("/signup".to_string()),
+        None => None,
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({ "next": next })))
+}
+
+/// `GET /login/continue`: wherever a signed-in browser should be now.
+pub async fn continue_flow(state: web::Data<AppState>, session: Session) -> Result<HttpResponse, PageError> {
+    match flow::current_user(&state, &session).await? {
+        Some((who, user)) => Ok(page::found(&flow::next_step(&state, &session, &who, &user).await?)),
+        None => Ok(page::found("/login")),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/magic.html")]
+struct MagicPage {
+    t: T,
+    csrf: String,
+    token: String,
+    flash: Option<Flash>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct MagicQuery {
+    token: Option<String>,
+}
+
+/// `GET /login/magic?token=…` shows a button and consumes nothing, so mail
+/// scanners that fetch links cannot burn them.
+pub async fn magic_page(
+    req: HttpRequest,
+    session: Session,
+    q: web::Query<MagicQuery>,
+) -> Result<HttpResponse, PageError> {
+    let t = texts(&req, &session);
+    let token = q.token.clone().filter(|t| !t.is_empty() && t.len() <= 128);
+    let Some(token) = token else {
+        return Err(page::bad_request(t.get("magic.bad_title"), t.get("magic.bad_text")));
+    };
+    Ok(page::ok(&MagicPage {
+        t,
+        csrf: csrf_token(&session),
+        token,
+        flash: None,
+    }))
+}
+
+pub async fn magic_use(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    form: Result<Params, ApiError>,
+) -> Result<HttpResponse, PageError> {
+    let form = form?;
+    check_csrf(&session, form.get("csrf"))?;
+    let t = texts(&req, &session);
+    let token = form.get("token").unwrap_or("");
+    let used = state
+        .store
+        .consume_magic(&state.digester.digest("magic", token))
+        .await?;
+    let Some(used) = used else {
+        return Err(page::bad_request(t.get("magic.bad_title"), t.get("magic.bad_text")));
+    };
+    let ip = peer_ip(&req);
+    state.metrics.code_verified();
+    state.audit.record(crate::store::audit::Event {
+        event: "magic_link_used",
+        client_id: Some(&used.client_id),
+        ident_key: Some(&used.ident_key),
+        ip: ip.as_deref(),
+        ..Default::default()
+    });
+    // The tab that asked for the link is in this browser: carry on here.
+    if let Some(pending) = session::pending(&session).filter(|p| p.code_id == used.code_id) {
+        let _ = state.store.claim_magic_handoff(&used.code_id).await?;
+        let ident = pending.identifier(&state).ok_or(PageError::Csrf)?;
+        let next = flow::verified(
+            &state,
+            &session,
+            &ident,
+            flow::amr_for("email"),
+            ua(&req),
+            ip.as_deref(),
+        )
+        .await?;
+        return Ok(page::see_other(&next));
+    }
+    // Another device: sign this browser in too; the asking tab moves on by itself.
+    match used.user_id {
+        Some(id) => match state.store.user(&id).await? {
+            Some(user) if !user.disabled => {
+                page::flash(&session, "success", t.get("magic.signed_in_here"));
+                let next =
+                    flow::sign_in(&state, &session, &user, flow::amr_for("email"), ua(&req), ip.as_deref()).await?;
+                Ok(page::see_other(&next))
+            }
+            _ => Err(PageError::Forbidden(t.get("login.disabled").into())),
+        },
+        None => Ok(page::ok(&MessagePage {
+            t,
+            title: t.get("magic.confirmed_title").into(),
+            text: t.get("magic.confirmed_text").into(),
+            link: None,
+            flash: None,
+        })),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/signup.html")]
+struct SignupPage {
+    t: T,
+    csrf: String,
+    app: String,
+    flash: Option<Flash>,
+    address: String,
+    by_phone: bool,
+    first_name: String,
+    last_name: String,
+    error: Option<String>,
+}
+
+fn pending_signup(session: &Session) -> Option<PendingSignup> {
+    session::get::<PendingSignup>(session, "signup").filter(|s| now() - s.verified_at < SIGNUP_WINDOW)
+}
+
+pub async fn signup_page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+) -> Result<HttpResponse, PageError> {
+    let Some(signup) = pending_signup(&session) else {
+        return Ok(page::found("/login"));
+    };
+    Ok(page::ok(&SignupPage {
+        t: texts(&req, &session),
+        csrf: csrf_token(&session),
+        app: app_name(&state, &session).await?,
+        flash: take_flash(&session),
+        address: signup.address,
+        by_phone: signup.kind == "phone",
+        first_name: String::new(),
+        last_name: String::new(),
+        error: None,
+    }))
+}
+
+pub async fn signup(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    form: Result<Params, ApiError>,
+) -> Result<HttpResponse, PageError> {
+    let form = form?;
+    check_csrf(&session, form.get("csrf"))?;
+    let t = texts(&req, &session);
+    let Some(signup) = pending_signup(&session) else {
+        page::flash(&session, "error", t.get("signup.expired"));
+        return Ok(page::see_other("/login"));
+    };
+    let first = form.get("first_name").unwrap_or("").trim().to_string();
+    let last = form.get("last_name").unwrap_or("").trim().to_string();
+    if first.chars().count() > 100 || last.chars().count() > 100 {
+        let page = SignupPage {
+            t,
+            csrf: csrf_token(&session),
+            app: app_name(&state, &session).await?,
+            flash: None,
+            address: signup.address,
+            by_phone: signup.kind == "phone",
+            first_name: first,
+            last_name: last,
+            error: Some(t.get("signup.too_long").into()),
+        };
+        return Ok(page::render(StatusCode::UNPROCESSABLE_ENTITY, &page));
+    }
+    let pending = PendingLogin {
+        kind: signup.kind.clone(),
+        address: signup.address.clone(),
+        client_id: String::new(),
+        code_id: String::new(),
+        sent_at: 0,
+        resend_after: 0,
+    };
+    let ident = pending.identifier(&state).ok_or(PageError::Csrf)?;
+    let mut profile = Profile::for_verified(&ident);
+    profile.first_name = first;
+    profile.last_name = last;
+    session.remove("signup");
+    let user = match crate::api::users::create(&state, &profile).await {
+        Ok(user) => {
+            state.audit.record(crate::store::audit::Event {
+                event: "user_created",
+                user_id: Some(&user.id),
+                detail: Some("signup page"),
+                ..Default::default()
+            });
+            user
+        }
+        // Created meanwhile (another tab): the identifier is verified, so sign in to it.
+        Err(ApiError::Conflict(_)) => state
+            .store
+            .user_by_identifier(ident.kind(), ident.key())
+            .await?
+            .ok_or_else(|| PageError::Internal(anyhow::anyhow!("account vanished during signup")))?,
+        Err(e) => return Err(e.into()),
+    };
+    if user.disabled {
+        return Err(PageError::Forbidden(t.get("login.disabled").into()));
+    }
+    let ip = peer_ip(&req);
+    let next = flow::sign_in(&state, &session, &user, signup.amr, ua(&req), ip.as_deref()).await?;
+    Ok(page::see_other(&next))
+}
+
+/// `POST /login/password`: username or email plus password, for users who set one.
+pub async fn password(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    form: Result<Params, ApiError>,
+) -> Result<HttpResponse, PageError> {
+    let form = form?;
+    check_csrf(&session, form.get("csrf"))?;
+    let t = texts(&req, &session);
+    let login = form.get("login").unwrap_or("").trim().to_string();
+    let password = form.get("password").unwrap_or("");
+    let authz = flow::authz(&session);
+    let client = flow::client_for(&state, authz.as_ref().map(|a| a.client_id.as_str())).await?;
+    let ip = peer_ip(&req);
+    let error = if login.is_empty() || password.is_empty() {
+        t.get("password.empty").to_string()
+    } else {
+        match check_password(&state, &client.id, &login, password, ip.as_deref()).await {
+            Ok(Some(user)) => {
+                let next = flow::sign_in(&state, &session, &user, vec!["pwd".into()], ua(&req), ip.as_deref()).await?;
+                return Ok(page::see_other(&next));
+            }
+            Ok(None) => t.get("password.wrong").to_string(),
+            Err(ApiError::TooManyRequests { retry_after, .. }) => t.with("password.locked", wait_text(retry_after)),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    Ok(page::render(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &LoginPage {
+            t,
+            csrf: csrf_token(&session),
+            app: client.name,
+            flash: None,
+            value: login,
+            error: Some(error),
+            password_mode: true,
+        },
+    ))
+}

@@ -1,0 +1,222 @@
+//! What every page shares: the security headers, CSRF tokens, flash
+//! messages, redirects after POST, and `PageError`, the pages' one error
+//! type (an HTML page with the right status; causes go to the log).
+
+use actix_session::Session;
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use askama::Template;
+use serde::{Deserialize, Serialize};
+
+use super::i18n::T;
+use super::session;
+use crate::crypto;
+use crate::error::ApiError;
+
+/// Pages load only our own CSS and JS, and may not be framed.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+fn secure_headers(res: &mut actix_web::HttpResponseBuilder) {
+    res.insert_header((header::CONTENT_SECURITY_POLICY, CSP))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"));
+}
+
+/// Renders a page with the security headers.
+pub fn render(status: StatusCode, page: &impl Template) -> HttpResponse {
+    match page.render() {
+        Ok(html) => {
+            let mut res = HttpResponse::build(status);
+            secure_headers(&mut res);
+            res.content_type("text/html; charset=utf-8").body(html)
+        }
+        Err(e) => PageError::Internal(e.into()).error_response(),
+    }
+}
+
+pub fn ok(page: &impl Template) -> HttpResponse {
+    render(StatusCode::OK, page)
+}
+
+/// 303 See Other: the answer to every successful POST.
+pub fn see_other(location: &str) -> HttpResponse {
+    let mut res = HttpResponse::SeeOther();
+    secure_headers(&mut res);
+    res.insert_header((header::LOCATION, location)).finish()
+}
+
+/// 302 Found, for redirects answering a GET (e.g. authorization responses).
+pub fn found(location: &str) -> HttpResponse {
+    let mut res = HttpResponse::Found();
+    secure_headers(&mut res);
+    res.insert_header((header::LOCATION, location)).finish()
+}
+
+/// The session's CSRF token, created on first use. Every form carries it.
+pub fn csrf_token(session: &Session) -> String {
+    if let Some(t) = session::get::<String>(session, "csrf") {
+        return t;
+    }
+    let t = crypto::random_token::<32>();
+    session::set(session, "csrf", &t);
+    t
+}
+
+/// Refuses a POST whose form token does not match the session's.
+pub fn check_csrf(session: &Session, presented: Option<&str>) -> Result<(), PageError> {
+    match (session::get::<String>(session, "csrf"), presented) {
+        (Some(expected), Some(got)) if crypto::ct_eq(expected.as_bytes(), got.as_bytes()) => Ok(()),
+        _ => Err(PageError::Csrf),
+    }
+}
+
+/// A one-time message shown on the next page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Flash {
+    /// `success`, `info` or `error`.
+    pub kind: String,
+    pub text: String,
+}
+
+pub fn flash(session: &Session, kind: &str, text: impl Into<String>) {
+    session::set(
+        session,
+        "flash",
+        &Flash {
+            kind: kind.into(),
+            text: text.into(),
+        },
+    );
+}
+
+pub fn take_flash(session: &Session) -> Option<Flash> {
+    let f = session::get(session, "flash");
+    if f.is_some() {
+        session.remove("flash");
+    }
+    f
+}
+
+/// The page language: the request's `ui_locales` (kept with the pending
+/// authorization request), then Accept-Language.
+pub fn texts(req: &HttpRequest, ui_locales: Option<&str>) -> T {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let preferred: Vec<&str> = ui_locales
+        .unwrap_or("")
+        .split(' ')
+        .chain(accept.split(','))
+        .filter(|s| !s.trim().is_empty())
+        .collect();
+    T::pick(&preferred)
+}
+
+/// The generic page for errors and notices.
+#[derive(Template)]
+#[template(path = "pages/message.html")]
+pub struct MessagePage {
+    pub t: T,
+    pub title: String,
+    pub text: String,
+    pub link: Option<(String, String)>,
+    pub flash: Option<Flash>,
+}
+
+impl MessagePage {
+    pub fn new(title: impl Into<String>, text: impl Into<String>) -> MessagePage {
+        MessagePage {
+            t: T::default(),
+            title: title.into(),
+            text: text.into(),
+            link: None,
+            flash: None,
+        }
+    }
+
+    pub fn link(mut self, href: impl Into<String>, label: impl Into<String>) -> MessagePage {
+        self.link = Some((href.into(), label.into()));
+        self
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    /// A request we will not act on, explained to the user (never redirected).
+    #[error("{title}: {text}")]
+    BadRequest { title: String, text: String },
+    #[error("the form's CSRF token is missing or wrong")]
+    Csrf,
+    #[error("forbidden")]
+    Forbidden(String),
+    #[error("not found")]
+    NotFound,
+    #[error("too many requests")]
+    TooMany(String),
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+pub fn bad_request(title: impl Into<String>, text: impl Into<String>) -> PageError {
+    PageError::BadRequest {
+        title: title.into(),
+        text: text.into(),
+    }
+}
+
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::Internal(cause) => PageError::Internal(cause),
+            ApiError::TooManyRequests { description, .. } => PageError::TooMany(description),
+            ApiError::NotFound(_) => PageError::NotFound,
+            other => bad_request(T::default().get("error.bad_request_title"), other.description()),
+        }
+    }
+}
+
+impl From<sqlx::Error> for PageError {
+    fn from(e: sqlx::Error) -> Self {
+        PageError::Internal(e.into())
+    }
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            PageError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            PageError::Csrf | PageError::Forbidden(_) => StatusCode::FORBIDDEN,
+            PageError::NotFound => StatusCode::NOT_FOUND,
+            PageError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            PageError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let t = T::default();
+        let page = match self {
+            PageError::BadRequest { title, text } => MessagePage::new(title, text),
+            PageError::Csrf => MessagePage::new(t.get("error.csrf_title"), t.get("error.csrf_text")),
+            PageError::Forbidden(text) => MessagePage::new(t.get("error.forbidden_title"), text),
+            PageError::NotFound => MessagePage::new(t.get("error.not_found_title"), t.get("error.not_found_text")),
+            PageError::TooMany(text) => MessagePage::new(t.get("error.too_many_title"), text),
+            PageError::Internal(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "page failed");
+                MessagePage::new(t.get("error.internal_title"), t.get("error.internal_text"))
+            }
+        };
+        let page = page.link("/login", t.get("error.start_over"));
+        match page.render() {
+            Ok(html) => {
+                let mut res = HttpResponse::build(self.status_code());
+                secure_headers(&mut res);
+                res.content_type("text/html; charset=utf-8").body(html)
+            }
+            Err(_) => HttpResponse::InternalServerError().finish(),
+        }
+    }
+}
