@@ -37,8 +37,9 @@ pub struct AuthzRequest {
     pub prompt_consent: bool,
     pub login_hint: Option<String>,
     pub ui_locales: Option<String>,
-    /// The sign-in must be at least this recent (`prompt=login`, `max_age`).
-    pub fresh_after: Option<i64>,
+    /// A fresh sign-in is needed before answering (`prompt=login`, an
+    /// exceeded `max_age`); cleared when the user signs in.
+    pub login_required: bool,
     /// The user answered the consent page for this request.
     pub consented: bool,
 }
@@ -131,7 +132,7 @@ pub async fn authorize(
         prompt_consent: false,
         login_hint: params.get("login_hint").map(|h| h.chars().take(254).collect()),
         ui_locales: params.get("ui_locales").map(|l| l.chars().take(64).collect()),
-        fresh_after: None,
+        login_required: false,
         consented: false,
     };
     let checked = check(&params, &client, &mut authz);
@@ -161,9 +162,7 @@ pub async fn authorize(
         }
         return Ok(page::found(&code_url(&state, &authz, &who).await?));
     }
-    if prompt.login || stale {
-        authz.fresh_after = Some(now());
-    }
+    authz.login_required = prompt.login || stale;
     session::set(&session, "authz", &authz);
     if needs_login {
         return Ok(page::found("/login"));

@@ -123,7 +123,7 @@ pub async fn next_step(state: &AppState, session: &Session, who: &SignedIn, user
     let Some(authz) = authz(session) else {
         return Ok("/account".into());
     };
-    if authz.fresh_after.is_some_and(|t| who.auth_time < t) {
+    if authz.login_required {
         return Ok("/login".into());
     }
     let Some(client) = state.store.client(&authz.client_id).await? else {
@@ -194,6 +194,10 @@ pub async fn sign_in(
         amr,
     };
     session::sign_in(session, &who, ua, ip);
+    if let Some(mut authz) = authz(session).filter(|a| a.login_required) {
+        authz.login_required = false;
+        session::set(session, "authz", &authz);
+    }
     state.audit.record(Event {
         event: "signed_in",
         user_id: Some(&user.id),

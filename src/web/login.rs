@@ -63,11 +63,7 @@ pub async fn login_page(
     let t = texts(&req, &session);
     let authz = flow::authz(&session);
     if let Some((who, user)) = flow::current_user(&state, &session).await? {
-        let fresh_needed = authz
-            .as_ref()
-            .and_then(|a| a.fresh_after)
-            .is_some_and(|f| who.auth_time < f);
-        if !fresh_needed {
+        if !authz.as_ref().is_some_and(|a| a.login_required) {
             return Ok(page::found(&flow::next_step(&state, &session, &who, &user).await?));
         }
     }

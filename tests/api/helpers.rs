@@ -126,6 +126,7 @@ id = "{app}"
 name = "App"
 secret_hash = "{app_hash}"
 redirect_uris = ["http://localhost:3000/callback"]
+post_logout_redirect_uris = ["http://localhost:3000/"]
 grant_types = ["otp", "authorization_code", "refresh_token", "password"]
 scopes = ["openid", "profile", "email", "phone", "address", "offline_access"]
 

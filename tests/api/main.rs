@@ -1,5 +1,6 @@
 //! Sesame's integration tests: the real app over HTTP, on SQLite and PostgreSQL.
 
+mod browser;
 mod helpers;
 mod peers;
 
@@ -17,3 +18,4 @@ mod otp_flow;
 mod otp_limits;
 mod passwords;
 mod refresh;
+mod sign_in;

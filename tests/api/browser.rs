@@ -1,0 +1,178 @@
+//! A minimal browser for the page tests: its own cookie jar, no automatic
+//! redirects (tests look at each hop), and the CSRF token of the last page.
+
+use std::collections::HashMap;
+
+use crate::helpers::TestApp;
+
+pub struct Browser<'a> {
+    pub app: &'a TestApp,
+    http: reqwest::Client,
+    pub cookies: HashMap<String, String>,
+    /// The CSRF token of the last page that had a form.
+    pub csrf: String,
+}
+
+/// One answer: status, `Location`, `Set-Cookie` lines and body.
+pub struct Page {
+    pub status: u16,
+    pub location: Option<String>,
+    pub set_cookies: Vec<String>,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    /// The value of a query parameter of the `Location`.
+    pub fn location_param(&self, name: &str) -> Option<String> {
+        let loc = self.location.as_deref()?;
+        let query = loc.split_once('?')?.1;
+        serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+            .ok()?
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+
+    pub fn redirects_to(&self, prefix: &str) -> bool {
+        (300..400).contains(&self.status) && self.location.as_deref().is_some_and(|l| l.starts_with(prefix))
+    }
+}
+
+impl<'a> Browser<'a> {
+    pub fn new(app: &'a TestApp) -> Browser<'a> {
+        Browser {
+            app,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent("Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0 Safari/537.36")
+                .build()
+                .unwrap(),
+            cookies: HashMap::new(),
+            csrf: String::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn answer(&mut self, res: reqwest::Response) -> Page {
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let location = headers.get("location").map(|v| v.to_str().unwrap().to_string());
+        let set_cookies: Vec<String> = headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
+        for c in &set_cookies {
+            let pair = c.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || c.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_string(), value.to_string());
+            }
+        }
+        let body = res.text().await.unwrap();
+        if let Some(token) = csrf_in(&body) {
+            self.csrf = token;
+        }
+        Page {
+            status,
+            location,
+            set_cookies,
+            headers,
+            body,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_string()
+        } else {
+            self.app.url(path)
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Page {
+        let res = self
+            .http
+            .get(self.url(path))
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.answer(res).await
+    }
+
+    /// POSTs a form as given (no CSRF token added).
+    pub async fn post_raw(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let res = self
+            .http
+            .post(self.url(path))
+            .header("cookie", self.cookie_header())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.answer(res).await
+    }
+
+    /// POSTs a form with the last page's CSRF token.
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let csrf = self.csrf.clone();
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend_from_slice(form);
+        self.post_raw(path, &all).await
+    }
+
+    /// Asks for a code on `/login` and enters it (read from the console outbox).
+    pub async fn sign_in_with_code(&mut self, identifier: &str) -> Page {
+        let login = self.get("/login").await;
+        assert_eq!(login.status, 200, "{}", login.body);
+        let sent = self.post("/login", &[("identifier", identifier)]).await;
+        assert!(
+            sent.redirects_to("/login/verify"),
+            "status {} {:?}",
+            sent.status,
+            sent.location
+        );
+        let page = self.get("/login/verify").await;
+        assert_eq!(page.status, 200);
+        let code = self.app.outbox_code().await;
+        self.post("/login/verify", &[("code", &code)]).await
+    }
+}
+
+fn csrf_in(body: &str) -> Option<String> {
+    let at = body.find("name=\"csrf\" value=\"")?;
+    let rest = &body[at + "name=\"csrf\" value=\"".len()..];
+    Some(rest[..rest.find('"')?].to_string())
+}
+
+/// A PKCE pair (verifier, S256 challenge).
+pub fn pkce() -> (String, String) {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use sha2::Digest;
+    let verifier = sesame::crypto::random_token::<32>();
+    let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+/// `/oauth2/authorize?…` for the test app client.
+pub fn authorize_path(client_id: &str, redirect_uri: &str, extra: &[(&str, &str)]) -> String {
+    let mut q = vec![
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", redirect_uri),
+    ];
+    q.extend_from_slice(extra);
+    format!("/oauth2/authorize?{}", serde_urlencoded::to_string(&q).unwrap())
+}

@@ -1,0 +1,536 @@
+//! Browser sign-in over real HTTP: the authorization code flow, its pages and
+//! sessions, PKCE, prompt handling, CSRF, logout.
+
+use serde_json::Value;
+
+use crate::browser::{authorize_path, pkce, Browser};
+use crate::db_test;
+use crate::helpers::{assert_error, jwt_parts, spawn_app, spawn_with, test_settings, Db, TestApp, APP, SPA};
+
+const CB: &str = "http://localhost:3000/callback";
+
+/// Starts an authorization request for `app` with PKCE; returns the verifier.
+async fn start(b: &mut Browser<'_>, extra: &[(&str, &str)]) -> (crate::browser::Page, String) {
+    let (verifier, challenge) = pkce();
+    let mut q = vec![
+        ("scope", "openid email profile offline_access"),
+        ("state", "st-123"),
+        ("nonce", "n-456"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    q.extend_from_slice(extra);
+    let page = b.get(&authorize_path(APP.0, CB, &q)).await;
+    (page, verifier)
+}
+
+async fn exchange(app: &TestApp, code: &str, verifier: &str) -> reqwest::Response {
+    app.post_form(
+        "/oauth2/token",
+        APP,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", CB),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await
+}
+
+/// A new user through the whole flow; returns the callback page and the verifier.
+async fn sign_up_through_authorize(b: &mut Browser<'_>, email: &str) -> (crate::browser::Page, String) {
+    let (page, verifier) = start(b, &[]).await;
+    assert!(page.redirects_to("/login"), "{:?}", page.location);
+    let verified = b.sign_in_with_code(email).await;
+    assert!(verified.redirects_to("/signup"), "{:?}", verified.location);
+    let signup = b.get("/signup").await;
+    assert!(
+        signup.body.contains(email),
+        "the signup page shows the verified address"
+    );
+    let created = b
+        .post("/signup", &[("first_name", "Ada"), ("last_name", "Lovelace")])
+        .await;
+    assert!(created.redirects_to("/consent"), "{:?}", created.location);
+    let consent = b.get("/consent").await;
+    assert!(consent.body.contains("App"), "the consent page names the client");
+    let allowed = b.post("/consent", &[("decision", "allow")]).await;
+    assert!(allowed.redirects_to(CB), "{:?}", allowed.location);
+    (allowed, verifier)
+}
+
+async fn new_user_signs_up_consents_and_gets_tokens(db: Db) {
+    let app = spawn_app(&db).await;
+    let mut b = Browser::new(&app);
+    let (callback, verifier) = sign_up_through_authorize(&mut b, "ada@example.com").await;
+    assert_eq!(callback.status, 303);
+    assert_eq!(callback.location_param("state").as_deref(), Some("st-123"));
+    assert_eq!(
+        callback.location_param("iss").as_deref(),
+        Some(app.address.as_str()),
+        "RFC 9207"
+    );
+    let code = callback.location_param("code").unwrap();
+
+    let res = exchange(&app, &code, &verifier).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let tokens: Value = res.json().await.unwrap();
+    let (header, id) = jwt_parts(tokens["id_token"].as_str().unwrap());
+    assert_eq!(header["typ"], "JWT");
+    assert_eq!(id["iss"], app.address.as_str());
+    assert_eq!(id["aud"], APP.0);
+    assert_eq!(id["nonce"], "n-456");
+    assert_eq!(id["amr"], serde_json::json!(["otp"]));
+    assert!(id["acr"].is_string());
+    assert!(id["auth_time"].as_i64().unwrap() <= id["iat"].as_i64().unwrap());
+    assert_eq!(id["email"], "ada@example.com");
+    assert_eq!(id["given_name"], "Ada");
+
+    // userinfo agrees with the ID token.
+    let info: Value = app
+        .userinfo(tokens["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    for claim in ["sub", "email", "email_verified", "given_name", "family_name"] {
+        assert_eq!(info[claim], id[claim], "{claim}");
+    }
+
+    // The refresh token works.
+    let refreshed = app
+        .post_form(
+            "/oauth2/token",
+            APP,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(refreshed.status(), 200);
+
+    // A returning user skips signup and consent: straight back with a code.
+    let (page, verifier) = start(&mut b, &[]).await;
+    assert!(page.redirects_to(CB), "{:?}", page.location);
+    let res = exchange(&app, &page.location_param("code").unwrap(), &verifier).await;
+    assert_eq!(res.status(), 200);
+    let again: Value = res.json().await.unwrap();
+    assert_eq!(jwt_parts(again["id_token"].as_str().unwrap()).1["sub"], id["sub"]);
+}
+
+async fn a_reused_code_is_refused_and_revokes_what_it_issued(db: Db) {
+    let app = spawn_app(&db).await;
+    let mut b = Browser::new(&app);
+    let (callback, verifier) = sign_up_through_authorize(&mut b, "reuse@example.com").await;
+    let code = callback.location_param("code").unwrap();
+    let tokens: Value = exchange(&app, &code, &verifier).await.json().await.unwrap();
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(app.introspect(access).await["active"], true);
+
+    assert_error(exchange(&app, &code, &verifier).await, 400, "invalid_grant").await;
+    assert_eq!(
+        app.introspect(access).await["active"],
+        false,
+        "the first use's access token is revoked"
+    );
+    let refresh = app
+        .post_form(
+            "/oauth2/token",
+            APP,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+            ],
+        )
+        .await;
+    assert_error(refresh, 400, "invalid_grant").await;
+    assert!(app.audit_event_names().await.contains(&"code_reuse".to_string()));
+}
+
+async fn codes_are_bound_to_client_redirect_and_expiry(db: Db) {
+    let app = spawn_app(&db).await;
+    let mut b = Browser::new(&app);
+    let (callback, verifier) = sign_up_through_authorize(&mut b, "bound@example.com").await;
+    let code = callback.location_param("code").unwrap();
+    let wrong_redirect = app
+        .post_form(
+            "/oauth2/token",
+            APP,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", "http://localhost:3000/other"),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await;
+    assert_error(wrong_redirect, 400, "invalid_grant").await;
+    assert_error(exchange(&app, &code, &verifier).await, 400, "invalid_grant").await;
+
+    // Past its 60 seconds, a code is refused (the clock is moved in the database).
+    let (page, verifier) = start(&mut b, &[]).await;
+    let code = page.location_param("code").unwrap();
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    sqlx::query("UPDATE auth_codes SET expires_at = created_at - 1")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let res = assert_error(exchange(&app, &code, &verifier).await, 400, "invalid_grant").await;
+    assert!(res["error_description"].as_str().unwrap().contains("expired"), "{res}");
+}
+
+async fn pkce_is_checked(db: Db) {
+    let app = spawn_app(&db).await;
+    let mut b = Browser::new(&app);
+    // A public client must send a challenge; plain is refused; a method needs a challenge.
+    let spa = |extra: &[(&str, &str)]| {
+        authorize_path(
+            SPA,
+            "http://localhost:5173/cb",
+            &[&[("scope", "openid")], extra].concat(),
+        )
+    };
+    let page = b.get(&spa(&[])).await;
+    assert_eq!(page.location_param("error").as_deref(), Some("invalid_request"));
+    let page = b
+        .get(&spa(&[
+            ("code_challenge", &"a".repeat(43)),
+            ("code_challenge_method", "plain"),
+        ]))
+        .await;
+    assert_eq!(page.location_param("error").as_deref(), Some("invalid_request"));
+    let page = b.get(&spa(&[("code_challenge", &"a".repeat(43))])).await;
+    assert_eq!(
+        page.location_param("error").as_deref(),
+        Some("invalid_request"),
+        "no method means plain"
+    );
+    let page = b.get(&spa(&[("code_challenge_method", "S256")])).await;
+    assert_eq!(page.location_param("error").as_deref(), Some("invalid_request"));
+
+    // A missing or wrong verifier is invalid_grant.
+    let (callback, _verifier) = sign_up_through_authorize(&mut b, "pkce@example.com").await;
+    let code = callback.location_param("code").unwrap();
+    let res = app
+        .post_form(
+            "/oauth2/token",
+            APP,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", CB),
+            ],
+        )
+        .await;
+    assert_error(res, 400, "invalid_grant").await;
+    let (page, _) = start(&mut b, &[]).await;
+    let wrong = exchange(&app, &page.location_param("code").unwrap(), &pkce().0).await;
+    assert_error(wrong, 400, "invalid_grant").await;
+
+    // A verifier without a challenge is refused too.
+    let page = b
+        .get(&authorize_path(APP.0, CB, &[("scope", "openid"), ("state", "s")]))
+        .await;
+    let code = page.location_param("code").expect("consented before: a code");
+    assert_error(exchange(&app, &code, &pkce().0).await, 400, "invalid_grant").await;
+}
+
+async fn a_bad_client_or_redirect_uri_shows_an_error_page_and_never_redirects(db: Db) {
+    let app = spawn_app(&db).await;
+    let mut b = Browser::new(&app);
+    for path in [
+        authorize_path("nobody", CB, &[("scope", "openid")]),
+        authorize_path(APP.0, "http://evil.example/cb", &[("scope", "openid")]),
+        authorize_path(APP.0, "http://localhost:3000/callback/extra", &[("scope", "openid")]),
+        "/oauth2/authorize?response_type=code&scope=openid".to_string(),
+    ] {
+        let page = b.get(&path).await;
+        assert_eq!(page.status, 400, "{path}");
+        assert!(page.location.is_none(), "{path} must not redirect");
+        assert!(page.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+        assert!(page.body.contains("<h1>"), "a readable page");
+    }
+    // Once the redirect URI is good, errors go back to the client with state and iss.
+    let page = b
+        .get(&authorize_path(
+            APP.0,
+            CB,
+            &[("scope", "openid admin"), ("state", "s1")],
+        ))
+        .await;
+    assert!(page.redirects_to(CB));
+    assert_eq!(page.location_param("error").as_deref(), Some("invalid_scope"));
+    assert_eq!(page.location_param("state").as_deref(), Some("s1"));
+    assert_eq!(page.location_param("iss").as_deref(), Some(app.address.as_str()));
+    let page = b
+        .get(&authorize_path(
+            APP.0,
+            CB,
+            &[("scope", "openid"), ("response_type", "token")],
+        ))
+        .await;
+    assert_eq!(page.status, 400, "a repeated parameter is refused on the page");
+}
+
+async fn prompt_none_answers_without_showing_a_page(db: Db) {
+    // This test signs one user in several times: a short resend gap.
+    let mut settings = test_settings(&db);
+    settings.otp.resend_after = std::time::Duration::from_secs(1);
+    settings.otp.max_sends = 10;
+    let app = spawn_with(settings).await;
+    let mut b = Browser::new(&app);
+    let (page, _) = start(&mut b, &[("prompt", "none")]).await;
+    assert!(page.redirects_to(CB));
+    assert_eq!(page.location_param("error").as_deref(), Some("login_required"));
+    assert_eq!(page.location_param("state").as_deref(), Some("st-123"));
+
+    // Signed in, but this client was never allowed: consent_required.
+    let signed = b.sign_in_with_code("none@example.com").await;
+    assert!(signed.redirects_to("/signup"));
+    b.get("/signup").await;
+    let created = b.post("/signup", &[]).await;
+    assert!(created.redirects_to("/account"), "no app waiting: the account page");
+    let (page, _) = start(&mut b, &[("prompt", "none")]).await;
+    assert_eq!(page.location_param("error").as_deref(), Some("consent_required"));
+
+    // After consent, prompt=none gets a code silently.
+    let (page, _) = start(&mut b, &[]).await;
+    assert!(page.redirects_to("/consent"));
+    b.get("/consent").await;
+    assert!(b.post("/consent", &[("decision", "allow")]).await.redirects_to(CB));
+    let (page, _) = start(&mut b, &[("prompt", "none")]).await;
+    assert!(page.location_param("code").is_some(), "{:?}", page.location);
+
+    // prompt=login and an exceeded max_age send the user to sign in again.
+    let (page, _) = start(&mut b, &[("prompt", "login")]).await;
+    assert!(page.redirects_to("/login"), "{:?}", page.location);
+    let login = b.get("/login").await;
+    assert_eq!(login.status, 200, "the sign-in page is shown, not skipped");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (page, _) = start(&mut b, &[("max_age", "0")]).await;
+    assert!(page.redirects_to("/login"), "{:?}", page.location);
+    let verified = b.sign_in_with_code("none@example.com").await;
+    assert!(
+        verified.redirects_to(CB),
+        "a fresh code finishes the request: {:?}",
+        verified.location
+    );
+
+    // prompt=consent asks again; denying answers access_denied.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let mut third = Browser::new(&app);
+    let (page, _) = start(&mut third, &[("prompt", "consent")]).await;
+    assert!(page.redirects_to("/login"));
+    let v = third.sign_in_with_code("none@example.com").await;
+    assert!(
+        v.redirects_to("/consent"),
+        "prompt=consent asks again: {:?}",
+        v.location
+    );
+    third.get("/consent").await;
+    let denied = third.post("/consent", &[("decision", "deny")]).await;
+    assert_eq!(denied.location_param("error").as_deref(), Some("access_denied"));
+}
+
+async fn every_form_needs_the_sessions_csrf_token(db: Db) {
+    let app = spawn_app(&db).await;
+    let mut b = Browser::new(&app);
+    b.get("/login").await;
+    let no_token = b.post_raw("/login", &[("identifier", "csrf@example.com")]).await;
+    assert_eq!(no_token.status, 403);
+    let wrong = b
+        .post_raw("/login", &[("csrf", "x"), ("identifier", "csrf@example.com")])
+        .await;
+    assert_eq!(wrong.status, 403);
+    // Another browser's token is no good here.
+    let mut other = Browser::new(&app);
+    other.get("/login").await;
+    let theirs = other.csrf.clone();
+    let crossed = b
+        .post_raw("/login", &[("csrf", &theirs), ("identifier", "csrf@example.com")])
+        .await;
+    assert_eq!(crossed.status, 403);
+    let outbox: Value = app.get("/dev/outbox?format=json").await.json().await.unwrap();
+    assert_eq!(outbox.as_array().unwrap().len(), 0, "no code was sent");
+    assert_eq!(
+        b.post("/login", &[("identifier", "csrf@example.com")]).await.status,
+        303
+    );
+}
+
+async fn sign_in_renews_the_session_id_and_logout_ends_it(db: Db) {
+    let app = spawn_app(&db).await;
+    let mut b = Browser::new(&app);
+    b.get("/login").await;
+    let before = b.cookies.clone();
+    assert_eq!(before.len(), 1);
+    let signed = b.sign_in_with_code("renew@example.com").await;
+    b.get(signed.location.as_deref().unwrap()).await;
+    let created = b.post("/signup", &[]).await;
+    assert!(created.redirects_to("/account"));
+    assert_ne!(b.cookies, before, "a new session id at sign-in");
+    let cookie = created.set_cookies.join("\n");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    let account = b.get("/account").await;
+    assert_eq!(account.status, 200);
+    assert!(account.body.contains("renew@example.com"));
+    let csp = account.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+
+    // The pre-sign-in id does not lead to the account.
+    let mut old = Browser::new(&app);
+    old.cookies = before;
+    assert!(old.get("/account").await.redirects_to("/login"));
+
+    // RP-initiated logout with a hint for this user ends the session at once and goes back with state.
+    let (page, verifier) = start(&mut b, &[]).await;
+    b.get(page.location.as_deref().unwrap()).await;
+    let allowed = b.post("/consent", &[("decision", "allow")]).await;
+    let tokens: Value = exchange(&app, &allowed.location_param("code").unwrap(), &verifier)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id_token = tokens["id_token"].as_str().unwrap();
+    let mut copy = Browser::new(&app);
+    copy.cookies = b.cookies.clone();
+    let logout = b
+        .get(&format!(
+            "/oauth2/logout?{}",
+            serde_urlencoded::to_string([
+                ("id_token_hint", id_token),
+                ("post_logout_redirect_uri", "http://localhost:3000/"),
+                ("state", "bye")
+            ])
+            .unwrap()
+        ))
+        .await;
+    assert_eq!(logout.location.as_deref(), Some("http://localhost:3000/?state=bye"));
+    assert!(b.get("/account").await.redirects_to("/login"));
+    assert!(
+        copy.get("/account").await.redirects_to("/login"),
+        "a copy of the cookie is dead too: ended on the server"
+    );
+
+    // An unregistered post-logout URI is an error page, not a redirect.
+    let bad = b
+        .get(&format!(
+            "/oauth2/logout?{}",
+            serde_urlencoded::to_string([
+                ("id_token_hint", id_token),
+                ("post_logout_redirect_uri", "http://evil.example/")
+            ])
+            .unwrap()
+        ))
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.location.is_none());
+}
+
+async fn logout_without_a_hint_asks_first(db: Db) {
+    let app = spawn_app(&db).await;
+    let mut b = Browser::new(&app);
+    let v = b.sign_in_with_code("ask@example.com").await;
+    b.get(v.location.as_deref().unwrap()).await;
+    b.post("/signup", &[]).await;
+    let ask = b.get("/oauth2/logout").await;
+    assert_eq!(ask.status, 200, "a confirmation page");
+    assert_eq!(b.get("/account").await.status, 200, "still signed in");
+    let done = b.post("/oauth2/logout", &[("confirm", "yes")]).await;
+    assert_eq!(done.status, 200);
+    assert!(b.get("/account").await.redirects_to("/login"));
+}
+
+async fn magic_links_show_a_button_and_only_the_post_signs_in(db: Db) {
+    let app = spawn_app(&db).await;
+    // A returning user.
+    let email = sesame::domain::Email::parse("magic@example.com").unwrap();
+    let profile = sesame::api::users::Profile::for_verified(&sesame::domain::Identifier::Email(email));
+    sesame::api::users::create(&app.state, &profile).await.unwrap();
+
+    let mut asking = Browser::new(&app);
+    asking.get("/login").await;
+    asking.post("/login", &[("identifier", "magic@example.com")]).await;
+    asking.get("/login/verify").await;
+    let outbox: Value = app.get("/dev/outbox?format=json").await.json().await.unwrap();
+    let link = outbox[0]["magic_link"].as_str().unwrap().to_string();
+    let path = link.trim_start_matches(&app.address).to_string();
+
+    // A scanner fetching the link (no cookies, twice) burns nothing.
+    for _ in 0..2 {
+        let scanner = app.get(&path).await;
+        assert_eq!(scanner.status(), 200);
+        assert!(scanner.text().await.unwrap().contains("Continue"));
+    }
+    assert_eq!(asking.post("/login/status", &[]).await.body, r#"{"next":null}"#);
+
+    // Opened on another device: that browser is signed in...
+    let mut phone = Browser::new(&app);
+    phone.get(&path).await;
+    let token = link.split("token=").nth(1).unwrap().to_string();
+    let used = phone.post("/login/magic", &[("token", &token)]).await;
+    assert_eq!(used.status, 303, "{}", used.body);
+    assert!(used.redirects_to("/account"), "{:?}", used.location);
+    assert_eq!(phone.get("/account").await.status, 200);
+    // ...and the tab that asked moves on without typing the code.
+    let status = asking.post("/login/status", &[]).await;
+    let next: Value = serde_json::from_str(&status.body).unwrap();
+    assert_eq!(next["next"], "/account");
+    assert_eq!(asking.get("/account").await.status, 200);
+    // A link works once.
+    let mut late = Browser::new(&app);
+    late.get(&path).await;
+    assert_eq!(late.post("/login/magic", &[("token", &token)]).await.status, 400);
+}
+
+async fn a_disabled_account_is_signed_out_everywhere(db: Db) {
+    let app = spawn_app(&db).await;
+    let mut b = Browser::new(&app);
+    let v = b.sign_in_with_code("gone@example.com").await;
+    b.get(v.location.as_deref().unwrap()).await;
+    b.post("/signup", &[]).await;
+    assert_eq!(b.get("/account").await.status, 200);
+    let user = app.state.store.find_user("gone@example.com").await.unwrap().unwrap();
+    app.state
+        .store
+        .set_user_flag(&user.id, sesame::store::users::UserFlag::Disabled, true)
+        .await
+        .unwrap();
+    assert!(b.get("/account").await.redirects_to("/login"));
+}
+
+async fn cookies_are_secure_with_the_host_prefix_on_https(db: Db) {
+    let mut settings = test_settings(&db);
+    settings.issuer = "https://id.example.com".into();
+    let app = spawn_with(settings).await;
+    let mut b = Browser::new(&app);
+    let page = b.get("/login").await;
+    let cookie = &page.set_cookies[0];
+    assert!(cookie.starts_with("__Host-sesame="), "{cookie}");
+    assert!(
+        cookie.contains("Secure") && cookie.contains("HttpOnly") && cookie.contains("Path=/"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Domain"), "{cookie}");
+}
+
+db_test!(
+    new_user_signs_up_consents_and_gets_tokens,
+    a_reused_code_is_refused_and_revokes_what_it_issued,
+    codes_are_bound_to_client_redirect_and_expiry,
+    pkce_is_checked,
+    a_bad_client_or_redirect_uri_shows_an_error_page_and_never_redirects,
+    prompt_none_answers_without_showing_a_page,
+    every_form_needs_the_sessions_csrf_token,
+    sign_in_renews_the_session_id_and_logout_ends_it,
+    logout_without_a_hint_asks_first,
+    magic_links_show_a_button_and_only_the_post_signs_in,
+    a_disabled_account_is_signed_out_everywhere,
+    cookies_are_secure_with_the_host_prefix_on_https,
+);
