@@ -8,10 +8,8 @@ use askama::Template;
 
 use super::flow;
 use super::i18n::T;
-use super::page::{self, check_csrf, csrf_token, take_flash, Flash, PageError};
+use super::page::{self, csrf_token, take_flash, Flash, Form, PageError};
 use super::session::{self, SessionInfo};
-use crate::error::ApiError;
-use crate::params::Params;
 use crate::state::AppState;
 use crate::store::audit::Event;
 use crate::store::users::User;
@@ -108,29 +106,14 @@ pub async fn account(
     Ok(page::ok(&account_page(&state, &req, &session, user, None).await?))
 }
 
-/// Checks the form and the sign-in; `Err(redirect)` when signed out.
-async fn posted(
-    state: &AppState,
-    session: &Session,
-    form: Result<Params, ApiError>,
-) -> Result<Result<(Params, User), HttpResponse>, PageError> {
-    let form = form?;
-    check_csrf(session, form.get("csrf"))?;
-    Ok(match signed_in(state, session).await? {
-        Some(user) => Ok((form, user)),
-        None => Err(page::see_other("/login")),
-    })
-}
-
 pub async fn profile(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
-    form: Result<Params, ApiError>,
+    form: Form,
 ) -> Result<HttpResponse, PageError> {
-    let (form, user) = match posted(&state, &session, form).await? {
-        Ok(x) => x,
-        Err(redirect) => return Ok(redirect),
+    let Some(user) = signed_in(&state, &session).await? else {
+        return Ok(page::see_other("/login"));
     };
     let t = page::texts(&req, None);
     let first = form.get("first_name").unwrap_or("").trim();
@@ -148,11 +131,10 @@ pub async fn revoke_app(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
-    form: Result<Params, ApiError>,
+    form: Form,
 ) -> Result<HttpResponse, PageError> {
-    let (form, user) = match posted(&state, &session, form).await? {
-        Ok(x) => x,
-        Err(redirect) => return Ok(redirect),
+    let Some(user) = signed_in(&state, &session).await? else {
+        return Ok(page::see_other("/login"));
     };
     let t = page::texts(&req, None);
     let client_id = form.get("client_id").unwrap_or("");
@@ -177,11 +159,10 @@ pub async fn end_session(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
-    form: Result<Params, ApiError>,
+    form: Form,
 ) -> Result<HttpResponse, PageError> {
-    let (form, user) = match posted(&state, &session, form).await? {
-        Ok(x) => x,
-        Err(redirect) => return Ok(redirect),
+    let Some(user) = signed_in(&state, &session).await? else {
+        return Ok(page::see_other("/login"));
     };
     let t = page::texts(&req, None);
     if state
@@ -213,10 +194,8 @@ pub fn sign_out(state: &AppState, session: &Session, everywhere: bool) {
 pub async fn sign_out_here(
     state: web::Data<AppState>,
     session: Session,
-    form: Result<Params, ApiError>,
+    _checked: Form,
 ) -> Result<HttpResponse, PageError> {
-    let form = form?;
-    check_csrf(&session, form.get("csrf"))?;
     sign_out(&state, &session, false);
     Ok(page::see_other("/login?signed_out=1"))
 }
@@ -224,11 +203,10 @@ pub async fn sign_out_here(
 pub async fn sign_out_everywhere(
     state: web::Data<AppState>,
     session: Session,
-    form: Result<Params, ApiError>,
+    _checked: Form,
 ) -> Result<HttpResponse, PageError> {
-    let (_, user) = match posted(&state, &session, form).await? {
-        Ok(x) => x,
-        Err(redirect) => return Ok(redirect),
+    let Some(user) = signed_in(&state, &session).await? else {
+        return Ok(page::see_other("/login"));
     };
     state.store.end_sessions_of(&user.id).await?;
     sign_out(&state, &session, true);

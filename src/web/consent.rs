@@ -8,11 +8,9 @@ use askama::Template;
 
 use super::flow;
 use super::i18n::T;
-use super::page::{self, check_csrf, csrf_token, take_flash, Flash, PageError};
+use super::page::{self, csrf_token, take_flash, Flash, Form, PageError};
 use crate::domain::Scope;
-use crate::error::ApiError;
 use crate::oauth::authorize::error_url;
-use crate::params::Params;
 use crate::state::AppState;
 use crate::store::audit::Event;
 
@@ -73,13 +71,7 @@ pub fn display_name(u: &crate::store::users::User) -> String {
         .unwrap_or_else(|| u.id.clone())
 }
 
-pub async fn decide(
-    state: web::Data<AppState>,
-    session: Session,
-    form: Result<Params, ApiError>,
-) -> Result<HttpResponse, PageError> {
-    let form = form?;
-    check_csrf(&session, form.get("csrf"))?;
+pub async fn decide(state: web::Data<AppState>, session: Session, form: Form) -> Result<HttpResponse, PageError> {
     let (Some(mut authz), Some((who, user))) = (flow::authz(&session), flow::current_user(&state, &session).await?)
     else {
         return Ok(page::see_other("/login"));

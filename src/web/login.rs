@@ -10,13 +10,13 @@ use serde_json::json;
 
 use super::flow::{self, PendingLogin, PendingSignup, SIGNUP_WINDOW};
 use super::i18n::T;
-use super::page::{self, check_csrf, csrf_token, take_flash, Flash, MessagePage, PageError};
+use super::page::{self, csrf_token, take_flash, Flash, Form, MessagePage, PageError};
 use crate::api::users::Profile;
 use crate::domain::{Email, Identifier, Phone};
 use crate::error::ApiError;
 use crate::oauth::grants::password::check_password;
 use crate::otp::{self, Origin};
-use crate::params::{peer_ip, Params};
+use crate::params::peer_ip;
 use crate::state::AppState;
 use crate::store::now;
 
@@ -99,10 +99,8 @@ pub async fn send_code(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
-    form: Result<Params, ApiError>,
+    form: Form,
 ) -> Result<HttpResponse, PageError> {
-    let form = form?;
-    check_csrf(&session, form.get("csrf"))?;
     let t = texts(&req, &session);
     let value = form.get("identifier").unwrap_or("").trim().to_string();
     let app = app_name(&state, &session).await?;
@@ -227,10 +225,8 @@ pub async fn verify_code(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
-    form: Result<Params, ApiError>,
+    form: Form,
 ) -> Result<HttpResponse, PageError> {
-    let form = form?;
-    check_csrf(&session, form.get("csrf"))?;
     let t = texts(&req, &session);
     let Some(pending) = session::pending(&session) else {
         page::flash(&session, "error", t.get("login.start_again"));
@@ -275,10 +271,8 @@ pub async fn resend(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
-    form: Result<Params, ApiError>,
+    _checked: Form,
 ) -> Result<HttpResponse, PageError> {
-    let form = form?;
-    check_csrf(&session, form.get("csrf"))?;
     let t = texts(&req, &session);
     let Some(mut pending) = session::pending(&session) else {
         return Ok(page::see_other("/login"));
@@ -313,10 +307,8 @@ pub async fn status(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
-    form: Result<Params, ApiError>,
+    _checked: Form,
 ) -> Result<HttpResponse, PageError> {
-    let form = form?;
-    check_csrf(&session, form.get("csrf"))?;
     let next = match session::pending(&session) {
         Some(pending) if state.store.claim_magic_handoff(&pending.code_id).await? => {
             let ident = pending.identifier(&state).ok_or(PageError::Csrf)?;
@@ -390,10 +382,8 @@ pub async fn magic_use(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
-    form: Result<Params, ApiError>,
+    form: Form,
 ) -> Result<HttpResponse, PageError> {
-    let form = form?;
-    check_csrf(&session, form.get("csrf"))?;
     let t = texts(&req, &session);
     let token = form.get("token").unwrap_or("");
     let used = state
@@ -491,10 +481,8 @@ pub async fn signup(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
-    form: Result<Params, ApiError>,
+    form: Form,
 ) -> Result<HttpResponse, PageError> {
-    let form = form?;
-    check_csrf(&session, form.get("csrf"))?;
     let t = texts(&req, &session);
     let Some(signup) = pending_signup(&session) else {
         page::flash(&session, "error", t.get("signup.expired"));
@@ -560,10 +548,8 @@ pub async fn password(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
-    form: Result<Params, ApiError>,
+    form: Form,
 ) -> Result<HttpResponse, PageError> {
-    let form = form?;
-    check_csrf(&session, form.get("csrf"))?;
     let t = texts(&req, &session);
     let login = form.get("login").unwrap_or("").trim().to_string();
     let password = form.get("password").unwrap_or("");

@@ -2,8 +2,13 @@
 //! messages, redirects after POST, and `PageError`, the pages' one error
 //! type (an HTML page with the right status; causes go to the log).
 
+use std::future::Future;
+use std::pin::Pin;
+
 use actix_session::Session;
+use actix_web::dev::Payload;
 use actix_web::http::{header, StatusCode};
+use actix_web::FromRequest;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use askama::Template;
 use serde::{Deserialize, Serialize};
@@ -12,6 +17,7 @@ use super::i18n::T;
 use super::session;
 use crate::crypto;
 use crate::error::ApiError;
+use crate::params::Params;
 
 /// Pages load only our own CSS and JS, and may not be framed.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -69,6 +75,32 @@ pub fn check_csrf(session: &Session, presented: Option<&str>) -> Result<(), Page
     match (session::get::<String>(session, "csrf"), presented) {
         (Some(expected), Some(got)) if crypto::ct_eq(expected.as_bytes(), got.as_bytes()) => Ok(()),
         _ => Err(PageError::Csrf),
+    }
+}
+
+/// A POSTed page form whose CSRF token matched the session's.
+pub struct Form(pub Params);
+
+impl std::ops::Deref for Form {
+    type Target = Params;
+    fn deref(&self) -> &Params {
+        &self.0
+    }
+}
+
+impl FromRequest for Form {
+    type Error = PageError;
+    type Future = Pin<Box<dyn Future<Output = Result<Form, PageError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let session = Session::from_request(req, payload);
+        let params = Params::from_request(req, payload);
+        Box::pin(async move {
+            let session = session.await.map_err(|_| PageError::Csrf)?;
+            let params = params.await?;
+            check_csrf(&session, params.get("csrf"))?;
+            Ok(Form(params))
+        })
     }
 }
 

@@ -1,0 +1,277 @@
+// Sesame's browser tests: Debian's Chromium, headless, driven by
+// playwright-core, against a real `sesame serve` with real peers (SMTP,
+// SMS webhook) and a relying party using openid-client.
+//
+//   SESAME_TEST_BIN=../target/debug/sesame node run.mjs
+//   SCREENSHOTS=../docs/screenshots node run.mjs   # also writes the README's screenshots
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+import { startSmtp, startReceiver, decoded, eventually } from "./peers.mjs";
+import { startRp } from "./rp.mjs";
+
+const BIN = path.resolve(process.env.SESAME_TEST_BIN || "../target/debug/sesame");
+const SHOTS = process.env.SCREENSHOTS ? path.resolve(process.env.SCREENSHOTS) : null;
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+
+const freePort = () => new Promise((resolve) => {
+  const s = net.createServer().listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => resolve(p)); });
+});
+
+let failures = 0;
+async function scenario(name, fn) {
+  const started = Date.now();
+  try {
+    await fn();
+    console.log(`ok   ${name} (${Date.now() - started} ms)`);
+  } catch (e) {
+    failures += 1;
+    console.log(`FAIL ${name}\n${e && e.stack}`);
+  }
+}
+
+async function startSesame({ smtp, sms, rpPort, adminPort }) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sesame-browser-"));
+  const port = await freePort();
+  const issuer = `http://127.0.0.1:${port}`;
+  fs.writeFileSync(path.join(dir, "clients.toml"), `
+[[client]]
+id = "rp"
+name = "Acme Notes"
+secret_env = "RP_SECRET"
+redirect_uris = ["http://localhost:${rpPort}/callback"]
+post_logout_redirect_uris = ["http://localhost:${rpPort}/bye"]
+grant_types = ["authorization_code", "refresh_token"]
+scopes = ["openid", "profile", "email", "phone", "offline_access"]
+`);
+  fs.writeFileSync(path.join(dir, "sesame.toml"), `
+issuer = "${issuer}"
+clients_file = "${path.join(dir, "clients.toml")}"
+[server]
+bind = "127.0.0.1:${port}"
+workers = 2
+[database]
+url = "sqlite://${path.join(dir, "sesame.db")}"
+[otp]
+resend_after = "1s"
+max_sends = 20
+[sms]
+provider = "webhook"
+url = "${sms.url}"
+[email]
+provider = "smtp"
+smtp_url = "${smtp.url}"
+from = "Sesame <no-reply@example.com>"
+[log]
+level = "warn"
+`);
+  const child = spawn(BIN, ["serve", "--config", path.join(dir, "sesame.toml")], {
+    env: { ...process.env, RP_SECRET: "rp-secret-for-browser-tests" },
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  let exited = null;
+  child.on("exit", (code) => { exited = code; });
+  await eventually("sesame to answer", async () => {
+    if (exited !== null) throw new Error(`sesame serve exited with ${exited}`);
+    try { return (await fetch(`${issuer}/health/ready`)).ok; } catch { return false; }
+  }, 30000);
+  return { issuer, child, dir };
+}
+
+const smtp = await startSmtp();
+const sms = await startReceiver();
+const rpPort = await freePort();
+const sesame = await startSesame({ smtp, sms, rpPort });
+const rp = await startRp({ issuerUrl: sesame.issuer, clientId: "rp", clientSecret: "rp-secret-for-browser-tests", port: rpPort });
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+});
+
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
+
+/** Saves the page at desktop and phone width (when SCREENSHOTS is set). */
+async function shoot(page, name) {
+  if (!SHOTS) return;
+  fs.mkdirSync(SHOTS, { recursive: true });
+  const size = page.viewportSize();
+  for (const [label, vp] of [["desktop", DESKTOP], ["phone", PHONE]]) {
+    await page.setViewportSize(vp);
+    await page.screenshot({ path: path.join(SHOTS, `${name}-${label}.png`), fullPage: true });
+  }
+  await page.setViewportSize(size);
+}
+
+const mailsTo = (address) => smtp.mails.filter((m) => m.to.some((t) => t.includes(address)));
+async function newMailTo(address, before) {
+  return eventually(`a mail to ${address}`, () => mailsTo(address).length > before && mailsTo(address).at(-1));
+}
+const codeIn = (mail) => decoded(mail).match(/Subject: (\d{6})/)[1];
+const linkIn = (mail) => decoded(mail).match(/(http:\/\/[^\s"<]+\/login\/magic\?token=[A-Za-z0-9_-]+)/)[1];
+
+/** From the RP's /login to Sesame's code page, for `identifier`. */
+async function askForCode(page, identifier, { shots } = {}) {
+  await page.goto(`${rp.base}/login`);
+  await page.waitForURL(/\/login$/);
+  assert.match(await page.textContent("main"), /Acme Notes/, "the client's name is shown");
+  if (shots) await shoot(page, "login");
+  await page.getByLabel("Email or phone number").fill(identifier);
+  await page.getByRole("button", { name: "Continue" }).click();
+  await page.waitForURL(/\/login\/verify$/);
+  assert.equal(await page.getAttribute("#code", "autocomplete"), "one-time-code");
+}
+
+async function enterCode(page, code) {
+  await page.getByLabel(/digit code/).fill(code);
+  await page.getByRole("button", { name: "Verify" }).click();
+}
+
+async function finishAtRp(page) {
+  await page.waitForURL(`${rp.base}/callback**`);
+  await page.waitForSelector("#welcome, #error");
+  assert.equal(await page.$("#error"), null, rp.state.error && rp.state.error.message);
+  return rp.state;
+}
+
+async function signUpNew(page, { identifier, code, shots }) {
+  await enterCode(page, code);
+  await page.waitForURL(/\/signup$/);
+  assert.match(await page.textContent("#verified-address"), new RegExp(identifier.replace("+", "\\+")));
+  if (shots) await shoot(page, "signup");
+  await page.getByLabel(/First name/).fill("Ada");
+  await page.getByLabel(/Last name/).fill("Lovelace");
+  await page.getByRole("button", { name: "Create account" }).click();
+  await page.waitForURL(/\/consent$/);
+  assert.match(await page.textContent("h1"), /Acme Notes/);
+  if (shots) await shoot(page, "consent");
+  await page.getByRole("button", { name: "Allow" }).click();
+  return finishAtRp(page);
+}
+
+async function refreshAndLogout(page, context) {
+  const before = rp.state.tokens.access_token;
+  await page.goto(`${rp.base}/refresh`);
+  await page.waitForSelector("#refreshed");
+  assert.ok(rp.state.refreshed.access_token && rp.state.refreshed.access_token !== before, "a new access token");
+  assert.ok(rp.state.refreshed.refresh_token !== rp.state.tokens.refresh_token, "the refresh token rotated");
+  await page.goto(`${rp.base}/logout`);
+  await page.waitForURL(`${rp.base}/bye**`);
+  assert.equal(rp.state.bye, "bye-state", "state comes back from RP-initiated logout");
+  await page.goto(`${sesame.issuer}/account`);
+  await page.waitForURL(/\/login$/);
+  const cookies = await context.cookies(sesame.issuer);
+  assert.ok(cookies.every((c) => c.httpOnly && c.sameSite === "Lax"), JSON.stringify(cookies));
+}
+
+await scenario("email: authorize with PKCE → login → code by SMTP → signup → consent → tokens → userinfo → refresh → logout", async () => {
+  const context = await browser.newContext({ viewport: DESKTOP });
+  const page = await context.newPage();
+  const email = "ada@example.com";
+  const before = mailsTo(email).length;
+  await askForCode(page, email, { shots: true });
+  const mail = await newMailTo(email, before);
+  if (SHOTS) await shoot(page, "verify");
+  const state = await signUpNew(page, { identifier: email, code: codeIn(mail), shots: true });
+  assert.equal(state.claims.email, email);
+  assert.equal(state.claims.aud, "rp");
+  assert.deepEqual(state.claims.amr, ["otp"]);
+  assert.ok(state.claims.auth_time);
+  assert.equal(state.userinfo.sub, state.claims.sub, "userinfo agrees with the ID token");
+  assert.equal(state.userinfo.email, state.claims.email);
+  assert.equal(state.userinfo.given_name, "Ada");
+  await page.goto(`${sesame.issuer}/account`);
+  assert.match(await page.textContent("#account-email"), /ada@example.com/);
+  assert.match(await page.textContent("main"), /Acme Notes/, "the account page lists the connected app");
+  if (SHOTS) await shoot(page, "account");
+  await refreshAndLogout(page, context);
+  await context.close();
+});
+
+await scenario("phone: the same through the SMS webhook", async () => {
+  const context = await browser.newContext({ viewport: PHONE });
+  const page = await context.newPage();
+  const before = sms.received.length;
+  await askForCode(page, "+1 415 555 0134");
+  const message = await eventually("an SMS", () => sms.received.length > before && sms.received.at(-1));
+  assert.equal(message.to, "+14155550134");
+  assert.equal(message.magic_link, null);
+  const state = await signUpNew(page, { identifier: "+14155550134", code: message.code });
+  assert.equal(state.claims.phone_number, "+14155550134");
+  assert.deepEqual(state.claims.amr, ["otp", "sms"]);
+  await refreshAndLogout(page, context);
+  await context.close();
+});
+
+await scenario("a returning user skips signup and consent", async () => {
+  const context = await browser.newContext({ viewport: DESKTOP });
+  const page = await context.newPage();
+  const email = "ada@example.com";
+  const before = mailsTo(email).length;
+  await askForCode(page, email);
+  const mail = await newMailTo(email, before);
+  await enterCode(page, codeIn(mail));
+  const state = await finishAtRp(page);
+  assert.equal(state.claims.email, email);
+  await context.close();
+});
+
+await scenario("magic link: a cookie-less GET consumes nothing; another device signs in and the asking tab moves on", async () => {
+  const asking = await browser.newContext({ viewport: DESKTOP });
+  const tab = await asking.newPage();
+  const email = "ada@example.com";
+  const before = mailsTo(email).length;
+  await askForCode(tab, email);
+  const link = linkIn(await newMailTo(email, before));
+  // A mail scanner: fetches the link twice with no cookies.
+  for (let i = 0; i < 2; i += 1) {
+    const res = await fetch(link, { redirect: "manual" });
+    assert.equal(res.status, 200);
+    assert.match(await res.text(), /Continue/);
+  }
+  // Another device opens it.
+  const other = await browser.newContext({ viewport: PHONE });
+  const phone = await other.newPage();
+  await phone.goto(link);
+  if (SHOTS) await shoot(phone, "magic-link");
+  await phone.getByRole("button", { name: "Continue" }).click();
+  await phone.waitForURL(/\/account$/);
+  assert.match(await phone.textContent(".flash"), /signed in/i);
+  // The first tab moves on by itself, to the app.
+  const state = await finishAtRp(tab);
+  assert.equal(state.claims.email, email);
+  // The link is spent now.
+  const third = await browser.newContext();
+  const late = await third.newPage();
+  await late.goto(link);
+  await late.getByRole("button", { name: "Continue" }).click();
+  assert.match(await late.textContent("h1"), /can.t be used/);
+  if (SHOTS) await shoot(late, "error");
+  await Promise.all([asking.close(), other.close(), third.close()]);
+});
+
+await scenario("error pages: an unknown client or a foreign redirect URI is shown, never redirected", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const res = await page.goto(`${sesame.issuer}/oauth2/authorize?client_id=rp&response_type=code&scope=openid&redirect_uri=https://evil.example/cb`);
+  assert.equal(res.status(), 400);
+  assert.equal(new URL(page.url()).host, new URL(sesame.issuer).host);
+  assert.match(await page.textContent("h1"), /can.t be completed/);
+  await context.close();
+});
+
+await browser.close();
+rp.close();
+smtp.close();
+sms.close();
+sesame.child.kill("SIGTERM");
+fs.rmSync(sesame.dir, { recursive: true, force: true });
+if (failures) {
+  console.log(`${failures} browser scenario(s) failed`);
+  process.exit(1);
+}
+console.log("all browser scenarios passed");
