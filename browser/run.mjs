@@ -4,7 +4,7 @@
 //
 //   SESAME_TEST_BIN=../target/debug/sesame node run.mjs
 //   SCREENSHOTS=../docs/screenshots node run.mjs   # also writes the README's screenshots
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -252,6 +252,95 @@ await scenario("magic link: a cookie-less GET consumes nothing; another device s
   assert.match(await late.textContent("h1"), /can.t be used/);
   if (SHOTS) await shoot(late, "error");
   await Promise.all([asking.close(), other.close(), third.close()]);
+});
+
+await scenario("admin: signs in with a code, registers an otp client on the page, and the client works at once; a non-admin gets 403", async () => {
+  // An account made admin with the CLI, as an operator would.
+  const context = await browser.newContext({ viewport: DESKTOP });
+  const page = await context.newPage();
+  const email = "root@example.com";
+  let before = mailsTo(email).length;
+  await page.goto(`${sesame.issuer}/login`);
+  await page.getByLabel("Email or phone number").fill(email);
+  await page.getByRole("button", { name: "Continue" }).click();
+  await enterCode(page, codeIn(await newMailTo(email, before)));
+  await page.waitForURL(/\/signup$/);
+  await page.getByRole("button", { name: "Create account" }).click();
+  await page.waitForURL(/\/account$/);
+  const made = spawnSync(BIN, ["user", "make-admin", email, "--config", path.join(sesame.dir, "sesame.toml")], { encoding: "utf8" });
+  assert.equal(made.status, 0, made.stderr);
+
+  // /admin asks for a sign-in with a code (no admin password), then comes back.
+  await page.goto(`${sesame.issuer}/account`);
+  await page.getByRole("button", { name: "Sign out", exact: true }).first().click();
+  await page.waitForURL(/\/login/);
+  await new Promise((r) => setTimeout(r, 1100)); // the resend gap (otp.resend_after = 1s)
+  await page.goto(`${sesame.issuer}/admin`);
+  await page.waitForURL(/\/login$/);
+  before = mailsTo(email).length;
+  await page.getByLabel("Email or phone number").fill(email);
+  await page.getByRole("button", { name: "Continue" }).click();
+  await enterCode(page, codeIn(await newMailTo(email, before)));
+  await page.waitForURL(/\/admin\/clients$/);
+  if (SHOTS) await shoot(page, "admin-clients");
+
+  await page.getByRole("link", { name: "Register a client" }).click();
+  await page.getByLabel("Name", { exact: true }).fill("Acme Backend");
+  await page.getByLabel("otp", { exact: true }).check();
+  await page.getByLabel("authorization_code", { exact: true }).uncheck();
+  await page.getByLabel("Scopes").fill("openid phone email");
+  if (SHOTS) await shoot(page, "admin-register");
+  await page.getByRole("button", { name: "Register a client" }).click();
+  const clientId = (await page.textContent("#client-id")).trim();
+  const secret = (await page.textContent("#client-secret")).trim();
+  assert.ok(secret.length >= 40, "a generated secret is shown once");
+  if (SHOTS) await shoot(page, "admin-secret");
+
+  // That client completes the OTP API flow immediately.
+  const basic = "Basic " + Buffer.from(`${clientId}:${secret}`).toString("base64");
+  const post = (p, body, json) => fetch(`${sesame.issuer}${p}`, {
+    method: p === "/api/v1/user/" ? "PUT" : "POST",
+    headers: { authorization: basic, "content-type": json ? "application/json" : "application/x-www-form-urlencoded" },
+    body: json ? JSON.stringify(body) : new URLSearchParams(body),
+  });
+  const phone = "+14155550177";
+  const smsBefore = sms.received.length;
+  assert.equal((await post("/otp/getcode/", { phone })).status, 200);
+  const message = await eventually("the SMS", () => sms.received.length > smsBefore && sms.received.at(-1));
+  const verified = await (await post("/otp/verifycode/", { phone, code: message.code })).json();
+  assert.ok(verified.secret_identifier, JSON.stringify(verified));
+  const created = await post("/api/v1/user/", { secret_identifier: verified.secret_identifier, auto_username: true, first_name: "Grace" }, true);
+  assert.equal(created.status, 201, await created.text());
+  const again = await (await post("/otp/verifycode/", { phone, code: message.code })).json();
+  assert.equal(again.error, "invalid_code", "a code works once");
+  const smsBefore2 = sms.received.length;
+  await new Promise((r) => setTimeout(r, 1100));
+  assert.equal((await post("/otp/getcode/", { phone })).status, 200);
+  const second = await eventually("the SMS", () => sms.received.length > smsBefore2 && sms.received.at(-1));
+  const tokens = await (await post("/oauth2/token", { grant_type: "otp", phone, code: second.code })).json();
+  assert.ok(tokens.access_token && tokens.id_token, JSON.stringify(tokens));
+
+  // The user and the audit trail are on the admin pages.
+  await page.goto(`${sesame.issuer}/admin/users?q=${encodeURIComponent("+14155550177")}`);
+  await page.getByRole("link", { name: phone }).click();
+  if (SHOTS) await shoot(page, "admin-user");
+  await page.goto(`${sesame.issuer}/admin/audit?client=${clientId}`);
+  assert.match(await page.textContent("table"), /token_issued/);
+  if (SHOTS) await shoot(page, "admin-audit");
+
+  // A signed-in user without the admin role gets 403.
+  const other = await browser.newContext();
+  const user = await other.newPage();
+  const ada = "ada@example.com";
+  before = mailsTo(ada).length;
+  await user.goto(`${sesame.issuer}/login`);
+  await user.getByLabel("Email or phone number").fill(ada);
+  await user.getByRole("button", { name: "Continue" }).click();
+  await enterCode(user, codeIn(await newMailTo(ada, before)));
+  await user.waitForURL(/\/account$/);
+  const res = await user.goto(`${sesame.issuer}/admin`);
+  assert.equal(res.status(), 403);
+  await Promise.all([context.close(), other.close()]);
 });
 
 await scenario("error pages: an unknown client or a foreign redirect URI is shown, never redirected", async () => {

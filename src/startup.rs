@@ -234,7 +234,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
 
 /// The browser pages, each behind the session middleware (the APIs never load a session).
 fn page_routes(cfg: &mut web::ServiceConfig, sessions: SessionMiddleware<pages::session::DbSessions>) {
-    use pages::{account, consent, login};
+    use pages::{account, admin, consent, login};
     let page = |path: &str| resource(path).wrap(sessions.clone());
     cfg.service(page("/oauth2/authorize").route(web::get().to(oauth::authorize::authorize)))
         .service(
@@ -277,6 +277,31 @@ fn page_routes(cfg: &mut web::ServiceConfig, sessions: SessionMiddleware<pages::
         .service(page("/account/sessions/end").route(web::post().to(account::end_session)))
         .service(page("/account/signout").route(web::post().to(account::sign_out_here)))
         .service(page("/account/signout-everywhere").route(web::post().to(account::sign_out_everywhere)))
+        .service(page("/admin").route(web::get().to(admin::home)))
+        .service(page("/admin/clients").route(web::get().to(admin::clients_page)))
+        .service(
+            page("/admin/clients/new")
+                .route(web::get().to(admin::new_client_page))
+                .route(web::post().to(admin::create_client)),
+        )
+        .service(
+            page("/admin/clients/{id}")
+                .route(web::get().to(admin::client_page))
+                .route(web::post().to(admin::update_client)),
+        )
+        .service(
+            page("/admin/clients/{id}/{action}")
+                .route(web::get().to(admin::confirm_client))
+                .route(web::post().to(admin::client_action)),
+        )
+        .service(page("/admin/users").route(web::get().to(admin::users_page)))
+        .service(page("/admin/users/{sub}").route(web::get().to(admin::user_page)))
+        .service(
+            page("/admin/users/{sub}/{action}")
+                .route(web::get().to(admin::confirm_user_delete))
+                .route(web::post().to(admin::user_action)),
+        )
+        .service(page("/admin/audit").route(web::get().to(admin::audit_page)))
         .service(resource("/").route(web::get().to(|| async { pages::page::found("/account") })))
         .service(resource("/static/sesame.css").route(web::get().to(pages::assets::css)))
         .service(resource("/static/sesame.js").route(web::get().to(pages::assets::js)));

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::clients::{self, NewClient, RegisterError};
-use crate::domain::client::{self as client_rules, Client};
+use crate::domain::client::Client;
 use crate::domain::Scope;
 use crate::error::ApiError;
 use crate::oauth::access_token;
@@ -174,8 +174,10 @@ pub async fn update(
         c.scopes = Scope::from_tokens(tokens);
     }
     c.skip_consent = m.skip_consent.unwrap_or(c.skip_consent);
-    client_rules::validate(&c).map_err(bad_metadata)?;
-    state.store.update_client(&c).await?;
+    clients::update(&state.store, &c).await.map_err(|e| match e {
+        RegisterError::Store(cause) => ApiError::Internal(cause),
+        other => bad_metadata(other.to_string()),
+    })?;
     audit(&state, "client_updated", &who, &c.id, &req);
     Ok(HttpResponse::Ok().json(clients::metadata(&found(&state, &c.id).await?)))
 }

@@ -44,7 +44,8 @@ async fn found(state: &AppState, sub: &str) -> Result<User, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("no user with sub `{sub}`")))
 }
 
-async fn end_tokens(state: &AppState, user: &User) -> Result<(), ApiError> {
+/// Revokes every live token family of the user (disable, delete).
+pub async fn end_tokens(state: &AppState, user: &User) -> Result<(), ApiError> {
     for family in state.store.live_families_of(&user.id).await? {
         state
             .revocations

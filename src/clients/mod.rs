@@ -77,6 +77,15 @@ pub async fn register(store: &Store, new: NewClient, source: &str) -> Result<(Cl
     Ok((c, secret))
 }
 
+/// Saves changed metadata of an existing client (admin API and pages).
+pub async fn update(store: &Store, c: &Client) -> Result<(), RegisterError> {
+    client::validate(c).map_err(RegisterError::Invalid)?;
+    if !store.update_client(c).await? {
+        return Err(RegisterError::Invalid(format!("no client with id `{}`", c.id)));
+    }
+    Ok(())
+}
+
 /// Replaces the secret of a confidential client; the old one stops working at once.
 pub async fn rotate_secret(store: &Store, id: &str) -> anyhow::Result<String> {
     let Some(c) = store.client(id).await? else {

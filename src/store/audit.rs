@@ -64,4 +64,84 @@ impl Store {
             .map(|r| Ok((r.try_get("event")?, r.try_get("client_id")?, r.try_get("ident_key")?)))
             .collect()
     }
+
+    /// The admin trail: events newest first, filtered by any of event, client, user and time.
+    pub async fn audit_search(&self, f: &AuditFilter) -> anyhow::Result<Vec<AuditRow>> {
+        use sqlx::Row;
+        let mut sql = String::from("SELECT at, event, client_id, user_id, ip, detail FROM audit_events WHERE 1 = 1");
+        let mut n = 0;
+        let mut next = |col: &str, op: &str| {
+            n += 1;
+            format!(" AND {col} {op} ${n}")
+        };
+        let mut binds: Vec<either::Bind> = vec![];
+        if let Some(e) = &f.event {
+            sql.push_str(&next("event", "="));
+            binds.push(either::Bind::Text(e.clone()));
+        }
+        if let Some(c) = &f.client_id {
+            sql.push_str(&next("client_id", "="));
+            binds.push(either::Bind::Text(c.clone()));
+        }
+        if let Some(u) = &f.user_id {
+            sql.push_str(&next("user_id", "="));
+            binds.push(either::Bind::Text(u.clone()));
+        }
+        if let Some(t) = f.since {
+            sql.push_str(&next("at", ">="));
+            binds.push(either::Bind::Int(t));
+        }
+        if let Some(t) = f.until {
+            sql.push_str(&next("at", "<"));
+            binds.push(either::Bind::Int(t));
+        }
+        n += 1;
+        sql.push_str(&format!(" ORDER BY at DESC, id LIMIT ${n}"));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in binds {
+            q = match b {
+                either::Bind::Text(s) => q.bind(s),
+                either::Bind::Int(i) => q.bind(i),
+            };
+        }
+        let rows = q.bind(f.limit).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRow {
+                    at: r.try_get("at")?,
+                    event: r.try_get("event")?,
+                    client_id: r.try_get("client_id")?,
+                    user_id: r.try_get("user_id")?,
+                    ip: r.try_get("ip")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+}
+
+mod either {
+    pub enum Bind {
+        Text(String),
+        Int(i64),
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct AuditFilter {
+    pub event: Option<String>,
+    pub client_id: Option<String>,
+    pub user_id: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub limit: i64,
+}
+
+pub struct AuditRow {
+    pub at: i64,
+    pub event: String,
+    pub client_id: Option<String>,
+    pub user_id: Option<String>,
+    pub ip: Option<String>,
+    pub detail: Option<String>,
 }

@@ -54,15 +54,10 @@ async fn signed_in(state: &AppState, session: &Session) -> Result<Option<User>, 
     Ok(flow::current_user(state, session).await?.map(|(_, u)| u))
 }
 
-async fn account_page(
-    state: &AppState,
-    req: &HttpRequest,
-    session: &Session,
-    user: User,
-    error: Option<String>,
-) -> Result<AccountPage, PageError> {
+/// The apps a user allowed, with their names.
+pub async fn connected_apps(state: &AppState, user_id: &str) -> Result<Vec<App>, PageError> {
     let mut apps = vec![];
-    for c in state.store.consents_of(&user.id).await? {
+    for c in state.store.consents_of(user_id).await? {
         let name = state
             .store
             .client(&c.client_id)
@@ -76,6 +71,17 @@ async fn account_page(
             granted_at: c.granted_at,
         });
     }
+    Ok(apps)
+}
+
+async fn account_page(
+    state: &AppState,
+    req: &HttpRequest,
+    session: &Session,
+    user: User,
+    error: Option<String>,
+) -> Result<AccountPage, PageError> {
+    let apps = connected_apps(state, &user.id).await?;
     let sid = session::get::<String>(session, "sid");
     let sessions = state
         .store

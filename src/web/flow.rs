@@ -121,7 +121,10 @@ pub async fn consent_covers(
 /// (with its code), or the account page.
 pub async fn next_step(state: &AppState, session: &Session, who: &SignedIn, user: &User) -> Result<String, PageError> {
     let Some(authz) = authz(session) else {
-        return Ok("/account".into());
+        // A page that sent the user to sign in (e.g. /admin), else the account page.
+        let back = session::get::<String>(session, "return_to").filter(|p| p.starts_with('/') && !p.starts_with("//"));
+        session.remove("return_to");
+        return Ok(back.unwrap_or_else(|| "/account".into()));
     };
     if authz.login_required {
         return Ok("/login".into());

@@ -2,6 +2,7 @@
 //! sessions; plus the development outbox and the static assets.
 
 pub mod account;
+pub mod admin;
 pub mod assets;
 pub mod consent;
 pub mod flow;

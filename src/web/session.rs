@@ -156,7 +156,7 @@ pub fn signed_in(session: &Session) -> Option<SignedIn> {
 /// Signs this browser in: a new session id (no fixation), with only what a
 /// sign-in carries forward (the pending authorization request, flash).
 pub fn sign_in(session: &Session, who: &SignedIn, ua: Option<&str>, ip: Option<&str>) {
-    let keep: Vec<(String, serde_json::Value)> = ["authz", "flash", "csrf"]
+    let keep: Vec<(String, serde_json::Value)> = ["authz", "flash", "csrf", "return_to"]
         .into_iter()
         .filter_map(|k| Some((k.to_string(), get::<serde_json::Value>(session, k)?)))
         .collect();
