@@ -273,6 +273,17 @@ fn page_routes(cfg: &mut web::ServiceConfig, sessions: SessionMiddleware<pages::
         )
         .service(page("/account").route(web::get().to(account::account)))
         .service(page("/account/profile").route(web::post().to(account::profile)))
+        .service(
+            page("/account/identifier")
+                .route(web::get().to(account::change_identifier_page))
+                .route(web::post().to(account::change_identifier)),
+        )
+        .service(page("/account/identifier/verify").route(web::post().to(account::verify_identifier)))
+        .service(
+            page("/account/delete")
+                .route(web::get().to(account::confirm_delete))
+                .route(web::post().to(account::delete_account)),
+        )
         .service(page("/account/apps/revoke").route(web::post().to(account::revoke_app)))
         .service(page("/account/sessions/end").route(web::post().to(account::end_session)))
         .service(page("/account/signout").route(web::post().to(account::sign_out_here)))

@@ -26,6 +26,16 @@ pub struct Message {
     /// The client's name, shown in the message.
     pub app: String,
     pub minutes: u64,
+    /// A security notice instead of a code (the code is then empty).
+    pub notice: Option<Notice>,
+}
+
+/// "Your phone number (or email) was changed to …", sent to the old one.
+#[derive(Clone)]
+pub struct Notice {
+    /// `phone` or `email`.
+    pub kind: String,
+    pub new_address: String,
 }
 
 impl std::fmt::Debug for Message {

@@ -39,6 +39,19 @@ struct EmailHtml<'a> {
     locale: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "messages/notice.txt")]
+struct NoticeText<'a> {
+    kind: &'a str,
+    new_address: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "messages/notice_subject.txt")]
+struct NoticeSubject<'a> {
+    kind: &'a str,
+}
+
 /// A message ready to send: its text, and for email a subject and HTML.
 pub struct Rendered {
     pub text: String,
@@ -47,6 +60,30 @@ pub struct Rendered {
 }
 
 pub fn render(m: &Message) -> anyhow::Result<Rendered> {
+    if let Some(n) = &m.notice {
+        let text = NoticeText {
+            kind: &n.kind,
+            new_address: &n.new_address,
+        }
+        .render()?
+        .trim()
+        .to_string();
+        let email = m.channel == "email";
+        return Ok(Rendered {
+            subject: email
+                .then(|| NoticeSubject { kind: &n.kind }.render().map(|s| s.trim().to_string()))
+                .transpose()?,
+            html: email.then(|| {
+                format!(
+                    "<p>{}</p>",
+                    askama::filters::escape(&text, askama::filters::Html)
+                        .map(|e| e.to_string())
+                        .unwrap_or_default()
+                )
+            }),
+            text,
+        });
+    }
     let code = m.code.as_str();
     let (app, minutes, link) = (m.app.as_str(), m.minutes, m.magic_link.as_deref());
     Ok(match m.channel {

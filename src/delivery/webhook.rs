@@ -34,7 +34,8 @@ impl Webhook {
         let body = serde_json::to_vec(&json!({
             "channel": m.channel,
             "to": m.to,
-            "code": m.code,
+            "kind": if m.notice.is_some() { "notice" } else { "code" },
+            "code": (m.notice.is_none()).then_some(&m.code),
             "message": r.text,
             "subject": r.subject,
             "magic_link": m.magic_link,

@@ -95,6 +95,7 @@ async fn send(
         locale: locale.to_string(),
         app: origin.client.name.clone(),
         minutes: otp.ttl.as_secs().div_ceil(60),
+        notice: None,
     };
     if let Err(e) = state.delivery.send(&message).await {
         state.store.kill_code(&id).await?;
@@ -168,6 +169,32 @@ pub async fn verify_code(
         audit(state, origin, "locked_out", &key, Some("too many wrong codes"));
     }
     Err(wrong())
+}
+
+/// Tells the old phone or email that the account now uses another one. A
+/// failed delivery is logged: the change itself has happened.
+pub async fn notify_change(state: &AppState, old: &Identifier, new_address: &str, locale: &str) {
+    let message = Message {
+        channel: old.channel(),
+        to: old.address().to_string(),
+        code: String::new(),
+        magic_link: None,
+        locale: locale.to_string(),
+        app: "Sesame".into(),
+        minutes: 0,
+        notice: Some(crate::delivery::Notice {
+            kind: old.kind().into(),
+            new_address: new_address.into(),
+        }),
+    };
+    if let Err(e) = state.delivery.send(&message).await {
+        tracing::warn!(
+            error = format!("{e:#}"),
+            channel = old.channel(),
+            "could not notify the old identifier"
+        );
+        state.metrics.delivery_failed(old.channel());
+    }
 }
 
 /// A new `secret_identifier` (≥ 128 bits, stored as a digest, `otp.ttl`),

@@ -178,6 +178,30 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
+    /// Sets a verified phone (`key` = E.164) or email (`key` = lookup form) on
+    /// the account; `false` when another account already uses it.
+    pub async fn set_identifier(&self, id: &str, kind: &str, address: &str, key: &str) -> anyhow::Result<bool> {
+        let query = match kind {
+            "phone" => sqlx::query("UPDATE users SET phone = $2, phone_verified = 1, updated_at = $3 WHERE id = $1")
+                .bind(id)
+                .bind(address)
+                .bind(now()),
+            _ => sqlx::query(
+                "UPDATE users SET email = $2, email_key = $3, email_verified = 1, updated_at = $4 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(address)
+            .bind(key)
+            .bind(now()),
+        };
+        let result = query.execute(&self.pool).await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Changes the profile names (the account page).
     pub async fn set_names(&self, id: &str, first_name: &str, last_name: &str) -> anyhow::Result<()> {
         sqlx::query("UPDATE users SET first_name = $2, last_name = $3, updated_at = $4 WHERE id = $1")

@@ -10,6 +10,10 @@ use super::flow;
 use super::i18n::T;
 use super::page::{self, csrf_token, take_flash, Flash, Form, PageError};
 use super::session::{self, SessionInfo};
+use crate::domain::Identifier;
+use crate::error::ApiError;
+use crate::otp::{self, Origin};
+use crate::params::peer_ip;
 use crate::state::AppState;
 use crate::store::audit::Event;
 use crate::store::users::User;
@@ -217,4 +221,208 @@ pub async fn sign_out_everywhere(
     state.store.end_sessions_of(&user.id).await?;
     sign_out(&state, &session, true);
     Ok(page::see_other("/login?signed_out=1"))
+}
+
+#[derive(Template)]
+#[template(path = "pages/account_verify.html")]
+struct ChangeVerifyPage {
+    t: T,
+    csrf: String,
+    flash: Option<Flash>,
+    address: String,
+    code_length: usize,
+    error: Option<String>,
+}
+
+/// `POST /account/identifier`: add or change the email or phone; a code goes
+/// to the new one. Nothing changes until that code comes back.
+pub async fn change_identifier(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    form: Form,
+) -> Result<HttpResponse, PageError> {
+    let Some(user) = signed_in(&state, &session).await? else {
+        return Ok(page::see_other("/login"));
+    };
+    let t = page::texts(&req, None);
+    let text = form.get("identifier").unwrap_or("").trim();
+    let invalid = |key: &str| -> Result<HttpResponse, PageError> {
+        page::flash(&session, "error", t.get(key));
+        Ok(page::see_other("/account"))
+    };
+    let Some(ident) = flow::parse_identifier(text, &state.settings.otp.default_region) else {
+        return invalid("login.invalid");
+    };
+    let same = match &ident {
+        Identifier::Phone(p) => user.phone.as_deref() == Some(p.e164()),
+        Identifier::Email(e) => user.email.as_deref().is_some_and(|old| old.to_lowercase() == e.key()),
+    };
+    if same {
+        return invalid("account.same_identifier");
+    }
+    let client = flow::account_client();
+    let ip = peer_ip(&req);
+    let origin = Origin {
+        client: &client,
+        ip: ip.as_deref(),
+    };
+    match otp::send_code(&state, &origin, &ident, t.lang()).await {
+        Ok(sent) => {
+            session::set(
+                &session,
+                "change",
+                &flow::PendingLogin {
+                    kind: ident.kind().into(),
+                    address: ident.address().into(),
+                    client_id: client.id.clone(),
+                    code_id: sent.code_id,
+                    sent_at: crate::store::now(),
+                    resend_after: sent.resend_after as i64,
+                },
+            );
+            Ok(page::see_other("/account/identifier"))
+        }
+        Err(ApiError::TooManyRequests { .. }) => invalid("account.too_many"),
+        Err(ApiError::DeliveryFailed) => invalid("login.delivery_failed"),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn change_identifier_page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+) -> Result<HttpResponse, PageError> {
+    let (Some(_), Some(pending)) = (
+        signed_in(&state, &session).await?,
+        session::get::<flow::PendingLogin>(&session, "change"),
+    ) else {
+        return Ok(page::found("/account"));
+    };
+    Ok(page::ok(&ChangeVerifyPage {
+        t: page::texts(&req, None),
+        csrf: csrf_token(&session),
+        flash: take_flash(&session),
+        address: pending.address,
+        code_length: state.settings.otp.length,
+        error: None,
+    }))
+}
+
+/// `POST /account/identifier/verify`: the code from the new phone or email;
+/// the account then uses it, and the old one is told.
+pub async fn verify_identifier(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    form: Form,
+) -> Result<HttpResponse, PageError> {
+    let (Some(user), Some(pending)) = (
+        signed_in(&state, &session).await?,
+        session::get::<flow::PendingLogin>(&session, "change"),
+    ) else {
+        return Ok(page::see_other("/account"));
+    };
+    let t = page::texts(&req, None);
+    let ident = pending.identifier(&state).ok_or(PageError::Csrf)?;
+    let client = flow::account_client();
+    let ip = peer_ip(&req);
+    let origin = Origin {
+        client: &client,
+        ip: ip.as_deref(),
+    };
+    let code = form.get("code").unwrap_or("");
+    let error = match otp::verify_code(&state, &origin, &ident, code).await {
+        Ok(()) => None,
+        Err(ApiError::InvalidCode(_)) => Some(t.get("verify.wrong").to_string()),
+        Err(ApiError::TooManyRequests { retry_after, .. }) => Some(t.with("verify.locked", format!("{retry_after} s"))),
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(error) = error {
+        let page = ChangeVerifyPage {
+            t,
+            csrf: csrf_token(&session),
+            flash: None,
+            address: pending.address,
+            code_length: state.settings.otp.length,
+            error: Some(error),
+        };
+        return Ok(page::render(StatusCode::UNPROCESSABLE_ENTITY, &page));
+    }
+    session.remove("change");
+    let old = match &ident {
+        Identifier::Phone(_) => user.phone.clone(),
+        Identifier::Email(_) => user.email.clone(),
+    };
+    if !state
+        .store
+        .set_identifier(&user.id, ident.kind(), ident.address(), ident.key())
+        .await?
+    {
+        page::flash(&session, "error", t.get("account.identifier_taken"));
+        return Ok(page::see_other("/account"));
+    }
+    state.audit.record(Event {
+        event: "identifier_changed",
+        user_id: Some(&user.id),
+        ip: ip.as_deref(),
+        detail: Some(ident.kind()),
+        ..Default::default()
+    });
+    if let Some(old) = old {
+        let region = &state.settings.otp.default_region;
+        if let Some(old) = flow::parse_identifier(&old, region) {
+            otp::notify_change(&state, &old, ident.address(), t.lang()).await;
+        }
+    }
+    page::flash(
+        &session,
+        "success",
+        t.with("account.identifier_changed", ident.address()),
+    );
+    Ok(page::see_other("/account"))
+}
+
+/// `GET /account/delete`: the confirmation step.
+pub async fn confirm_delete(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+) -> Result<HttpResponse, PageError> {
+    if signed_in(&state, &session).await?.is_none() {
+        return Ok(page::found("/login"));
+    }
+    let t = page::texts(&req, None);
+    Ok(page::ok(&super::admin::ConfirmPage {
+        t,
+        csrf: csrf_token(&session),
+        flash: None,
+        title: t.get("account.delete_title").into(),
+        text: t.get("account.delete_text").into(),
+        action: "/account/delete".into(),
+        button: t.get("account.delete").into(),
+        back: "/account".into(),
+    }))
+}
+
+/// `POST /account/delete`: the account goes, and its tokens and sessions with it.
+pub async fn delete_account(
+    state: web::Data<AppState>,
+    session: Session,
+    _checked: Form,
+) -> Result<HttpResponse, PageError> {
+    let Some(user) = signed_in(&state, &session).await? else {
+        return Ok(page::see_other("/login"));
+    };
+    crate::api::admin_users::end_tokens(&state, &user).await?;
+    state.store.delete_user(&user.id).await?;
+    state.audit.record(Event {
+        event: "user_deleted",
+        user_id: Some(&user.id),
+        detail: Some("by the user"),
+        ..Default::default()
+    });
+    session.purge();
+    Ok(page::see_other("/login?deleted=1"))
 }

@@ -323,16 +323,16 @@ pub async fn update_client(
 }
 
 #[derive(Template)]
-#[template(path = "pages/admin_confirm.html")]
-struct ConfirmPage {
-    t: T,
-    csrf: String,
-    flash: Option<Flash>,
-    title: String,
-    text: String,
-    action: String,
-    button: String,
-    back: String,
+#[template(path = "pages/confirm.html")]
+pub struct ConfirmPage {
+    pub t: T,
+    pub csrf: String,
+    pub flash: Option<Flash>,
+    pub title: String,
+    pub text: String,
+    pub action: String,
+    pub button: String,
+    pub back: String,
 }
 
 /// `GET …/rotate` and `GET …/delete`: the confirmation step of destructive actions.

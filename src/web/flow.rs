@@ -142,6 +142,16 @@ pub async fn next_step(state: &AppState, session: &Session, who: &SignedIn, user
     authorize::code_url(state, &authz, who).await
 }
 
+/// Email if it has an '@', a phone number otherwise.
+pub fn parse_identifier(text: &str, region: &str) -> Option<Identifier> {
+    let text = text.trim();
+    if text.contains('@') {
+        crate::domain::Email::parse(text).map(Identifier::Email).ok()
+    } else {
+        crate::domain::Phone::parse(text, region).map(Identifier::Phone).ok()
+    }
+}
+
 /// RFC 8176 methods for a code sent to this kind of identifier.
 pub fn amr_for(kind: &str) -> Vec<String> {
     match kind {

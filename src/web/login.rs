@@ -12,7 +12,6 @@ use super::flow::{self, PendingLogin, PendingSignup, SIGNUP_WINDOW};
 use super::i18n::T;
 use super::page::{self, csrf_token, take_flash, Flash, Form, MessagePage, PageError};
 use crate::api::users::Profile;
-use crate::domain::{Email, Identifier, Phone};
 use crate::error::ApiError;
 use crate::oauth::grants::password::check_password;
 use crate::otp::{self, Origin};
@@ -52,6 +51,7 @@ struct LoginPage {
 pub struct LoginQuery {
     method: Option<String>,
     signed_out: Option<String>,
+    deleted: Option<String>,
 }
 
 pub async fn login_page(
@@ -68,10 +68,15 @@ pub async fn login_page(
         }
     }
     let mut flash = take_flash(&session);
-    if q.signed_out.is_some() && flash.is_none() {
+    let notice = match (&q.signed_out, &q.deleted) {
+        (_, Some(_)) => Some("account.deleted"),
+        (Some(_), None) => Some("login.signed_out"),
+        _ => None,
+    };
+    if let (Some(key), None) = (notice, &flash) {
         flash = Some(Flash {
             kind: "success".into(),
-            text: t.get("login.signed_out").into(),
+            text: t.get(key).into(),
         });
     }
     Ok(page::ok(&LoginPage {
@@ -83,16 +88,6 @@ pub async fn login_page(
         error: None,
         password_mode: q.method.as_deref() == Some("password"),
     }))
-}
-
-/// Email if it has an '@', a phone number otherwise.
-fn parse_identifier(text: &str, region: &str) -> Result<Identifier, ()> {
-    let text = text.trim();
-    if text.contains('@') {
-        Email::parse(text).map(Identifier::Email).map_err(|_| ())
-    } else {
-        Phone::parse(text, region).map(Identifier::Phone).map_err(|_| ())
-    }
 }
 
 pub async fn send_code(
@@ -118,10 +113,10 @@ pub async fn send_code(
             },
         ))
     };
-    let ident = match parse_identifier(&value, &state.settings.otp.default_region) {
-        Ok(i) => i,
-        Err(()) if value.is_empty() => return again(t.get("login.empty").into()),
-        Err(()) => return again(t.get("login.invalid").into()),
+    let ident = match flow::parse_identifier(&value, &state.settings.otp.default_region) {
+        Some(i) => i,
+        None if value.is_empty() => return again(t.get("login.empty").into()),
+        None => return again(t.get("login.invalid").into()),
     };
     let authz = flow::authz(&session);
     let client = flow::client_for(&state, authz.as_ref().map(|a| a.client_id.as_str())).await?;

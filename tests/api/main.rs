@@ -4,6 +4,7 @@ mod browser;
 mod helpers;
 mod peers;
 
+mod account;
 mod admin_api;
 mod bad_input;
 mod cli;

@@ -1,0 +1,155 @@
+//! Account self-service on `/account`: changing a phone by code (the old one
+//! is told), and deleting the account (its tokens and sessions die with it).
+
+use serde_json::Value;
+
+use crate::browser::{authorize_path, pkce, Browser};
+use crate::db_test;
+use crate::helpers::{spawn_with, test_settings, Db, APP};
+use crate::peers::Receiver;
+
+const CB: &str = "http://localhost:3000/callback";
+
+async fn changing_a_phone_number_takes_a_code_and_tells_the_old_one(db: Db) {
+    let sms = Receiver::start().await;
+    let mut settings = test_settings(&db);
+    settings.sms.provider = sesame::config::SmsProvider::Webhook;
+    settings.sms.url = Some(format!("{}/sms", sms.url));
+    let app = spawn_with(settings).await;
+    let mut b = Browser::new(&app);
+    b.get("/login").await;
+    b.post("/login", &[("identifier", "+1 415 555 0111")]).await;
+    b.get("/login/verify").await;
+    let code = sms.last().await.json()["code"].as_str().unwrap().to_string();
+    assert!(b
+        .post("/login/verify", &[("code", &code)])
+        .await
+        .redirects_to("/signup"));
+    b.get("/signup").await;
+    assert!(b.post("/signup", &[]).await.redirects_to("/account"));
+    b.get("/account").await;
+
+    // Asking for the change sends a code to the new number; nothing changes yet.
+    let asked = b
+        .post("/account/identifier", &[("identifier", "+1 415 555 0122")])
+        .await;
+    assert!(asked.redirects_to("/account/identifier"));
+    let to_new = sms.last().await.json();
+    assert_eq!(to_new["to"], "+14155550122");
+    let page = b.get("/account/identifier").await;
+    assert!(page.body.contains("+14155550122"));
+    assert!(
+        b.get("/account").await.body.contains("+14155550111"),
+        "unchanged until the code comes back"
+    );
+
+    // A wrong code changes nothing.
+    let wrong = if to_new["code"] == "000000" { "111111" } else { "000000" };
+    assert_eq!(
+        b.post("/account/identifier/verify", &[("code", wrong)]).await.status,
+        422
+    );
+
+    let done = b
+        .post(
+            "/account/identifier/verify",
+            &[("code", to_new["code"].as_str().unwrap())],
+        )
+        .await;
+    assert!(done.redirects_to("/account"));
+    let account = b.get("/account").await;
+    assert!(account.body.contains("+14155550122") && !account.body.contains("+14155550111"));
+
+    // The old number was told, without a code.
+    let notice = sms.last().await.json();
+    assert_eq!(notice["to"], "+14155550111");
+    assert_eq!(notice["kind"], "notice");
+    assert_eq!(notice["code"], Value::Null);
+    assert!(notice["message"].as_str().unwrap().contains("+14155550122"));
+
+    // The new number signs in to the same account; the old one finds none.
+    let user = app.state.store.find_user("+14155550122").await.unwrap().unwrap();
+    assert!(user.phone_verified);
+    assert!(app.state.store.find_user("+14155550111").await.unwrap().is_none());
+}
+
+async fn deleting_the_account_revokes_its_tokens_and_sessions(db: Db) {
+    let app = spawn_with(test_settings(&db)).await;
+    let mut b = Browser::new(&app);
+    let (verifier, challenge) = pkce();
+    let start = b
+        .get(&authorize_path(
+            APP.0,
+            CB,
+            &[
+                ("scope", "openid email"),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+            ],
+        ))
+        .await;
+    assert!(start.redirects_to("/login"));
+    b.sign_in_with_code("leaving@example.com").await;
+    b.get("/signup").await;
+    b.post("/signup", &[]).await;
+    b.get("/consent").await;
+    let back = b.post("/consent", &[("decision", "allow")]).await;
+    let code = back.location_param("code").unwrap();
+    let tokens: Value = app
+        .post_form(
+            "/oauth2/token",
+            APP,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", CB),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(app.introspect(access).await["active"], true);
+
+    let mut other_browser = Browser::new(&app);
+    other_browser.cookies = b.cookies.clone();
+    let confirm = b.get("/account/delete").await;
+    assert_eq!(confirm.status, 200, "a confirmation step first");
+    let gone = b.post("/account/delete", &[]).await;
+    assert!(gone.redirects_to("/login?deleted=1"));
+
+    assert_eq!(
+        app.introspect(access).await["active"],
+        false,
+        "its access token is revoked"
+    );
+    let refresh = app
+        .post_form(
+            "/oauth2/token",
+            APP,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(refresh.status(), 400);
+    assert!(
+        other_browser.get("/account").await.redirects_to("/login"),
+        "the session is ended"
+    );
+    assert!(app
+        .state
+        .store
+        .find_user("leaving@example.com")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+db_test!(
+    changing_a_phone_number_takes_a_code_and_tells_the_old_one,
+    deleting_the_account_revokes_its_tokens_and_sessions,
+);
