@@ -314,6 +314,8 @@ fn page_routes(cfg: &mut web::ServiceConfig, sessions: SessionMiddleware<pages::
         )
         .service(page("/admin/audit").route(web::get().to(admin::audit_page)))
         .service(resource("/").route(web::get().to(|| async { pages::page::found("/account") })))
+        .service(resource("/openapi.json").route(web::get().to(pages::api_docs::openapi)))
+        .service(resource("/api").route(web::get().to(pages::api_docs::api_page)))
         .service(resource("/static/sesame.css").route(web::get().to(pages::assets::css)))
         .service(resource("/static/sesame.js").route(web::get().to(pages::assets::js)));
 }

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod api_docs;
 pub mod assets;
 pub mod consent;
 pub mod flow;
