@@ -273,6 +273,7 @@ fn page_routes(cfg: &mut web::ServiceConfig, sessions: SessionMiddleware<pages::
         )
         .service(page("/account").route(web::get().to(account::account)))
         .service(page("/account/profile").route(web::post().to(account::profile)))
+        .service(page("/account/password").route(web::post().to(account::set_password)))
         .service(
             page("/account/identifier")
                 .route(web::get().to(account::change_identifier_page))

@@ -321,8 +321,27 @@ pub async fn update_credentials(
             "`{other}` cannot be changed here (username, password)"
         )));
     }
-    let username = str_field(&body, "username")?.map(valid_username).transpose()?;
-    let password = match str_field(&body, "password")? {
+    let updated = set_credentials(
+        &state,
+        &user,
+        str_field(&body, "username")?,
+        str_field(&body, "password")?,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(user_json(&updated)))
+}
+
+/// Sets a username and/or password for a signed-in user (the API's PATCH and
+/// the account page): the username must be free (case-insensitive), the
+/// password 8 to 128 characters, stored as argon2id.
+pub async fn set_credentials(
+    state: &AppState,
+    user: &User,
+    username: Option<&str>,
+    password: Option<&str>,
+) -> Result<User, ApiError> {
+    let username = username.map(valid_username).transpose()?;
+    let password = match password {
         Some(pw) if (8..=128).contains(&pw.chars().count()) => Some(hash_password(pw.to_string()).await?),
         Some(_) => return Err(invalid_request("`password` must be 8 to 128 characters")),
         None => None,
@@ -342,7 +361,7 @@ pub async fn update_credentials(
                 ..Default::default()
             };
             state.audit.record(e);
-            Ok(HttpResponse::Ok().json(user_json(&updated)))
+            Ok(*updated)
         }
         InsertUser::Conflict(_) => Err(ApiError::Conflict("this username is taken".into())),
     }

@@ -426,3 +426,33 @@ pub async fn delete_account(
     session.purge();
     Ok(page::see_other("/login?deleted=1"))
 }
+
+/// `POST /account/password`: a username and password for `/login?method=password`
+/// and the `password` grant (optional; codes keep working).
+pub async fn set_password(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    form: Form,
+) -> Result<HttpResponse, PageError> {
+    let Some(user) = signed_in(&state, &session).await? else {
+        return Ok(page::see_other("/login"));
+    };
+    let t = page::texts(&req, None);
+    let username = form
+        .get("username")
+        .map(str::trim)
+        .filter(|u| Some(*u) != user.username.as_deref());
+    let password = form.get("password");
+    match crate::api::users::set_credentials(&state, &user, username, password).await {
+        Ok(_) => {
+            page::flash(&session, "success", t.get("account.password_saved"));
+            Ok(page::see_other("/account"))
+        }
+        Err(ApiError::InvalidRequest(why) | ApiError::Conflict(why)) => {
+            page::flash(&session, "error", why);
+            Ok(page::see_other("/account"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -149,7 +149,48 @@ async fn deleting_the_account_revokes_its_tokens_and_sessions(db: Db) {
         .is_none());
 }
 
+async fn a_password_set_on_the_account_page_signs_in_on_the_login_page(db: Db) {
+    let app = spawn_with(test_settings(&db)).await;
+    let mut b = Browser::new(&app);
+    b.sign_in_with_code("pw@example.com").await;
+    b.get("/signup").await;
+    b.post("/signup", &[]).await;
+    b.get("/account").await;
+    let short = b
+        .post("/account/password", &[("username", "pwuser"), ("password", "short")])
+        .await;
+    assert!(short.redirects_to("/account"));
+    assert!(b.get("/account").await.body.contains("8 to 128"), "the rule is shown");
+    let set = b
+        .post(
+            "/account/password",
+            &[("username", "pwuser"), ("password", "correct horse battery")],
+        )
+        .await;
+    assert!(set.redirects_to("/account"));
+
+    let mut later = Browser::new(&app);
+    later.get("/login?method=password").await;
+    let wrong = later
+        .post(
+            "/login/password",
+            &[("login", "PWUSER"), ("password", "nope nope nope")],
+        )
+        .await;
+    assert_eq!(wrong.status, 422);
+    assert!(wrong.body.contains("Wrong username or password"));
+    let ok = later
+        .post(
+            "/login/password",
+            &[("login", "PWUSER"), ("password", "correct horse battery")],
+        )
+        .await;
+    assert!(ok.redirects_to("/account"), "{:?}", ok.location);
+    assert_eq!(later.get("/account").await.status, 200);
+}
+
 db_test!(
+    a_password_set_on_the_account_page_signs_in_on_the_login_page,
     changing_a_phone_number_takes_a_code_and_tells_the_old_one,
     deleting_the_account_revokes_its_tokens_and_sessions,
 );
