@@ -6,6 +6,7 @@ mod peers;
 
 mod account;
 mod admin_api;
+mod admin_pages;
 mod api_docs;
 mod bad_input;
 mod cli;
