@@ -152,6 +152,15 @@ grant_types = ["client_credentials"]
 scopes = ["sesame:admin"]
 
 [[client]]
+id = "first"
+name = "First party"
+public = true
+skip_consent = true
+redirect_uris = ["http://localhost:4000/cb"]
+grant_types = ["authorization_code"]
+scopes = ["openid", "email"]
+
+[[client]]
 id = "{spa}"
 name = "SPA"
 public = true

@@ -520,7 +520,48 @@ async fn cookies_are_secure_with_the_host_prefix_on_https(db: Db) {
     assert!(!cookie.contains("Domain"), "{cookie}");
 }
 
+async fn a_skip_consent_client_never_shows_the_consent_page(db: Db) {
+    let app = spawn_app(&db).await;
+    let mut b = Browser::new(&app);
+    let (verifier, challenge) = pkce();
+    let path = authorize_path(
+        "first",
+        "http://localhost:4000/cb",
+        &[
+            ("scope", "openid email"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+            ("prompt", "consent"),
+        ],
+    );
+    assert!(b.get(&path).await.redirects_to("/login"));
+    b.sign_in_with_code("first@example.com").await;
+    b.get("/signup").await;
+    let back = b.post("/signup", &[]).await;
+    assert!(back.redirects_to("http://localhost:4000/cb"), "{:?}", back.location);
+    let code = back.location_param("code").unwrap();
+    // A public client: client_id alone, PKCE instead of a secret.
+    let res = app
+        .http
+        .post(app.url("/oauth2/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "first"),
+            ("code", &code),
+            ("redirect_uri", "http://localhost:4000/cb"),
+            ("code_verifier", &verifier),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let tokens: Value = res.json().await.unwrap();
+    assert!(tokens["refresh_token"].is_null(), "not registered for refresh_token");
+    assert!(tokens["id_token"].is_string());
+}
+
 db_test!(
+    a_skip_consent_client_never_shows_the_consent_page,
     new_user_signs_up_consents_and_gets_tokens,
     a_reused_code_is_refused_and_revokes_what_it_issued,
     codes_are_bound_to_client_redirect_and_expiry,
