@@ -37,10 +37,15 @@ impl Store {
                 n + 8
             ));
         }
+        // Ids sort in the order events were recorded: the batch's clock, then its position.
+        let base = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for r in records {
+        for (i, r) in records.iter().enumerate() {
             q = q
-                .bind(crate::crypto::random_token::<12>())
+                .bind(format!("{base:024}{i:05}"))
                 .bind(r.at)
                 .bind(r.event.clone())
                 .bind(r.client_id.clone())
@@ -56,10 +61,11 @@ impl Store {
     /// Event names, newest first (for tests and the admin trail).
     pub async fn audit_events(&self, limit: i64) -> anyhow::Result<Vec<(String, Option<String>, Option<String>)>> {
         use sqlx::Row;
-        let rows = sqlx::query("SELECT event, client_id, ident_key FROM audit_events ORDER BY at DESC, id LIMIT $1")
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT event, client_id, ident_key FROM audit_events ORDER BY at DESC, id DESC LIMIT $1")
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("event")?, r.try_get("client_id")?, r.try_get("ident_key")?)))
             .collect()
@@ -96,7 +102,7 @@ impl Store {
             binds.push(either::Bind::Int(t));
         }
         n += 1;
-        sql.push_str(&format!(" ORDER BY at DESC, id LIMIT ${n}"));
+        sql.push_str(&format!(" ORDER BY at DESC, id DESC LIMIT ${n}"));
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for b in binds {
             q = match b {
