@@ -20,6 +20,9 @@ use crate::state::AppState;
 use crate::store::Store;
 use crate::{api, clients, health, oauth, oidc, web as pages};
 
+/// How long a session that never signed in is kept after its last change.
+const ANONYMOUS_SESSION_IDLE: i64 = 3600;
+
 /// How often each node re-reads the signing keys (rotations reach every node within this).
 const KEY_RELOAD: Duration = Duration::from_secs(30);
 
@@ -173,7 +176,7 @@ fn spawn_maintenance(state: Arc<AppState>) {
                 if let Err(e) = state.store.purge_expired_revocations().await {
                     tracing::warn!(error = format!("{e:#}"), "could not purge expired revocations");
                 }
-                if let Err(e) = state.store.purge_expired_sessions().await {
+                if let Err(e) = state.store.purge_expired_sessions(ANONYMOUS_SESSION_IDLE).await {
                     tracing::warn!(error = format!("{e:#}"), "could not purge expired sessions");
                 }
             }

@@ -560,7 +560,23 @@ async fn a_skip_consent_client_never_shows_the_consent_page(db: Db) {
     assert!(tokens["id_token"].is_string());
 }
 
+async fn sessions_that_never_signed_in_are_purged_and_signed_in_ones_kept(db: Db) {
+    let app = spawn_app(&db).await;
+    let mut anonymous = Browser::new(&app);
+    anonymous.get("/login").await;
+    let mut member = Browser::new(&app);
+    let v = member.sign_in_with_code("kept@example.com").await;
+    member.get(v.location.as_deref().unwrap()).await;
+    member.post("/signup", &[]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.state.store.purge_expired_sessions(0).await.unwrap();
+    let stale = anonymous.post("/login", &[("identifier", "x@example.com")]).await;
+    assert_eq!(stale.status, 403, "the anonymous session (and its CSRF token) is gone");
+    assert_eq!(member.get("/account").await.status, 200, "a signed-in session stays");
+}
+
 db_test!(
+    sessions_that_never_signed_in_are_purged_and_signed_in_ones_kept,
     a_skip_consent_client_never_shows_the_consent_page,
     new_user_signs_up_consents_and_gets_tokens,
     a_reused_code_is_refused_and_revokes_what_it_issued,
