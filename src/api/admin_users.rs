@@ -46,12 +46,10 @@ async fn found(state: &AppState, sub: &str) -> Result<User, ApiError> {
 
 /// Revokes every live token family of the user (disable, delete).
 pub async fn end_tokens(state: &AppState, user: &User) -> Result<(), ApiError> {
-    for family in state.store.live_families_of(&user.id).await? {
-        state
-            .revocations
-            .revoke_family(&state.store, &family, state.settings.tokens.access_ttl)
-            .await?;
-    }
+    state
+        .revocations
+        .revoke_user_families(&state.store, &user.id, None, state.settings.tokens.access_ttl)
+        .await?;
     Ok(())
 }
 

@@ -61,7 +61,7 @@ async fn find(store: &Store, settings: &Settings, key: &str) -> anyhow::Result<U
 
 /// Ends a user's refresh-token families; running nodes see it within `server.revocation_sync`.
 async fn end_tokens(store: &Store, settings: &Settings, user: &User) -> anyhow::Result<usize> {
-    let families = store.live_families_of(&user.id).await?;
+    let families = store.live_families(&user.id, None).await?;
     for f in &families {
         store
             .revoke_family(f, settings.tokens.access_ttl.as_secs() as i64)

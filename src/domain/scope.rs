@@ -38,6 +38,11 @@ impl Scope {
         self.0.is_empty()
     }
 
+    /// Every token of either scope.
+    pub fn union(&self, other: &Scope) -> Scope {
+        Scope(self.0.union(&other.0).cloned().collect())
+    }
+
     pub fn is_subset(&self, other: &Scope) -> bool {
         self.0.is_subset(&other.0)
     }

@@ -25,8 +25,9 @@ use crate::web::{flow, session};
 /// How long an authorization code lives (SPEC §4).
 pub const CODE_TTL: i64 = 60;
 
-/// An authorization request being worked on, kept in the session.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// An authorization request being worked on, kept in the session. (No
+/// `Debug`: `login_hint` may be an email or phone.)
+#[derive(Clone, Serialize, Deserialize)]
 pub struct AuthzRequest {
     pub client_id: String,
     pub redirect_uri: String,

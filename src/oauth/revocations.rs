@@ -60,6 +60,21 @@ impl Revocations {
         Ok(())
     }
 
+    /// Revokes every live family of a user (at one client, or all); returns how many.
+    pub async fn revoke_user_families(
+        &self,
+        store: &Store,
+        user_id: &str,
+        client_id: Option<&str>,
+        access_ttl: Duration,
+    ) -> anyhow::Result<usize> {
+        let families = store.live_families(user_id, client_id).await?;
+        for family in &families {
+            self.revoke_family(store, family, access_ttl).await?;
+        }
+        Ok(families.len())
+    }
+
     /// Revokes a refresh-token family and the access tokens issued from it.
     pub async fn revoke_family(&self, store: &Store, family_id: &str, access_ttl: Duration) -> anyhow::Result<()> {
         let until = store.revoke_family(family_id, access_ttl.as_secs() as i64).await?;

@@ -80,34 +80,34 @@ impl Store {
             n += 1;
             format!(" AND {col} {op} ${n}")
         };
-        let mut binds: Vec<either::Bind> = vec![];
+        let mut binds: Vec<Bind> = vec![];
         if let Some(e) = &f.event {
             sql.push_str(&next("event", "="));
-            binds.push(either::Bind::Text(e.clone()));
+            binds.push(Bind::Text(e.clone()));
         }
         if let Some(c) = &f.client_id {
             sql.push_str(&next("client_id", "="));
-            binds.push(either::Bind::Text(c.clone()));
+            binds.push(Bind::Text(c.clone()));
         }
         if let Some(u) = &f.user_id {
             sql.push_str(&next("user_id", "="));
-            binds.push(either::Bind::Text(u.clone()));
+            binds.push(Bind::Text(u.clone()));
         }
         if let Some(t) = f.since {
             sql.push_str(&next("at", ">="));
-            binds.push(either::Bind::Int(t));
+            binds.push(Bind::Int(t));
         }
         if let Some(t) = f.until {
             sql.push_str(&next("at", "<"));
-            binds.push(either::Bind::Int(t));
+            binds.push(Bind::Int(t));
         }
         n += 1;
         sql.push_str(&format!(" ORDER BY at DESC, id DESC LIMIT ${n}"));
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for b in binds {
             q = match b {
-                either::Bind::Text(s) => q.bind(s),
-                either::Bind::Int(i) => q.bind(i),
+                Bind::Text(s) => q.bind(s),
+                Bind::Int(i) => q.bind(i),
             };
         }
         let rows = q.bind(f.limit).fetch_all(&self.pool).await?;
@@ -126,11 +126,10 @@ impl Store {
     }
 }
 
-mod either {
-    pub enum Bind {
-        Text(String),
-        Int(i64),
-    }
+/// A value for one of `audit_search`'s optional filters.
+enum Bind {
+    Text(String),
+    Int(i64),
 }
 
 #[derive(Debug, Default)]

@@ -61,17 +61,4 @@ impl Store {
             })
             .collect()
     }
-
-    /// The ids of a user's live token families at one client.
-    pub async fn live_families_at(&self, user_id: &str, client_id: &str) -> anyhow::Result<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT id FROM token_families WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL AND expires_at > $3",
-        )
-        .bind(user_id)
-        .bind(client_id)
-        .bind(now())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
-    }
 }

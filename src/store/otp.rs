@@ -154,6 +154,17 @@ impl Store {
     /// The tab that asked for a code takes over a sign-in its magic link made
     /// on another device; `true` once, only after the link was used.
     pub async fn claim_magic_handoff(&self, code_id: &str) -> anyhow::Result<bool> {
+        // Polled every few seconds by each waiting tab: look first, so that
+        // polling takes no write lock until there is something to claim.
+        let ready = sqlx::query(
+            "SELECT id FROM otp_codes WHERE id = $1 AND magic_used_at IS NOT NULL AND handed_off_at IS NULL",
+        )
+        .bind(code_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        if ready.is_none() {
+            return Ok(false);
+        }
         let row = sqlx::query(
             "UPDATE otp_codes SET handed_off_at = $2
              WHERE id = $1 AND magic_used_at IS NOT NULL AND handed_off_at IS NULL RETURNING id",

@@ -111,14 +111,17 @@ impl Store {
         Ok(until)
     }
 
-    /// The ids of a user's live (unrevoked) token families.
-    pub async fn live_families_of(&self, user_id: &str) -> anyhow::Result<Vec<String>> {
-        let rows =
-            sqlx::query("SELECT id FROM token_families WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2")
-                .bind(user_id)
-                .bind(now())
-                .fetch_all(&self.pool)
-                .await?;
+    /// The ids of a user's live (unrevoked) token families, at one client or all.
+    pub async fn live_families(&self, user_id: &str, client_id: Option<&str>) -> anyhow::Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT id FROM token_families
+             WHERE user_id = $1 AND ($2 = '' OR client_id = $2) AND revoked_at IS NULL AND expires_at > $3",
+        )
+        .bind(user_id)
+        .bind(client_id.unwrap_or(""))
+        .bind(now())
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
     }
 }

@@ -8,7 +8,7 @@ use askama::Template;
 
 use super::flow;
 use super::i18n::T;
-use super::page::{self, csrf_token, take_flash, Flash, Form, PageError};
+use super::page::{self, csrf_token, take_flash, CurrentUser, Flash, Form, PageError};
 use super::session::{self, SessionInfo};
 use crate::domain::Identifier;
 use crate::error::ApiError;
@@ -35,27 +35,6 @@ struct AccountPage {
     apps: Vec<App>,
     sessions: Vec<SessionInfo>,
     error: Option<String>,
-}
-
-/// "2026-11-22 14:05 UTC" for a unix time.
-pub fn when(secs: &i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
-}
-
-async fn signed_in(state: &AppState, session: &Session) -> Result<Option<User>, PageError> {
-    Ok(flow::current_user(state, session).await?.map(|(_, u)| u))
 }
 
 /// The apps a user allowed, with their names.
@@ -109,10 +88,8 @@ pub async fn account(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
+    CurrentUser(user): CurrentUser,
 ) -> Result<HttpResponse, PageError> {
-    let Some(user) = signed_in(&state, &session).await? else {
-        return Ok(page::found("/login"));
-    };
     Ok(page::ok(&account_page(&state, &req, &session, user, None).await?))
 }
 
@@ -120,11 +97,9 @@ pub async fn profile(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
+    CurrentUser(user): CurrentUser,
     form: Form,
 ) -> Result<HttpResponse, PageError> {
-    let Some(user) = signed_in(&state, &session).await? else {
-        return Ok(page::see_other("/login"));
-    };
     let t = page::texts(&req, None);
     let first = form.get("first_name").unwrap_or("").trim();
     let last = form.get("last_name").unwrap_or("").trim();
@@ -141,20 +116,26 @@ pub async fn revoke_app(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
+    CurrentUser(user): CurrentUser,
     form: Form,
 ) -> Result<HttpResponse, PageError> {
-    let Some(user) = signed_in(&state, &session).await? else {
-        return Ok(page::see_other("/login"));
-    };
     let t = page::texts(&req, None);
-    let client_id = form.get("client_id").unwrap_or("");
+    let Some(client_id) = form.get("client_id") else {
+        return Err(page::bad_request(
+            t.get("error.bad_request_title"),
+            "client_id is missing",
+        ));
+    };
     state.store.revoke_consent(&user.id, client_id).await?;
-    for family in state.store.live_families_at(&user.id, client_id).await? {
-        state
-            .revocations
-            .revoke_family(&state.store, &family, state.settings.tokens.access_ttl)
-            .await?;
-    }
+    state
+        .revocations
+        .revoke_user_families(
+            &state.store,
+            &user.id,
+            Some(client_id),
+            state.settings.tokens.access_ttl,
+        )
+        .await?;
     state.audit.record(Event {
         event: "consent_revoked",
         client_id: Some(client_id),
@@ -169,11 +150,9 @@ pub async fn end_session(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
+    CurrentUser(user): CurrentUser,
     form: Form,
 ) -> Result<HttpResponse, PageError> {
-    let Some(user) = signed_in(&state, &session).await? else {
-        return Ok(page::see_other("/login"));
-    };
     let t = page::texts(&req, None);
     if state
         .store
@@ -213,11 +192,9 @@ pub async fn sign_out_here(
 pub async fn sign_out_everywhere(
     state: web::Data<AppState>,
     session: Session,
+    CurrentUser(user): CurrentUser,
     _checked: Form,
 ) -> Result<HttpResponse, PageError> {
-    let Some(user) = signed_in(&state, &session).await? else {
-        return Ok(page::see_other("/login"));
-    };
     state.store.end_sessions_of(&user.id).await?;
     sign_out(&state, &session, true);
     Ok(page::see_other("/login?signed_out=1"))
@@ -240,11 +217,9 @@ pub async fn change_identifier(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
+    CurrentUser(user): CurrentUser,
     form: Form,
 ) -> Result<HttpResponse, PageError> {
-    let Some(user) = signed_in(&state, &session).await? else {
-        return Ok(page::see_other("/login"));
-    };
     let t = page::texts(&req, None);
     let text = form.get("identifier").unwrap_or("").trim();
     let invalid = |key: &str| -> Result<HttpResponse, PageError> {
@@ -293,11 +268,9 @@ pub async fn change_identifier_page(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
+    _signed_in: CurrentUser,
 ) -> Result<HttpResponse, PageError> {
-    let (Some(_), Some(pending)) = (
-        signed_in(&state, &session).await?,
-        session::get::<flow::PendingLogin>(&session, "change"),
-    ) else {
+    let Some(pending) = session::get::<flow::PendingLogin>(&session, "change") else {
         return Ok(page::found("/account"));
     };
     Ok(page::ok(&ChangeVerifyPage {
@@ -316,12 +289,10 @@ pub async fn verify_identifier(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
+    CurrentUser(user): CurrentUser,
     form: Form,
 ) -> Result<HttpResponse, PageError> {
-    let (Some(user), Some(pending)) = (
-        signed_in(&state, &session).await?,
-        session::get::<flow::PendingLogin>(&session, "change"),
-    ) else {
+    let Some(pending) = session::get::<flow::PendingLogin>(&session, "change") else {
         return Ok(page::see_other("/account"));
     };
     let t = page::texts(&req, None);
@@ -386,13 +357,10 @@ pub async fn verify_identifier(
 
 /// `GET /account/delete`: the confirmation step.
 pub async fn confirm_delete(
-    state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
+    _signed_in: CurrentUser,
 ) -> Result<HttpResponse, PageError> {
-    if signed_in(&state, &session).await?.is_none() {
-        return Ok(page::found("/login"));
-    }
     let t = page::texts(&req, None);
     Ok(page::ok(&super::admin::ConfirmPage {
         t,
@@ -410,11 +378,9 @@ pub async fn confirm_delete(
 pub async fn delete_account(
     state: web::Data<AppState>,
     session: Session,
+    CurrentUser(user): CurrentUser,
     _checked: Form,
 ) -> Result<HttpResponse, PageError> {
-    let Some(user) = signed_in(&state, &session).await? else {
-        return Ok(page::see_other("/login"));
-    };
     crate::api::admin_users::end_tokens(&state, &user).await?;
     state.store.delete_user(&user.id).await?;
     state.audit.record(Event {
@@ -433,11 +399,9 @@ pub async fn set_password(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
+    CurrentUser(user): CurrentUser,
     form: Form,
 ) -> Result<HttpResponse, PageError> {
-    let Some(user) = signed_in(&state, &session).await? else {
-        return Ok(page::see_other("/login"));
-    };
     let t = page::texts(&req, None);
     let username = form
         .get("username")

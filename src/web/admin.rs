@@ -10,9 +10,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::account::App;
-use super::flow;
 use super::i18n::T;
-use super::page::{self, csrf_token, take_flash, Flash, Form, PageError};
+use super::page::{self, csrf_token, take_flash, AdminUser, Flash, Form, PageError};
 use super::session::{self, SessionInfo};
 use crate::api::admin_users::end_tokens;
 use crate::clients::{self, NewClient, RegisterError};
@@ -22,27 +21,6 @@ use crate::params::Params;
 use crate::state::AppState;
 use crate::store::audit::{AuditFilter, AuditRow, Event};
 use crate::store::users::{User, UserFlag};
-
-/// The signed-in admin, or the answer to give instead (sign in, or 403).
-async fn admin(state: &AppState, session: &Session, back: &str) -> Result<Result<User, HttpResponse>, PageError> {
-    match flow::current_user(state, session).await? {
-        Some((_, user)) if user.is_admin => Ok(Ok(user)),
-        Some(_) => Err(PageError::Forbidden(T::default().get("admin.forbidden").into())),
-        None => {
-            session::set(session, "return_to", &back);
-            Ok(Err(page::found("/login")))
-        }
-    }
-}
-
-macro_rules! admin_or_return {
-    ($state:expr, $session:expr, $back:expr) => {
-        match admin(&$state, &$session, $back).await? {
-            Ok(user) => user,
-            Err(answer) => return Ok(answer),
-        }
-    };
-}
 
 fn audit(state: &AppState, event: &str, admin: &User, client_id: Option<&str>, user_id: Option<&str>) {
     let detail = format!("by {}", admin.id);
@@ -77,9 +55,9 @@ pub async fn clients_page(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
+    _admin: AdminUser,
     q: web::Query<Search>,
 ) -> Result<HttpResponse, PageError> {
-    admin_or_return!(state, session, "/admin/clients");
     let needle = q.q.clone().unwrap_or_default();
     let lower = needle.to_lowercase();
     let clients = state
@@ -170,12 +148,7 @@ struct ClientPage {
     error: Option<String>,
 }
 
-pub async fn new_client_page(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    session: Session,
-) -> Result<HttpResponse, PageError> {
-    admin_or_return!(state, session, "/admin/clients/new");
+pub async fn new_client_page(req: HttpRequest, session: Session, _admin: AdminUser) -> Result<HttpResponse, PageError> {
     Ok(page::ok(&ClientPage {
         t: page::texts(&req, None),
         csrf: csrf_token(&session),
@@ -206,9 +179,9 @@ pub async fn create_client(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
+    AdminUser(admin): AdminUser,
     form: Form,
 ) -> Result<HttpResponse, PageError> {
-    let admin = admin_or_return!(state, session, "/admin/clients/new");
     let t = page::texts(&req, None);
     let f = ClientForm::read(&form);
     let new = NewClient {
@@ -258,9 +231,9 @@ pub async fn client_page(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
+    _admin: AdminUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
-    admin_or_return!(state, session, "/admin/clients");
     let client = found_client(&state, &id).await?;
     Ok(page::ok(&ClientPage {
         t: page::texts(&req, None),
@@ -277,10 +250,10 @@ pub async fn update_client(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
+    AdminUser(admin): AdminUser,
     id: web::Path<String>,
     form: Form,
 ) -> Result<HttpResponse, PageError> {
-    let admin = admin_or_return!(state, session, "/admin/clients");
     let t = page::texts(&req, None);
     let mut c = found_client(&state, &id).await?;
     let f = ClientForm::read(&form);
@@ -340,9 +313,9 @@ pub async fn confirm_client(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
+    _admin: AdminUser,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, PageError> {
-    admin_or_return!(state, session, "/admin/clients");
     let (id, action) = path.into_inner();
     let client = found_client(&state, &id).await?;
     let t = page::texts(&req, None);
@@ -368,10 +341,10 @@ pub async fn client_action(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
+    AdminUser(admin): AdminUser,
     path: web::Path<(String, String)>,
     _checked: Form,
 ) -> Result<HttpResponse, PageError> {
-    let admin = admin_or_return!(state, session, "/admin/clients");
     let (id, action) = path.into_inner();
     let client = found_client(&state, &id).await?;
     let t = page::texts(&req, None);
@@ -416,9 +389,9 @@ pub async fn users_page(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
+    _admin: AdminUser,
     q: web::Query<Search>,
 ) -> Result<HttpResponse, PageError> {
-    admin_or_return!(state, session, "/admin/users");
     let needle = q.q.clone().unwrap_or_default();
     let users = state
         .store
@@ -449,9 +422,9 @@ pub async fn user_page(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
+    _admin: AdminUser,
     sub: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
-    admin_or_return!(state, session, "/admin/users");
     let user = state.store.user(&sub).await?.ok_or(PageError::NotFound)?;
     let sessions = state
         .store
@@ -477,10 +450,10 @@ pub async fn user_action(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
+    AdminUser(admin): AdminUser,
     path: web::Path<(String, String)>,
     _checked: Form,
 ) -> Result<HttpResponse, PageError> {
-    let admin = admin_or_return!(state, session, "/admin/users");
     let (sub, action) = path.into_inner();
     let t = page::texts(&req, None);
     let user = state.store.user(&sub).await?.ok_or(PageError::NotFound)?;
@@ -513,9 +486,9 @@ pub async fn confirm_user_delete(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
+    _admin: AdminUser,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, PageError> {
-    admin_or_return!(state, session, "/admin/users");
     let (sub, action) = path.into_inner();
     if action != "delete" {
         return Err(PageError::NotFound);
@@ -559,29 +532,12 @@ struct AuditPage {
     error: Option<String>,
 }
 
-/// Days since 1970-01-01 for a `YYYY-MM-DD` date.
-fn day_number(date: &str) -> Option<i64> {
-    let mut parts = date.trim().splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, d) = (parts.next()??, parts.next()??, parts.next()??);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146_097 + doe - 719_468)
-}
-
 pub async fn audit_page(
     state: web::Data<AppState>,
     req: HttpRequest,
-    session: Session,
+    _admin: AdminUser,
     q: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, PageError> {
-    admin_or_return!(state, session, "/admin/audit");
     let t = page::texts(&req, None);
     let text = |v: &Option<String>| {
         v.as_deref()
@@ -592,7 +548,7 @@ pub async fn audit_page(
     let mut error = None;
     let mut day = |v: &Option<String>, end: bool| match text(v) {
         None => None,
-        Some(s) => match day_number(&s) {
+        Some(s) => match super::dates::day_number(&s) {
             Some(d) => Some((d + i64::from(end)) * 86_400),
             None => {
                 error = Some(t.get("admin.bad_date").to_string());
@@ -629,16 +585,4 @@ pub async fn audit_page(
             error,
         },
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn dates_are_days_since_the_epoch() {
-        assert_eq!(super::day_number("1970-01-01"), Some(0));
-        assert_eq!(super::day_number("2026-11-22"), Some(20_779));
-        assert_eq!(super::day_number("2024-02-29"), Some(19_782));
-        assert_eq!(super::day_number("2026-13-01"), None);
-        assert_eq!(super::day_number("yesterday"), None);
-    }
 }

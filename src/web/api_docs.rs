@@ -39,9 +39,29 @@ pub struct Section {
 struct ApiPage {
     t: T,
     flash: Option<Flash>,
+    title: &'static str,
+    description: &'static str,
+    sections: &'static [Section],
+}
+
+/// The document, parsed once.
+struct Parsed {
     title: String,
     description: String,
     sections: Vec<Section>,
+}
+
+fn parsed() -> &'static Parsed {
+    static PARSED: std::sync::OnceLock<Parsed> = std::sync::OnceLock::new();
+    PARSED.get_or_init(|| {
+        let doc: Value = serde_json::from_str(OPENAPI).unwrap_or_default();
+        let text = |ptr: &str| doc.pointer(ptr).and_then(Value::as_str).unwrap_or("").to_string();
+        Parsed {
+            title: text("/info/title"),
+            description: text("/info/description"),
+            sections: sections(&doc),
+        }
+    })
 }
 
 fn text(v: &Value, key: &str) -> String {
@@ -145,21 +165,13 @@ pub fn sections(doc: &Value) -> Vec<Section> {
 }
 
 pub async fn api_page(req: HttpRequest) -> HttpResponse {
-    let doc: Value = serde_json::from_str(OPENAPI).unwrap_or_default();
+    let doc = parsed();
     page::ok(&ApiPage {
         t: page::texts(&req, None),
         flash: None,
-        title: doc
-            .pointer("/info/title")
-            .and_then(Value::as_str)
-            .unwrap_or("API")
-            .to_string(),
-        description: doc
-            .pointer("/info/description")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string(),
-        sections: sections(&doc),
+        title: &doc.title,
+        description: &doc.description,
+        sections: &doc.sections,
     })
 }
 

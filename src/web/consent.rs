@@ -94,13 +94,7 @@ pub async fn decide(state: web::Data<AppState>, session: Session, form: Form) ->
     // Remember the union of what was allowed before and now.
     let mut granted = Scope::parse(&authz.scope).unwrap_or_default();
     if let Some(before) = state.store.consent(&user.id, &authz.client_id).await? {
-        granted = Scope::from_tokens(
-            granted
-                .iter()
-                .chain(Scope::parse(&before).unwrap_or_default().iter())
-                .map(str::to_string)
-                .collect::<Vec<_>>(),
-        );
+        granted = granted.union(&Scope::parse(&before).unwrap_or_default());
     }
     state
         .store

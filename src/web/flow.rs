@@ -18,8 +18,8 @@ use crate::store::users::User;
 /// the account page). A registered client id cannot contain ':'.
 pub const ACCOUNT_CLIENT: &str = "sesame:account";
 
-/// A code sent and not yet entered.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A code sent and not yet entered. (No `Debug`: it holds a phone or email.)
+#[derive(Clone, Serialize, Deserialize)]
 pub struct PendingLogin {
     /// `phone` or `email`.
     pub kind: String,
@@ -31,6 +31,15 @@ pub struct PendingLogin {
 }
 
 impl PendingLogin {
+    /// The code this browser is waiting for on `/login/verify`.
+    pub fn load(session: &Session) -> Option<PendingLogin> {
+        session::get(session, "login")
+    }
+
+    pub fn save(&self, session: &Session) {
+        session::set(session, "login", self);
+    }
+
     pub fn identifier(&self, state: &AppState) -> Option<Identifier> {
         let (phone, email) = match self.kind.as_str() {
             "phone" => (Some(self.address.as_str()), None),
@@ -41,7 +50,8 @@ impl PendingLogin {
 }
 
 /// A verified identifier without an account yet: the signup page confirms it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// (No `Debug`: it holds a phone or email.)
+#[derive(Clone, Serialize, Deserialize)]
 pub struct PendingSignup {
     pub kind: String,
     pub address: String,

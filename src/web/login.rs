@@ -12,12 +12,14 @@ use super::flow::{self, PendingLogin, PendingSignup, SIGNUP_WINDOW};
 use super::i18n::T;
 use super::page::{self, csrf_token, take_flash, Flash, Form, MessagePage, PageError};
 use crate::api::users::Profile;
+use crate::domain::{Client, Identifier};
 use crate::error::ApiError;
 use crate::oauth::grants::password::check_password;
 use crate::otp::{self, Origin};
 use crate::params::peer_ip;
 use crate::state::AppState;
 use crate::store::now;
+use crate::web::session;
 
 fn ua(req: &HttpRequest) -> Option<&str> {
     req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok())
@@ -120,30 +122,52 @@ pub async fn send_code(
     };
     let authz = flow::authz(&session);
     let client = flow::client_for(&state, authz.as_ref().map(|a| a.client_id.as_str())).await?;
-    let ip = peer_ip(&req);
-    let origin = Origin {
-        client: &client,
-        ip: ip.as_deref(),
-    };
-    let user = state.store.user_by_identifier(ident.kind(), ident.key()).await?;
-    match otp::send_sign_in_code(&state, &origin, &ident, t.lang(), user.as_ref().map(|u| u.id.as_str())).await {
-        Ok(sent) => {
-            session::set_pending(
-                &session,
-                &PendingLogin {
-                    kind: ident.kind().into(),
-                    address: ident.address().into(),
-                    client_id: client.id.clone(),
-                    code_id: sent.code_id,
-                    sent_at: now(),
-                    resend_after: sent.resend_after as i64,
-                },
-            );
+    match send(&state, &req, &client, &ident, t).await {
+        Ok(pending) => {
+            pending.save(&session);
             Ok(page::see_other("/login/verify"))
         }
-        Err(ApiError::TooManyRequests { retry_after, .. }) => again(t.with("login.too_many", wait_text(retry_after))),
-        Err(ApiError::DeliveryFailed) => again(t.get("login.delivery_failed").into()),
-        Err(e) => Err(e.into()),
+        Err(e) => again(send_failure(t, e)?),
+    }
+}
+
+/// Sends a sign-in code (with a magic link for email) under the OTP policy;
+/// returns what the code page needs to follow it.
+async fn send(
+    state: &AppState,
+    req: &HttpRequest,
+    client: &Client,
+    ident: &Identifier,
+    t: T,
+) -> Result<PendingLogin, ApiError> {
+    let ip = peer_ip(req);
+    let origin = Origin {
+        client,
+        ip: ip.as_deref(),
+    };
+    // The account, if any, so a magic link opened on another device can sign
+    // it in (only email codes carry a link).
+    let user = match ident {
+        Identifier::Email(_) => state.store.user_by_identifier(ident.kind(), ident.key()).await?,
+        Identifier::Phone(_) => None,
+    };
+    let sent = otp::send_sign_in_code(state, &origin, ident, t.lang(), user.as_ref().map(|u| u.id.as_str())).await?;
+    Ok(PendingLogin {
+        kind: ident.kind().into(),
+        address: ident.address().into(),
+        client_id: client.id.clone(),
+        code_id: sent.code_id,
+        sent_at: now(),
+        resend_after: sent.resend_after as i64,
+    })
+}
+
+/// What to tell the user when a code could not be sent; other errors pass on.
+fn send_failure(t: T, e: ApiError) -> Result<String, PageError> {
+    match e {
+        ApiError::TooManyRequests { retry_after, .. } => Ok(t.with("login.too_many", wait_text(retry_after))),
+        ApiError::DeliveryFailed => Ok(t.get("login.delivery_failed").into()),
+        e => Err(e.into()),
     }
 }
 
@@ -153,19 +177,6 @@ fn wait_text(secs: u64) -> String {
         format!("{secs} s")
     } else {
         format!("{} min", secs.div_ceil(60))
-    }
-}
-
-mod session {
-    use super::PendingLogin;
-    pub use crate::web::session::*;
-
-    pub fn set_pending(session: &actix_session::Session, p: &PendingLogin) {
-        set(session, "login", p);
-    }
-
-    pub fn pending(session: &actix_session::Session) -> Option<PendingLogin> {
-        get(session, "login")
     }
 }
 
@@ -208,7 +219,7 @@ pub async fn verify_page(
     req: HttpRequest,
     session: Session,
 ) -> Result<HttpResponse, PageError> {
-    let Some(pending) = session::pending(&session) else {
+    let Some(pending) = PendingLogin::load(&session) else {
         return Ok(page::found("/login"));
     };
     Ok(page::ok(
@@ -223,7 +234,7 @@ pub async fn verify_code(
     form: Form,
 ) -> Result<HttpResponse, PageError> {
     let t = texts(&req, &session);
-    let Some(pending) = session::pending(&session) else {
+    let Some(pending) = PendingLogin::load(&session) else {
         page::flash(&session, "error", t.get("login.start_again"));
         return Ok(page::see_other("/login"));
     };
@@ -269,29 +280,17 @@ pub async fn resend(
     _checked: Form,
 ) -> Result<HttpResponse, PageError> {
     let t = texts(&req, &session);
-    let Some(mut pending) = session::pending(&session) else {
+    let Some(pending) = PendingLogin::load(&session) else {
         return Ok(page::see_other("/login"));
     };
     let ident = pending.identifier(&state).ok_or(PageError::Csrf)?;
     let client = flow::client_for(&state, Some(&pending.client_id)).await?;
-    let ip = peer_ip(&req);
-    let origin = Origin {
-        client: &client,
-        ip: ip.as_deref(),
-    };
-    let user = state.store.user_by_identifier(ident.kind(), ident.key()).await?;
-    match otp::send_sign_in_code(&state, &origin, &ident, t.lang(), user.as_ref().map(|u| u.id.as_str())).await {
-        Ok(sent) => {
-            pending.code_id = sent.code_id;
-            pending.sent_at = now();
-            session::set_pending(&session, &pending);
-            page::flash(&session, "success", t.with("verify.resent", &pending.address));
+    match send(&state, &req, &client, &ident, t).await {
+        Ok(fresh) => {
+            fresh.save(&session);
+            page::flash(&session, "success", t.with("verify.resent", &fresh.address));
         }
-        Err(ApiError::TooManyRequests { retry_after, .. }) => {
-            page::flash(&session, "error", t.with("login.too_many", wait_text(retry_after)));
-        }
-        Err(ApiError::DeliveryFailed) => page::flash(&session, "error", t.get("login.delivery_failed")),
-        Err(e) => return Err(e.into()),
+        Err(e) => page::flash(&session, "error", send_failure(t, e)?),
     }
     Ok(page::see_other("/login/verify"))
 }
@@ -304,7 +303,7 @@ pub async fn status(
     session: Session,
     _checked: Form,
 ) -> Result<HttpResponse, PageError> {
-    let next = match session::pending(&session) {
+    let next = match PendingLogin::load(&session) {
         Some(pending) if state.store.claim_magic_handoff(&pending.code_id).await? => {
             let ident = pending.identifier(&state).ok_or(PageError::Csrf)?;
             let ip = peer_ip(&req);
@@ -398,8 +397,7 @@ pub async fn magic_use(
         ..Default::default()
     });
     // The tab that asked for the link is in this browser: carry on here.
-    if let Some(pending) = session::pending(&session).filter(|p| p.code_id == used.code_id) {
-        let _ = state.store.claim_magic_handoff(&used.code_id).await?;
+    if let Some(pending) = PendingLogin::load(&session).filter(|p| p.code_id == used.code_id) {
         let ident = pending.identifier(&state).ok_or(PageError::Csrf)?;
         let next = flow::verified(
             &state,

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod api_docs;
 pub mod assets;
 pub mod consent;
+pub mod dates;
 pub mod flow;
 pub mod i18n;
 pub mod login;

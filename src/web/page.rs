@@ -9,7 +9,7 @@ use actix_session::Session;
 use actix_web::dev::Payload;
 use actix_web::http::{header, StatusCode};
 use actix_web::FromRequest;
-use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +18,8 @@ use super::session;
 use crate::crypto;
 use crate::error::ApiError;
 use crate::params::Params;
+use crate::state::AppState;
+use crate::store::users::User;
 
 /// Pages load only our own CSS and JS, and may not be framed.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -100,6 +102,56 @@ impl FromRequest for Form {
             let params = params.await?;
             check_csrf(&session, params.get("csrf"))?;
             Ok(Form(params))
+        })
+    }
+}
+
+/// The signed-in, enabled user of a page request. A signed-out browser is
+/// sent to `/login` (`PageError::SignInFirst`).
+pub struct CurrentUser(pub User);
+
+impl FromRequest for CurrentUser {
+    type Error = PageError;
+    type Future = Pin<Box<dyn Future<Output = Result<CurrentUser, PageError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let session = Session::from_request(req, payload);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let session = session.await.map_err(|_| PageError::SignInFirst)?;
+            let state = state.ok_or_else(|| PageError::Internal(anyhow::anyhow!("no app state")))?;
+            match super::flow::current_user(&state, &session).await? {
+                Some((_, user)) => Ok(CurrentUser(user)),
+                None => Err(PageError::SignInFirst),
+            }
+        })
+    }
+}
+
+/// A signed-in user with the admin role. Signed out: to `/login`, and back
+/// to the page asked for after signing in. Signed in without the role: 403.
+pub struct AdminUser(pub User);
+
+impl FromRequest for AdminUser {
+    type Error = PageError;
+    type Future = Pin<Box<dyn Future<Output = Result<AdminUser, PageError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let session = Session::from_request(req, payload);
+        let user = CurrentUser::from_request(req, payload);
+        let back = (req.method() == actix_web::http::Method::GET).then(|| req.path().to_string());
+        Box::pin(async move {
+            match user.await {
+                Ok(CurrentUser(user)) if user.is_admin => Ok(AdminUser(user)),
+                Ok(_) => Err(PageError::Forbidden(T::default().get("admin.forbidden").into())),
+                Err(PageError::SignInFirst) => {
+                    if let (Ok(session), Some(back)) = (session.await, back) {
+                        session::set(&session, "return_to", &back);
+                    }
+                    Err(PageError::SignInFirst)
+                }
+                Err(e) => Err(e),
+            }
         })
     }
 }
@@ -187,6 +239,11 @@ pub enum PageError {
     Forbidden(String),
     #[error("not found")]
     NotFound,
+    /// The page needs a signed-in user: answered with a redirect to `/login`.
+    #[error("sign in first")]
+    SignInFirst,
+    #[error("request body too large")]
+    TooLarge(String),
     #[error("too many requests")]
     TooMany(String),
     #[error("internal error")]
@@ -206,6 +263,7 @@ impl From<ApiError> for PageError {
             ApiError::Internal(cause) => PageError::Internal(cause),
             ApiError::TooManyRequests { description, .. } => PageError::TooMany(description),
             ApiError::NotFound(_) => PageError::NotFound,
+            e @ ApiError::PayloadTooLarge(_) => PageError::TooLarge(e.description()),
             other => bad_request(T::default().get("error.bad_request_title"), other.description()),
         }
     }
@@ -223,6 +281,8 @@ impl ResponseError for PageError {
             PageError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             PageError::Csrf | PageError::Forbidden(_) => StatusCode::FORBIDDEN,
             PageError::NotFound => StatusCode::NOT_FOUND,
+            PageError::SignInFirst => StatusCode::SEE_OTHER,
+            PageError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             PageError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             PageError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -231,6 +291,8 @@ impl ResponseError for PageError {
     fn error_response(&self) -> HttpResponse {
         let t = T::default();
         let page = match self {
+            PageError::SignInFirst => return see_other("/login"),
+            PageError::TooLarge(text) => MessagePage::new(t.get("error.bad_request_title"), text),
             PageError::BadRequest { title, text } => MessagePage::new(title, text),
             PageError::Csrf => MessagePage::new(t.get("error.csrf_title"), t.get("error.csrf_text")),
             PageError::Forbidden(text) => MessagePage::new(t.get("error.forbidden_title"), text),

@@ -3,12 +3,10 @@
 
 use serde_json::Value;
 
-use crate::browser::{authorize_path, pkce, Browser};
+use crate::browser::{exchange, sign_up_through_authorize, Browser};
 use crate::db_test;
 use crate::helpers::{spawn_with, test_settings, Db, APP};
 use crate::peers::Receiver;
-
-const CB: &str = "http://localhost:3000/callback";
 
 async fn changing_a_phone_number_takes_a_code_and_tells_the_old_one(db: Db) {
     let sms = Receiver::start().await;
@@ -76,40 +74,9 @@ async fn changing_a_phone_number_takes_a_code_and_tells_the_old_one(db: Db) {
 async fn deleting_the_account_revokes_its_tokens_and_sessions(db: Db) {
     let app = spawn_with(test_settings(&db)).await;
     let mut b = Browser::new(&app);
-    let (verifier, challenge) = pkce();
-    let start = b
-        .get(&authorize_path(
-            APP.0,
-            CB,
-            &[
-                ("scope", "openid email"),
-                ("code_challenge", &challenge),
-                ("code_challenge_method", "S256"),
-            ],
-        ))
-        .await;
-    assert!(start.redirects_to("/login"));
-    b.sign_in_with_code("leaving@example.com").await;
-    b.get("/signup").await;
-    b.post("/signup", &[]).await;
-    b.get("/consent").await;
-    let back = b.post("/consent", &[("decision", "allow")]).await;
-    let code = back.location_param("code").unwrap();
-    let tokens: Value = app
-        .post_form(
-            "/oauth2/token",
-            APP,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", CB),
-                ("code_verifier", &verifier),
-            ],
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (callback, verifier) = sign_up_through_authorize(&mut b, "leaving@example.com").await;
+    let code = callback.location_param("code").unwrap();
+    let tokens: Value = exchange(&app, &code, &verifier).await.json().await.unwrap();
     let access = tokens["access_token"].as_str().unwrap();
     assert_eq!(app.introspect(access).await["active"], true);
 
@@ -125,16 +92,7 @@ async fn deleting_the_account_revokes_its_tokens_and_sessions(db: Db) {
         false,
         "its access token is revoked"
     );
-    let refresh = app
-        .post_form(
-            "/oauth2/token",
-            APP,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
-            ],
-        )
-        .await;
+    let refresh = app.refresh(APP, tokens["refresh_token"].as_str().unwrap()).await;
     assert_eq!(refresh.status(), 400);
     assert!(
         other_browser.get("/account").await.redirects_to("/login"),

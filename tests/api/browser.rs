@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, APP};
 
 pub struct Browser<'a> {
     pub app: &'a TestApp,
@@ -175,4 +175,59 @@ pub fn authorize_path(client_id: &str, redirect_uri: &str, extra: &[(&str, &str)
     ];
     q.extend_from_slice(extra);
     format!("/oauth2/authorize?{}", serde_urlencoded::to_string(&q).unwrap())
+}
+
+/// The test `app` client's redirect URI.
+pub const CB: &str = "http://localhost:3000/callback";
+
+/// Starts an authorization request for `app` with PKCE; returns the verifier.
+pub async fn start(b: &mut Browser<'_>, extra: &[(&str, &str)]) -> (Page, String) {
+    let (verifier, challenge) = pkce();
+    let mut q = vec![
+        ("scope", "openid email profile offline_access"),
+        ("state", "st-123"),
+        ("nonce", "n-456"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    q.extend_from_slice(extra);
+    let page = b.get(&authorize_path(APP.0, CB, &q)).await;
+    (page, verifier)
+}
+
+/// Exchanges a code for `app`'s tokens.
+pub async fn exchange(app: &TestApp, code: &str, verifier: &str) -> reqwest::Response {
+    app.post_form(
+        "/oauth2/token",
+        APP,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", CB),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await
+}
+
+/// A new user through the whole flow; returns the callback page and the verifier.
+pub async fn sign_up_through_authorize(b: &mut Browser<'_>, email: &str) -> (Page, String) {
+    let (page, verifier) = start(b, &[]).await;
+    assert!(page.redirects_to("/login"), "{:?}", page.location);
+    let verified = b.sign_in_with_code(email).await;
+    assert!(verified.redirects_to("/signup"), "{:?}", verified.location);
+    let signup = b.get("/signup").await;
+    assert!(
+        signup.body.contains(email),
+        "the signup page shows the verified address"
+    );
+    let created = b
+        .post("/signup", &[("first_name", "Ada"), ("last_name", "Lovelace")])
+        .await;
+    assert!(created.redirects_to("/consent"), "{:?}", created.location);
+    let consent = b.get("/consent").await;
+    assert!(consent.body.contains("App"), "the consent page names the client");
+    let allowed = b.post("/consent", &[("decision", "allow")]).await;
+    assert!(allowed.redirects_to(CB), "{:?}", allowed.location);
+    (allowed, verifier)
 }

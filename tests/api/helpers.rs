@@ -260,6 +260,16 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `grant_type=refresh_token` for `client`.
+    pub async fn refresh(&self, client: (&str, &str), token: &str) -> reqwest::Response {
+        self.post_form(
+            "/oauth2/token",
+            client,
+            &[("grant_type", "refresh_token"), ("refresh_token", token)],
+        )
+        .await
+    }
+
     pub async fn client_credentials(&self, client: (&str, &str), scope: Option<&str>) -> reqwest::Response {
         let mut form = vec![("grant_type", "client_credentials")];
         if let Some(s) = scope {

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::db_test;
-use crate::helpers::{assert_error, spawn_app, Db, TestApp, Who, APP, APP2};
+use crate::helpers::{assert_error, spawn_app, Db, Who, APP, APP2};
 
 db_test!(
     refresh_rotates_and_a_reused_token_revokes_the_family,
@@ -14,15 +14,6 @@ db_test!(
     a_refresh_token_family_ends_at_its_absolute_lifetime,
 );
 
-async fn refresh(app: &TestApp, client: (&str, &str), token: &str) -> reqwest::Response {
-    app.post_form(
-        "/oauth2/token",
-        client,
-        &[("grant_type", "refresh_token"), ("refresh_token", token)],
-    )
-    .await
-}
-
 fn field(v: &Value, name: &str) -> String {
     v[name].as_str().unwrap().to_string()
 }
@@ -31,7 +22,7 @@ async fn refresh_rotates_and_a_reused_token_revokes_the_family(db: Db) {
     let app = spawn_app(&db).await;
     let first = app.signed_up(APP, Who::Email("rot@example.com")).await;
     let r1 = field(&first, "refresh_token");
-    let res = refresh(&app, APP, &r1).await;
+    let res = app.refresh(APP, &r1).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["cache-control"], "no-store");
     let second: Value = res.json().await.unwrap();
@@ -48,8 +39,8 @@ async fn refresh_rotates_and_a_reused_token_revokes_the_family(db: Db) {
     );
 
     // Replaying the rotated token: refused, and the whole family dies.
-    assert_error(refresh(&app, APP, &r1).await, 400, "invalid_grant").await;
-    assert_error(refresh(&app, APP, &r2).await, 400, "invalid_grant").await;
+    assert_error(app.refresh(APP, &r1).await, 400, "invalid_grant").await;
+    assert_error(app.refresh(APP, &r2).await, 400, "invalid_grant").await;
     assert_eq!(
         app.introspect(&access2).await["active"],
         false,
@@ -61,14 +52,14 @@ async fn refresh_rotates_and_a_reused_token_revokes_the_family(db: Db) {
 
     // Another sign-in of the same user is a separate family and unaffected.
     let other = app.signed_up(APP2, Who::Email("rot2@example.com")).await;
-    assert_eq!(refresh(&app, APP2, &field(&other, "refresh_token")).await.status(), 200);
+    assert_eq!(app.refresh(APP2, &field(&other, "refresh_token")).await.status(), 200);
 }
 
 async fn a_refresh_token_is_bound_to_its_client_and_scope(db: Db) {
     let app = spawn_app(&db).await;
     let tokens = app.signed_up(APP, Who::Email("bind@example.com")).await;
     let r = field(&tokens, "refresh_token");
-    assert_error(refresh(&app, APP2, &r).await, 400, "invalid_grant").await;
+    assert_error(app.refresh(APP2, &r).await, 400, "invalid_grant").await;
     let res = app
         .post_form(
             "/oauth2/token",
@@ -99,7 +90,7 @@ async fn a_refresh_token_is_bound_to_its_client_and_scope(db: Db) {
     );
     let narrowed: Value = res.json().await.unwrap();
     assert_eq!(narrowed["scope"], "email openid");
-    assert_error(refresh(&app, APP, "not-a-token").await, 400, "invalid_grant").await;
+    assert_error(app.refresh(APP, "not-a-token").await, 400, "invalid_grant").await;
     assert_error(
         app.post_form("/oauth2/token", APP, &[("grant_type", "refresh_token")])
             .await,
@@ -134,7 +125,7 @@ async fn revoking_a_refresh_token_revokes_its_family(db: Db) {
     );
     assert_eq!(app.introspect(&r).await["active"], false);
     assert_eq!(app.introspect(&a).await["active"], false);
-    assert_error(refresh(&app, APP, &r).await, 400, "invalid_grant").await;
+    assert_error(app.refresh(APP, &r).await, 400, "invalid_grant").await;
 }
 
 async fn userinfo_needs_a_live_openid_token(db: Db) {
@@ -175,11 +166,11 @@ async fn a_refresh_token_family_ends_at_its_absolute_lifetime(db: Db) {
     settings.tokens.refresh_ttl = std::time::Duration::from_secs(2);
     let app = crate::helpers::spawn_with(settings).await;
     let tokens = app.signed_up(APP, Who::Email("ttl@example.com")).await;
-    let res = refresh(&app, APP, &field(&tokens, "refresh_token")).await;
+    let res = app.refresh(APP, &field(&tokens, "refresh_token")).await;
     assert_eq!(res.status(), 200);
     let rotated = field(&res.json::<Value>().await.unwrap(), "refresh_token");
     // Rotation does not extend the family: it ends 2 s after the sign-in.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     assert_eq!(app.introspect(&rotated).await["active"], false);
-    assert_error(refresh(&app, APP, &rotated).await, 400, "invalid_grant").await;
+    assert_error(app.refresh(APP, &rotated).await, 400, "invalid_grant").await;
 }

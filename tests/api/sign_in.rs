@@ -3,62 +3,9 @@
 
 use serde_json::Value;
 
-use crate::browser::{authorize_path, pkce, Browser};
+use crate::browser::{authorize_path, exchange, pkce, sign_up_through_authorize, start, Browser, CB};
 use crate::db_test;
-use crate::helpers::{assert_error, jwt_parts, spawn_app, spawn_with, test_settings, Db, TestApp, APP, SPA};
-
-const CB: &str = "http://localhost:3000/callback";
-
-/// Starts an authorization request for `app` with PKCE; returns the verifier.
-async fn start(b: &mut Browser<'_>, extra: &[(&str, &str)]) -> (crate::browser::Page, String) {
-    let (verifier, challenge) = pkce();
-    let mut q = vec![
-        ("scope", "openid email profile offline_access"),
-        ("state", "st-123"),
-        ("nonce", "n-456"),
-        ("code_challenge", challenge.as_str()),
-        ("code_challenge_method", "S256"),
-    ];
-    q.extend_from_slice(extra);
-    let page = b.get(&authorize_path(APP.0, CB, &q)).await;
-    (page, verifier)
-}
-
-async fn exchange(app: &TestApp, code: &str, verifier: &str) -> reqwest::Response {
-    app.post_form(
-        "/oauth2/token",
-        APP,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", CB),
-            ("code_verifier", verifier),
-        ],
-    )
-    .await
-}
-
-/// A new user through the whole flow; returns the callback page and the verifier.
-async fn sign_up_through_authorize(b: &mut Browser<'_>, email: &str) -> (crate::browser::Page, String) {
-    let (page, verifier) = start(b, &[]).await;
-    assert!(page.redirects_to("/login"), "{:?}", page.location);
-    let verified = b.sign_in_with_code(email).await;
-    assert!(verified.redirects_to("/signup"), "{:?}", verified.location);
-    let signup = b.get("/signup").await;
-    assert!(
-        signup.body.contains(email),
-        "the signup page shows the verified address"
-    );
-    let created = b
-        .post("/signup", &[("first_name", "Ada"), ("last_name", "Lovelace")])
-        .await;
-    assert!(created.redirects_to("/consent"), "{:?}", created.location);
-    let consent = b.get("/consent").await;
-    assert!(consent.body.contains("App"), "the consent page names the client");
-    let allowed = b.post("/consent", &[("decision", "allow")]).await;
-    assert!(allowed.redirects_to(CB), "{:?}", allowed.location);
-    (allowed, verifier)
-}
+use crate::helpers::{assert_error, jwt_parts, spawn_app, spawn_with, test_settings, Db, APP, SPA};
 
 async fn new_user_signs_up_consents_and_gets_tokens(db: Db) {
     let app = spawn_app(&db).await;
@@ -100,16 +47,7 @@ async fn new_user_signs_up_consents_and_gets_tokens(db: Db) {
     }
 
     // The refresh token works.
-    let refreshed = app
-        .post_form(
-            "/oauth2/token",
-            APP,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
-            ],
-        )
-        .await;
+    let refreshed = app.refresh(APP, tokens["refresh_token"].as_str().unwrap()).await;
     assert_eq!(refreshed.status(), 200);
 
     // A returning user skips signup and consent: straight back with a code.
@@ -136,16 +74,7 @@ async fn a_reused_code_is_refused_and_revokes_what_it_issued(db: Db) {
         false,
         "the first use's access token is revoked"
     );
-    let refresh = app
-        .post_form(
-            "/oauth2/token",
-            APP,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
-            ],
-        )
-        .await;
+    let refresh = app.refresh(APP, tokens["refresh_token"].as_str().unwrap()).await;
     assert_error(refresh, 400, "invalid_grant").await;
     assert!(app.audit_event_names().await.contains(&"code_reuse".to_string()));
 }
