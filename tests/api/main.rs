@@ -19,6 +19,7 @@ mod multi_node;
 mod otp_api_errors;
 mod otp_flow;
 mod otp_limits;
+mod page_limits;
 mod passwords;
 mod refresh;
 mod sign_in;
