@@ -81,8 +81,8 @@ pub fn invalid_request(description: impl Into<String>) -> ApiError {
     ApiError::InvalidRequest(description.into())
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(e: sqlx::Error) -> Self {
+impl From<crate::store::DbError> for ApiError {
+    fn from(e: crate::store::DbError) -> Self {
         ApiError::Internal(e.into())
     }
 }

@@ -63,22 +63,20 @@ pub async fn verifycode(
     let ident = identifier(&state, &params)?;
     let code = params.required("code")?;
     let ip = peer_ip(&http);
-    otp::verify_code(
-        &state,
-        &Origin {
-            client: &client,
-            ip: ip.as_deref(),
-        },
-        &ident,
-        code,
-    )
-    .await?;
-    let secret = otp::issue_secret_identifier(&state, &client, &ident).await?;
-    let exists = state
+    let origin = Origin {
+        client: &client,
+        ip: ip.as_deref(),
+    };
+    // One group, so one commit on SQLite.
+    let (secret, exists) = state
         .store
-        .user_by_identifier(ident.kind(), ident.key())
-        .await?
-        .is_some();
+        .grouped(async {
+            otp::verify_code(&state, &origin, &ident, code).await?;
+            let secret = otp::issue_secret_identifier(&state, &client, &ident).await?;
+            let exists = state.store.user_by_identifier(ident.kind(), ident.key()).await?;
+            Ok::<_, ApiError>((secret, exists.is_some()))
+        })
+        .await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(json!({

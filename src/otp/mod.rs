@@ -66,24 +66,28 @@ async fn send(
 ) -> Result<Sent, ApiError> {
     let otp = &state.settings.otp;
     let key = ident_key(state, ident);
-    limits::check_send(state, origin, &key).await?;
-
     let code = crypto::random_digits(otp.length);
     let magic = (with_magic_link && ident.channel() == "email").then(crypto::random_token::<32>);
     let id = crypto::random_token::<16>();
     let code_digest = state.digester.digest("code", &code);
     let magic_digest = magic.as_deref().map(|m| state.digester.digest("magic", m));
+    let new_code = NewCode {
+        id: &id,
+        ident_key: &key,
+        client_id: &origin.client.id,
+        channel: ident.channel(),
+        code_digest: &code_digest,
+        magic_digest: magic_digest.as_deref(),
+        user_id,
+        ttl: otp.ttl.as_secs() as i64,
+    };
+    // The limits and the new code: one group, so one commit on SQLite.
     state
         .store
-        .insert_code(&NewCode {
-            id: &id,
-            ident_key: &key,
-            client_id: &origin.client.id,
-            channel: ident.channel(),
-            code_digest: &code_digest,
-            magic_digest: magic_digest.as_deref(),
-            user_id,
-            ttl: otp.ttl.as_secs() as i64,
+        .grouped(async {
+            limits::check_send(state, origin, &key).await?;
+            state.store.insert_code(&new_code).await?;
+            Ok::<_, ApiError>(())
         })
         .await?;
 

@@ -1,6 +1,6 @@
 //! The audit trail of security events. Never holds a code, secret or token.
 
-use super::Store;
+use super::{Arg, Store};
 
 #[derive(Debug, Default)]
 pub struct Event<'a> {
@@ -42,7 +42,7 @@ impl Store {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = self.db.query(sql);
         for (i, r) in records.iter().enumerate() {
             q = q
                 .bind(format!("{base:024}{i:05}"))
@@ -54,18 +54,18 @@ impl Store {
                 .bind(r.ip.clone())
                 .bind(r.detail.clone());
         }
-        q.execute(&self.pool).await?;
+        q.execute().await?;
         Ok(())
     }
 
     /// Event names, newest first (for tests and the admin trail).
     pub async fn audit_events(&self, limit: i64) -> anyhow::Result<Vec<(String, Option<String>, Option<String>)>> {
-        use sqlx::Row;
-        let rows =
-            sqlx::query("SELECT event, client_id, ident_key FROM audit_events ORDER BY at DESC, id DESC LIMIT $1")
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = self
+            .db
+            .query("SELECT event, client_id, ident_key FROM audit_events ORDER BY at DESC, id DESC LIMIT $1")
+            .bind(limit)
+            .fetch_all()
+            .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("event")?, r.try_get("client_id")?, r.try_get("ident_key")?)))
             .collect()
@@ -73,44 +73,40 @@ impl Store {
 
     /// The admin trail: events newest first, filtered by any of event, client, user and time.
     pub async fn audit_search(&self, f: &AuditFilter) -> anyhow::Result<Vec<AuditRow>> {
-        use sqlx::Row;
         let mut sql = String::from("SELECT at, event, client_id, user_id, ip, detail FROM audit_events WHERE 1 = 1");
         let mut n = 0;
         let mut next = |col: &str, op: &str| {
             n += 1;
             format!(" AND {col} {op} ${n}")
         };
-        let mut binds: Vec<Bind> = vec![];
+        let mut binds: Vec<Arg> = vec![];
         if let Some(e) = &f.event {
             sql.push_str(&next("event", "="));
-            binds.push(Bind::Text(e.clone()));
+            binds.push(Arg::Text(e.clone()));
         }
         if let Some(c) = &f.client_id {
             sql.push_str(&next("client_id", "="));
-            binds.push(Bind::Text(c.clone()));
+            binds.push(Arg::Text(c.clone()));
         }
         if let Some(u) = &f.user_id {
             sql.push_str(&next("user_id", "="));
-            binds.push(Bind::Text(u.clone()));
+            binds.push(Arg::Text(u.clone()));
         }
         if let Some(t) = f.since {
             sql.push_str(&next("at", ">="));
-            binds.push(Bind::Int(t));
+            binds.push(Arg::Int(t));
         }
         if let Some(t) = f.until {
             sql.push_str(&next("at", "<"));
-            binds.push(Bind::Int(t));
+            binds.push(Arg::Int(t));
         }
         n += 1;
         sql.push_str(&format!(" ORDER BY at DESC, id DESC LIMIT ${n}"));
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = self.db.query(sql);
         for b in binds {
-            q = match b {
-                Bind::Text(s) => q.bind(s),
-                Bind::Int(i) => q.bind(i),
-            };
+            q = q.bind(b);
         }
-        let rows = q.bind(f.limit).fetch_all(&self.pool).await?;
+        let rows = q.bind(f.limit).fetch_all().await?;
         rows.iter()
             .map(|r| {
                 Ok(AuditRow {
@@ -127,11 +123,6 @@ impl Store {
 }
 
 /// A value for one of `audit_search`'s optional filters.
-enum Bind {
-    Text(String),
-    Int(i64),
-}
-
 #[derive(Debug, Default)]
 pub struct AuditFilter {
     pub event: Option<String>,

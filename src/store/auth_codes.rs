@@ -2,8 +2,6 @@
 //! atomic statement that also records the token family the exchange starts,
 //! so a second use finds what to revoke.
 
-use sqlx::Row;
-
 use super::{now, Store};
 
 pub struct AuthCode {
@@ -31,39 +29,42 @@ pub enum Exchange {
 
 impl Store {
     pub async fn insert_auth_code(&self, digest: &str, c: &AuthCode) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO auth_codes (digest, client_id, user_id, redirect_uri, scope, nonce, code_challenge,
+        self.db
+            .query(
+                "INSERT INTO auth_codes (digest, client_id, user_id, redirect_uri, scope, nonce, code_challenge,
                                      auth_time, amr, created_at, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(digest)
-        .bind(&c.client_id)
-        .bind(&c.user_id)
-        .bind(&c.redirect_uri)
-        .bind(&c.scope)
-        .bind(c.nonce.as_deref())
-        .bind(c.code_challenge.as_deref())
-        .bind(c.auth_time)
-        .bind(&c.amr)
-        .bind(now())
-        .bind(c.expires_at)
-        .execute(&self.pool)
-        .await?;
+            )
+            .bind(digest)
+            .bind(&c.client_id)
+            .bind(&c.user_id)
+            .bind(&c.redirect_uri)
+            .bind(&c.scope)
+            .bind(c.nonce.as_deref())
+            .bind(c.code_challenge.as_deref())
+            .bind(c.auth_time)
+            .bind(&c.amr)
+            .bind(now())
+            .bind(c.expires_at)
+            .execute()
+            .await?;
         Ok(())
     }
 
     /// Consumes the code and records `family_id` as what this use issues.
     /// Of two racing requests exactly one gets `Fresh`.
     pub async fn exchange_auth_code(&self, digest: &str, family_id: &str) -> anyhow::Result<Exchange> {
-        let row = sqlx::query(
-            "UPDATE auth_codes SET used_at = $2, family_id = $3 WHERE digest = $1 AND used_at IS NULL
+        let row = self
+            .db
+            .query(
+                "UPDATE auth_codes SET used_at = $2, family_id = $3 WHERE digest = $1 AND used_at IS NULL
              RETURNING client_id, user_id, redirect_uri, scope, nonce, code_challenge, auth_time, amr, expires_at",
-        )
-        .bind(digest)
-        .bind(now())
-        .bind(family_id)
-        .fetch_optional(&self.pool)
-        .await?;
+            )
+            .bind(digest)
+            .bind(now())
+            .bind(family_id)
+            .fetch_optional()
+            .await?;
         if let Some(r) = row {
             return Ok(Exchange::Fresh(AuthCode {
                 client_id: r.try_get("client_id")?,
@@ -77,9 +78,11 @@ impl Store {
                 expires_at: r.try_get("expires_at")?,
             }));
         }
-        let used = sqlx::query("SELECT family_id FROM auth_codes WHERE digest = $1")
+        let used = self
+            .db
+            .query("SELECT family_id FROM auth_codes WHERE digest = $1")
             .bind(digest)
-            .fetch_optional(&self.pool)
+            .fetch_optional()
             .await?;
         Ok(match used {
             Some(r) => Exchange::Reused {

@@ -4,15 +4,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use sqlx::any::AnyRow;
-use sqlx::Row;
+use super::{Query, Row};
 
 use super::{now, Store};
 use crate::domain::{Client, Scope};
 
 const COLUMNS: &str = "id, name, secret_digest, redirect_uris, post_logout_redirect_uris, grant_types, scopes, public, skip_consent, source, created_at, updated_at";
 
-fn from_row(row: &AnyRow) -> anyhow::Result<Client> {
+fn from_row(row: &Row) -> anyhow::Result<Client> {
     let list =
         |col: &str| -> anyhow::Result<Vec<String>> { Ok(serde_json::from_str(&row.try_get::<String, _>(col)?)?) };
     Ok(Client {
@@ -80,89 +79,92 @@ impl Store {
         if let Some(hit) = self.client_cache.get(id) {
             return Ok(hit);
         }
-        let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM clients WHERE id = $1"));
-        let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
+        let sql = format!("SELECT {COLUMNS} FROM clients WHERE id = $1");
+        let row = self.db.query(sql).bind(id).fetch_optional().await?;
         let client = row.as_ref().map(from_row).transpose()?;
         self.client_cache.put(id, client.clone());
         Ok(client)
     }
 
     pub async fn clients(&self) -> anyhow::Result<Vec<Client>> {
-        let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM clients ORDER BY id"));
-        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+        let sql = format!("SELECT {COLUMNS} FROM clients ORDER BY id");
+        let rows = self.db.query(sql).fetch_all().await?;
         rows.iter().map(from_row).collect()
     }
 
     /// Inserts the client; `Ok(false)` when the id is taken.
     pub async fn insert_client(&self, c: &Client) -> anyhow::Result<bool> {
-        let sql = sqlx::AssertSqlSafe(format!(
+        let sql = format!(
             "INSERT INTO clients ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) ON CONFLICT (id) DO NOTHING"
-        ));
-        let r = bind_client(sqlx::query(sql), c).bind(now()).execute(&self.pool).await?;
+        );
+        let r = bind_client(self.db.query(sql), c).bind(now()).execute().await?;
         self.client_cache.forget(&c.id);
         Ok(r.rows_affected() == 1)
     }
 
     /// Creates or replaces the client (used by the declarative `clients.toml`).
     pub async fn upsert_client(&self, c: &Client) -> anyhow::Result<()> {
-        let sql = sqlx::AssertSqlSafe(format!(
+        let sql = format!(
             "INSERT INTO clients ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, secret_digest = excluded.secret_digest,
                redirect_uris = excluded.redirect_uris, post_logout_redirect_uris = excluded.post_logout_redirect_uris,
                grant_types = excluded.grant_types, scopes = excluded.scopes, public = excluded.public,
                skip_consent = excluded.skip_consent, source = excluded.source, updated_at = excluded.updated_at"
-        ));
-        bind_client(sqlx::query(sql), c).bind(now()).execute(&self.pool).await?;
+        );
+        bind_client(self.db.query(sql), c).bind(now()).execute().await?;
         self.client_cache.forget(&c.id);
         Ok(())
     }
 
     /// Updates everything but the id and secret; `Ok(false)` when there is no such client.
     pub async fn update_client(&self, c: &Client) -> anyhow::Result<bool> {
-        let r = sqlx::query(
-            "UPDATE clients SET name = $2, redirect_uris = $3, post_logout_redirect_uris = $4, grant_types = $5,
+        let r = self
+            .db
+            .query(
+                "UPDATE clients SET name = $2, redirect_uris = $3, post_logout_redirect_uris = $4, grant_types = $5,
                scopes = $6, public = $7, skip_consent = $8, updated_at = $9 WHERE id = $1",
-        )
-        .bind(&c.id)
-        .bind(&c.name)
-        .bind(serde_json::to_string(&c.redirect_uris)?)
-        .bind(serde_json::to_string(&c.post_logout_redirect_uris)?)
-        .bind(serde_json::to_string(&c.grant_types)?)
-        .bind(c.scopes.to_string())
-        .bind(c.public as i64)
-        .bind(c.skip_consent as i64)
-        .bind(now())
-        .execute(&self.pool)
-        .await?;
+            )
+            .bind(&c.id)
+            .bind(&c.name)
+            .bind(serde_json::to_string(&c.redirect_uris)?)
+            .bind(serde_json::to_string(&c.post_logout_redirect_uris)?)
+            .bind(serde_json::to_string(&c.grant_types)?)
+            .bind(c.scopes.to_string())
+            .bind(c.public as i64)
+            .bind(c.skip_consent as i64)
+            .bind(now())
+            .execute()
+            .await?;
         self.client_cache.forget(&c.id);
         Ok(r.rows_affected() == 1)
     }
 
     pub async fn set_client_secret(&self, id: &str, digest: Option<&str>) -> anyhow::Result<bool> {
-        let r = sqlx::query("UPDATE clients SET secret_digest = $2, updated_at = $3 WHERE id = $1")
+        let r = self
+            .db
+            .query("UPDATE clients SET secret_digest = $2, updated_at = $3 WHERE id = $1")
             .bind(id)
             .bind(digest)
             .bind(now())
-            .execute(&self.pool)
+            .execute()
             .await?;
         self.client_cache.forget(id);
         Ok(r.rows_affected() == 1)
     }
 
     pub async fn delete_client(&self, id: &str) -> anyhow::Result<bool> {
-        let r = sqlx::query("DELETE FROM clients WHERE id = $1")
+        let r = self
+            .db
+            .query("DELETE FROM clients WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute()
             .await?;
         self.client_cache.forget(id);
         Ok(r.rows_affected() == 1)
     }
 }
 
-fn bind_client<'q>(
-    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-    c: &Client,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+fn bind_client<'q>(q: Query<'q>, c: &Client) -> Query<'q> {
     q.bind(c.id.clone())
         .bind(c.name.clone())
         .bind(c.secret_digest.clone())

@@ -1,8 +1,7 @@
 //! Signing keys, shared by every node. One key is current; retired keys stay
 //! published until every token they signed has expired.
 
-use sqlx::any::AnyRow;
-use sqlx::Row;
+use super::Row;
 
 use super::{now, Store};
 
@@ -26,7 +25,7 @@ impl std::fmt::Debug for StoredKey {
     }
 }
 
-fn from_row(row: &AnyRow) -> anyhow::Result<StoredKey> {
+fn from_row(row: &Row) -> anyhow::Result<StoredKey> {
     Ok(StoredKey {
         kid: row.try_get("kid")?,
         alg: row.try_get("alg")?,
@@ -41,21 +40,23 @@ fn from_row(row: &AnyRow) -> anyhow::Result<StoredKey> {
 impl Store {
     /// The current key and every retired key that still verifies live tokens.
     pub async fn published_keys(&self) -> anyhow::Result<Vec<StoredKey>> {
-        let rows = sqlx::query(
-            "SELECT kid, alg, private_jwk, is_current, created_at, retired_at, expires_at FROM signing_keys
+        let rows = self
+            .db
+            .query(
+                "SELECT kid, alg, private_jwk, is_current, created_at, retired_at, expires_at FROM signing_keys
              WHERE is_current = 1 OR expires_at > $1 ORDER BY created_at DESC, kid",
-        )
-        .bind(now())
-        .fetch_all(&self.pool)
-        .await?;
+            )
+            .bind(now())
+            .fetch_all()
+            .await?;
         rows.iter().map(from_row).collect()
     }
 
     pub async fn all_keys(&self) -> anyhow::Result<Vec<StoredKey>> {
-        let rows = sqlx::query(
+        let rows = self.db.query(
             "SELECT kid, alg, private_jwk, is_current, created_at, retired_at, expires_at FROM signing_keys ORDER BY created_at DESC, kid",
         )
-        .fetch_all(&self.pool)
+        .fetch_all()
         .await?;
         rows.iter().map(from_row).collect()
     }
@@ -63,14 +64,14 @@ impl Store {
     /// Adds `key` as the current key if there is none (the unique index makes
     /// this safe when several nodes start together). `Ok(false)`: one existed.
     pub async fn insert_first_key(&self, kid: &str, alg: &str, private_jwk: &str) -> anyhow::Result<bool> {
-        let r = sqlx::query(
+        let r = self.db.query(
             "INSERT INTO signing_keys (kid, alg, private_jwk, is_current, created_at) VALUES ($1, $2, $3, 1, $4) ON CONFLICT DO NOTHING",
         )
         .bind(kid)
         .bind(alg)
         .bind(private_jwk)
         .bind(now())
-        .execute(&self.pool)
+        .execute()
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -78,22 +79,21 @@ impl Store {
     /// Retires the current key (kept published for `keep_secs`) and makes `kid` current, atomically.
     pub async fn rotate_key(&self, kid: &str, alg: &str, private_jwk: &str, keep_secs: i64) -> anyhow::Result<()> {
         let now = now();
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE signing_keys SET is_current = 0, retired_at = $1, expires_at = $2 WHERE is_current = 1")
+        let retire = self
+            .db
+            .query("UPDATE signing_keys SET is_current = 0, retired_at = $1, expires_at = $2 WHERE is_current = 1")
             .bind(now)
-            .bind(now + keep_secs)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, private_jwk, is_current, created_at) VALUES ($1, $2, $3, 1, $4)",
-        )
-        .bind(kid)
-        .bind(alg)
-        .bind(private_jwk)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+            .bind(now + keep_secs);
+        let add = self
+            .db
+            .query(
+                "INSERT INTO signing_keys (kid, alg, private_jwk, is_current, created_at) VALUES ($1, $2, $3, 1, $4)",
+            )
+            .bind(kid)
+            .bind(alg)
+            .bind(private_jwk)
+            .bind(now);
+        self.db.execute_atomically(vec![retire, add]).await?;
         Ok(())
     }
 }

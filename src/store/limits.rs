@@ -1,8 +1,6 @@
 //! Send limits and lockouts, counted in the database so they hold across
 //! restarts and across nodes. Each check is one atomic statement.
 
-use sqlx::Row;
-
 use super::{now, Store};
 
 impl Store {
@@ -11,18 +9,20 @@ impl Store {
     /// and the seconds until the window ends.
     pub async fn hit(&self, key: &str, window: i64) -> anyhow::Result<(i64, i64)> {
         let now = now();
-        let row = sqlx::query(
-            "INSERT INTO rate_counters (key, window_start, count) VALUES ($1, $2, 1)
+        let row = self
+            .db
+            .query(
+                "INSERT INTO rate_counters (key, window_start, count) VALUES ($1, $2, 1)
              ON CONFLICT (key) DO UPDATE SET
                count = CASE WHEN rate_counters.window_start <= $3 THEN 1 ELSE rate_counters.count + 1 END,
                window_start = CASE WHEN rate_counters.window_start <= $3 THEN $2 ELSE rate_counters.window_start END
              RETURNING count, window_start",
-        )
-        .bind(key)
-        .bind(now)
-        .bind(now - window)
-        .fetch_one(&self.pool)
-        .await?;
+            )
+            .bind(key)
+            .bind(now)
+            .bind(now - window)
+            .fetch_one()
+            .await?;
         let count: i64 = row.try_get("count")?;
         let start: i64 = row.try_get("window_start")?;
         Ok((count, (start + window - now).max(1)))
@@ -30,23 +30,25 @@ impl Store {
 
     /// Locks the identifier until `until` (extends, never shortens, a lock).
     pub async fn lock_identifier(&self, ident_key: &str, until: i64) -> anyhow::Result<()> {
-        sqlx::query(
+        self.db.query(
             "INSERT INTO otp_locks (ident_key, locked_until) VALUES ($1, $2)
              ON CONFLICT (ident_key) DO UPDATE SET locked_until = CASE WHEN otp_locks.locked_until > $2 THEN otp_locks.locked_until ELSE $2 END",
         )
         .bind(ident_key)
         .bind(until)
-        .execute(&self.pool)
+        .execute()
         .await?;
         Ok(())
     }
 
     /// Seconds the identifier stays locked, if it is.
     pub async fn identifier_locked_for(&self, ident_key: &str) -> anyhow::Result<Option<i64>> {
-        let row = sqlx::query("SELECT locked_until FROM otp_locks WHERE ident_key = $1 AND locked_until > $2")
+        let row = self
+            .db
+            .query("SELECT locked_until FROM otp_locks WHERE ident_key = $1 AND locked_until > $2")
             .bind(ident_key)
             .bind(now())
-            .fetch_optional(&self.pool)
+            .fetch_optional()
             .await?;
         Ok(row
             .map(|r| r.try_get::<i64, _>("locked_until"))

@@ -1,5 +1,5 @@
 //! Every SQL statement lives in this module tree, one file per aggregate. The
-//! same portable statements run on SQLite and PostgreSQL through `AnyPool`.
+//! same portable statements run on SQLite and PostgreSQL (`db.rs` says how).
 //! Rules that must hold under concurrency are single atomic statements.
 
 use std::str::FromStr;
@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
 
 pub mod audit;
 pub mod auth_codes;
 pub mod clients;
 pub mod consents;
+mod db;
 pub mod keys;
 pub mod limits;
+mod migrate;
 pub mod otp;
 pub mod revocations;
 pub mod secrets;
@@ -24,6 +25,9 @@ pub mod users;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+pub(crate) use db::{Arg, Db, Query, Row};
+pub use db::{DbError, DbResult};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -32,7 +36,7 @@ pub enum Backend {
 
 #[derive(Clone)]
 pub struct Store {
-    pub(crate) pool: AnyPool,
+    pub(crate) db: Db,
     pub backend: Backend,
     client_cache: std::sync::Arc<clients::ClientCache>,
 }
@@ -47,49 +51,31 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Connects to `sqlite://…` (created if missing; WAL, foreign keys, busy
-    /// timeout) or `postgres://…`.
+    /// timeout), `sqlite::memory:`, or `postgres://…`.
     pub async fn connect(url: &str, max_connections: Option<u32>) -> anyhow::Result<Store> {
-        sqlx::any::install_default_drivers();
-        let (backend, url) = if url.starts_with("sqlite:") {
-            let sep = if url.contains('?') { '&' } else { '?' };
-            let url = if url.contains("mode=") {
-                url.to_string()
-            } else {
-                format!("{url}{sep}mode=rwc")
-            };
-            (Backend::Sqlite, url)
+        let (backend, db) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            let (path, flags) = sqlite_target(rest)?;
+            let db = Db::open_sqlite(&path, flags)
+                .with_context(|| format!("cannot open the SQLite database ({})", redact_url(url)))?;
+            (Backend::Sqlite, db)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Backend::Postgres, url.to_string())
+            sqlx::any::install_default_drivers();
+            let options = AnyConnectOptions::from_str(url).context("configuration key `database.url`: invalid URL")?;
+            let pool = AnyPoolOptions::new()
+                .max_connections(max_connections.unwrap_or(8))
+                .acquire_timeout(Duration::from_secs(10))
+                // No ping before every query: it doubles the round trips. A
+                // broken connection still fails its query and is replaced.
+                .test_before_acquire(false)
+                .connect_with(options)
+                .await
+                .with_context(|| format!("cannot connect to the database ({})", redact_url(url)))?;
+            (Backend::Postgres, Db::Postgres(pool))
         } else {
             anyhow::bail!("configuration key `database.url`: expected sqlite://… or postgres://…");
         };
-        let options = AnyConnectOptions::from_str(&url).context("configuration key `database.url`: invalid URL")?;
-        let max = max_connections.unwrap_or(match backend {
-            Backend::Sqlite => 8,
-            Backend::Postgres => 8,
-        });
-        let mut pool = AnyPoolOptions::new()
-            .max_connections(max)
-            .acquire_timeout(Duration::from_secs(10))
-            // No ping before every query: it doubles the round trips (a thread
-            // hop on SQLite, a network round trip on PostgreSQL). A broken
-            // connection still fails its query and is replaced.
-            .test_before_acquire(false);
-        if backend == Backend::Sqlite {
-            pool = pool.after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 4000; PRAGMA mmap_size = 268435456;")
-                        .await?;
-                    Ok(())
-                })
-            });
-        }
-        let pool = pool
-            .connect_with(options)
-            .await
-            .with_context(|| format!("cannot connect to the database ({})", redact_url(&url)))?;
         Ok(Store {
-            pool,
+            db,
             backend,
             client_cache: Default::default(),
         })
@@ -101,19 +87,66 @@ impl Store {
         self
     }
 
+    /// Applies the migrations not yet applied. Both backends record them in
+    /// sqlx's `_sqlx_migrations` table.
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        MIGRATOR.run(&self.pool).await.context("database migration failed")
+        match &self.db {
+            Db::Postgres(pool) => MIGRATOR.run(pool).await.context("database migration failed"),
+            Db::Sqlite(conn) => migrate::sqlite(conn, &MIGRATOR).context("database migration failed"),
+        }
+    }
+
+    /// Runs `work`'s statements as one group: on SQLite one transaction and
+    /// one commit (see `db.rs`); `work` must wait on nothing but the store.
+    pub async fn grouped<T, E: From<DbError>>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        self.db.group(work).await
     }
 
     /// Readiness check: the database answers a query.
     pub async fn ping(&self) -> anyhow::Result<()> {
-        self.pool.execute("SELECT 1").await.context("database did not answer")?;
+        self.db
+            .query("SELECT 1")
+            .execute()
+            .await
+            .context("database did not answer")?;
         Ok(())
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.db.close().await;
     }
+}
+
+/// The file (or `:memory:`) and open flags a `sqlite:` URL names, as sqlx
+/// reads them: `sqlite://path`, `sqlite:path`, `sqlite::memory:`, and
+/// `?mode=ro|rw|rwc|memory` (default `rwc`: created if missing).
+fn sqlite_target(rest: &str) -> anyhow::Result<(String, rusqlite::OpenFlags)> {
+    use rusqlite::OpenFlags;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut mode = "rwc";
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("mode", m)) => mode = m,
+            _ => anyhow::bail!("configuration key `database.url`: unknown SQLite option `{pair}` (only `mode`)"),
+        }
+    }
+    let base = OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let flags = match mode {
+        "ro" => base | OpenFlags::SQLITE_OPEN_READ_ONLY,
+        "rw" => base | OpenFlags::SQLITE_OPEN_READ_WRITE,
+        "rwc" | "memory" => base | OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        other => anyhow::bail!("configuration key `database.url`: unknown SQLite mode `{other}`"),
+    };
+    let path = if mode == "memory" || path.is_empty() {
+        ":memory:"
+    } else {
+        path
+    };
+    Ok((path.to_string(), flags))
 }
 
 /// The URL without its password, for messages.
@@ -134,4 +167,52 @@ pub fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_read_as_sqlx_reads_them() {
+        let path = |url: &str| sqlite_target(url.strip_prefix("sqlite:").unwrap()).unwrap().0;
+        assert_eq!(path("sqlite://sesame.db"), "sesame.db");
+        assert_eq!(path("sqlite:///var/lib/sesame/db.sqlite"), "/var/lib/sesame/db.sqlite");
+        assert_eq!(path("sqlite:data.db?mode=rwc"), "data.db");
+        assert_eq!(path("sqlite::memory:"), ":memory:");
+        assert_eq!(path("sqlite://x.db?mode=memory"), ":memory:");
+        let ro = sqlite_target("//x.db?mode=ro").unwrap().1;
+        assert!(ro.contains(rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY));
+        assert!(sqlite_target("//x.db?cache=shared").is_err());
+        assert!(sqlite_target("//x.db?mode=wat").is_err());
+    }
+
+    #[tokio::test]
+    async fn sqlite_migrations_are_recorded_as_sqlx_records_them() {
+        let store = Store::connect("sqlite::memory:", None).await.unwrap();
+        store.migrate().await.unwrap();
+        store.migrate().await.unwrap();
+        let rows = store
+            .db
+            .query("SELECT version, checksum FROM _sqlx_migrations WHERE success = TRUE ORDER BY version")
+            .fetch_all()
+            .await
+            .unwrap();
+        let embedded: Vec<_> = MIGRATOR.iter().collect();
+        assert_eq!(rows.len(), embedded.len());
+        for (row, m) in rows.iter().zip(embedded) {
+            assert_eq!(row.try_get::<i64, _>("version").unwrap(), m.version);
+            assert_eq!(row.try_get::<Vec<u8>, _>("checksum").unwrap(), m.checksum.to_vec());
+        }
+        // A migration edited after it was applied is refused, not re-run.
+        store
+            .db
+            .query("UPDATE _sqlx_migrations SET checksum = X'00' WHERE version = $1")
+            .bind(rows[0].try_get::<i64, _>("version").unwrap())
+            .execute()
+            .await
+            .unwrap();
+        let err = format!("{:#}", store.migrate().await.unwrap_err());
+        assert!(err.contains("changed after it was applied"), "{err}");
+    }
 }

@@ -2,9 +2,7 @@
 //! Attempts are reserved and codes consumed by single atomic statements, so
 //! racing requests (on any node) cannot exceed the limits or both succeed.
 
-use sqlx::Row;
-
-use super::{now, Store};
+use super::{now, Row, Store};
 
 pub struct NewCode<'a> {
     pub id: &'a str,
@@ -44,18 +42,18 @@ pub struct VerifiedIdentifier {
 
 impl Store {
     /// Stores a new code; earlier live codes for the same identifier and client
-    /// die first. (No transaction: between the two statements there is simply
+    /// die first. (Outside a group, between the two statements there is simply
     /// no live code, and the resend gap keeps sends for one identifier apart.)
     pub async fn insert_code(&self, c: &NewCode<'_>) -> anyhow::Result<()> {
         let now = now();
-        sqlx::query(
+        self.db.query(
             "UPDATE otp_codes SET dead = 1 WHERE ident_key = $1 AND client_id = $2 AND used_at IS NULL AND dead = 0",
         )
         .bind(c.ident_key)
         .bind(c.client_id)
-        .execute(&self.pool)
+        .execute()
         .await?;
-        sqlx::query(
+        self.db.query(
             "INSERT INTO otp_codes (id, ident_key, client_id, channel, code_digest, magic_digest, user_id, created_at, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
@@ -68,16 +66,17 @@ impl Store {
         .bind(c.user_id)
         .bind(now)
         .bind(now + c.ttl)
-        .execute(&self.pool)
+        .execute()
         .await?;
         Ok(())
     }
 
     /// Kills a code (its delivery failed).
     pub async fn kill_code(&self, id: &str) -> anyhow::Result<()> {
-        sqlx::query("UPDATE otp_codes SET dead = 1 WHERE id = $1")
+        self.db
+            .query("UPDATE otp_codes SET dead = 1 WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute()
             .await?;
         Ok(())
     }
@@ -92,7 +91,7 @@ impl Store {
         max_attempts: i64,
     ) -> anyhow::Result<Option<Attempt>> {
         let now = now();
-        let row = sqlx::query(
+        let row = self.db.query(
             "UPDATE otp_codes SET attempts = attempts + 1
              WHERE id = (SELECT id FROM otp_codes WHERE ident_key = $1 AND client_id = $2 AND used_at IS NULL AND dead = 0
                          AND expires_at > $3 ORDER BY created_at DESC LIMIT 1)
@@ -104,7 +103,7 @@ impl Store {
         .bind(client_id)
         .bind(now)
         .bind(max_attempts)
-        .fetch_optional(&self.pool)
+        .fetch_optional()
         .await?;
         row.map(|r| {
             Ok(Attempt {
@@ -119,27 +118,29 @@ impl Store {
 
     /// Marks the code used; `false` when another request consumed it first.
     pub async fn consume_code(&self, id: &str) -> anyhow::Result<bool> {
-        let row = sqlx::query(
-            "UPDATE otp_codes SET used_at = $2 WHERE id = $1 AND used_at IS NULL AND dead = 0 RETURNING id",
-        )
-        .bind(id)
-        .bind(now())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = self
+            .db
+            .query("UPDATE otp_codes SET used_at = $2 WHERE id = $1 AND used_at IS NULL AND dead = 0 RETURNING id")
+            .bind(id)
+            .bind(now())
+            .fetch_optional()
+            .await?;
         Ok(row.is_some())
     }
 
     /// Consumes a magic link token: the code it came with is used up too.
     pub async fn consume_magic(&self, magic_digest: &str) -> anyhow::Result<Option<MagicUse>> {
-        let row = sqlx::query(
-            "UPDATE otp_codes SET used_at = $2, magic_used_at = $2
+        let row = self
+            .db
+            .query(
+                "UPDATE otp_codes SET used_at = $2, magic_used_at = $2
              WHERE magic_digest = $1 AND used_at IS NULL AND dead = 0 AND expires_at > $2
              RETURNING id, ident_key, client_id, user_id",
-        )
-        .bind(magic_digest)
-        .bind(now())
-        .fetch_optional(&self.pool)
-        .await?;
+            )
+            .bind(magic_digest)
+            .bind(now())
+            .fetch_optional()
+            .await?;
         row.map(|r| {
             Ok(MagicUse {
                 code_id: r.try_get("id")?,
@@ -156,23 +157,25 @@ impl Store {
     pub async fn claim_magic_handoff(&self, code_id: &str) -> anyhow::Result<bool> {
         // Polled every few seconds by each waiting tab: look first, so that
         // polling takes no write lock until there is something to claim.
-        let ready = sqlx::query(
-            "SELECT id FROM otp_codes WHERE id = $1 AND magic_used_at IS NOT NULL AND handed_off_at IS NULL",
-        )
-        .bind(code_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let ready = self
+            .db
+            .query("SELECT id FROM otp_codes WHERE id = $1 AND magic_used_at IS NOT NULL AND handed_off_at IS NULL")
+            .bind(code_id)
+            .fetch_optional()
+            .await?;
         if ready.is_none() {
             return Ok(false);
         }
-        let row = sqlx::query(
-            "UPDATE otp_codes SET handed_off_at = $2
+        let row = self
+            .db
+            .query(
+                "UPDATE otp_codes SET handed_off_at = $2
              WHERE id = $1 AND magic_used_at IS NOT NULL AND handed_off_at IS NULL RETURNING id",
-        )
-        .bind(code_id)
-        .bind(now())
-        .fetch_optional(&self.pool)
-        .await?;
+            )
+            .bind(code_id)
+            .bind(now())
+            .fetch_optional()
+            .await?;
         Ok(row.is_some())
     }
 
@@ -183,7 +186,7 @@ impl Store {
         ttl: i64,
     ) -> anyhow::Result<()> {
         let now = now();
-        sqlx::query(
+        self.db.query(
             "INSERT INTO verified_identifiers (digest, ident_key, kind, identifier, client_id, created_at, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -194,7 +197,7 @@ impl Store {
         .bind(&v.client_id)
         .bind(now)
         .bind(now + ttl)
-        .execute(&self.pool)
+        .execute()
         .await?;
         Ok(())
     }
@@ -205,15 +208,17 @@ impl Store {
         digest: &str,
         client_id: &str,
     ) -> anyhow::Result<Option<VerifiedIdentifier>> {
-        let row = sqlx::query(
-            "SELECT kind, identifier, ident_key, client_id FROM verified_identifiers
+        let row = self
+            .db
+            .query(
+                "SELECT kind, identifier, ident_key, client_id FROM verified_identifiers
              WHERE digest = $1 AND client_id = $2 AND used_at IS NULL AND expires_at > $3",
-        )
-        .bind(digest)
-        .bind(client_id)
-        .bind(now())
-        .fetch_optional(&self.pool)
-        .await?;
+            )
+            .bind(digest)
+            .bind(client_id)
+            .bind(now())
+            .fetch_optional()
+            .await?;
         row.map(|r| verified_from_row(&r)).transpose()
     }
 
@@ -224,22 +229,24 @@ impl Store {
         client_id: &str,
         ident_key: &str,
     ) -> anyhow::Result<Option<VerifiedIdentifier>> {
-        let row = sqlx::query(
-            "UPDATE verified_identifiers SET used_at = $4
+        let row = self
+            .db
+            .query(
+                "UPDATE verified_identifiers SET used_at = $4
              WHERE digest = $1 AND client_id = $2 AND ident_key = $3 AND used_at IS NULL AND expires_at > $4
              RETURNING kind, identifier, ident_key, client_id",
-        )
-        .bind(digest)
-        .bind(client_id)
-        .bind(ident_key)
-        .bind(now())
-        .fetch_optional(&self.pool)
-        .await?;
+            )
+            .bind(digest)
+            .bind(client_id)
+            .bind(ident_key)
+            .bind(now())
+            .fetch_optional()
+            .await?;
         row.map(|r| verified_from_row(&r)).transpose()
     }
 }
 
-fn verified_from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<VerifiedIdentifier> {
+fn verified_from_row(r: &Row) -> anyhow::Result<VerifiedIdentifier> {
     Ok(VerifiedIdentifier {
         kind: r.try_get("kind")?,
         identifier: r.try_get("identifier")?,

@@ -5,10 +5,11 @@ use super::{now, Store};
 
 impl Store {
     pub async fn revoke(&self, id: &str, expires_at: i64) -> anyhow::Result<()> {
-        sqlx::query("INSERT INTO revocations (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+        self.db
+            .query("INSERT INTO revocations (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
             .bind(id)
             .bind(expires_at)
-            .execute(&self.pool)
+            .execute()
             .await?;
         Ok(())
     }
@@ -17,16 +18,18 @@ impl Store {
     pub async fn is_revoked(&self, jti: &str, family: Option<&str>) -> anyhow::Result<bool> {
         let found = match family {
             Some(family) => {
-                sqlx::query("SELECT id FROM revocations WHERE id IN ($1, $2) LIMIT 1")
+                self.db
+                    .query("SELECT id FROM revocations WHERE id IN ($1, $2) LIMIT 1")
                     .bind(jti)
                     .bind(family)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional()
                     .await?
             }
             None => {
-                sqlx::query("SELECT id FROM revocations WHERE id = $1")
+                self.db
+                    .query("SELECT id FROM revocations WHERE id = $1")
                     .bind(jti)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional()
                     .await?
             }
         };
@@ -35,10 +38,11 @@ impl Store {
 
     /// Every revocation that still matters, as `(id, expires_at)`.
     pub async fn live_revocations(&self) -> anyhow::Result<Vec<(String, i64)>> {
-        use sqlx::Row;
-        let rows = sqlx::query("SELECT id, expires_at FROM revocations WHERE expires_at >= $1")
+        let rows = self
+            .db
+            .query("SELECT id, expires_at FROM revocations WHERE expires_at >= $1")
             .bind(now())
-            .fetch_all(&self.pool)
+            .fetch_all()
             .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("id")?, r.try_get("expires_at")?)))
@@ -46,9 +50,11 @@ impl Store {
     }
 
     pub async fn purge_expired_revocations(&self) -> anyhow::Result<u64> {
-        let r = sqlx::query("DELETE FROM revocations WHERE expires_at < $1")
+        let r = self
+            .db
+            .query("DELETE FROM revocations WHERE expires_at < $1")
             .bind(now())
-            .execute(&self.pool)
+            .execute()
             .await?;
         Ok(r.rows_affected())
     }

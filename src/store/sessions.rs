@@ -2,8 +2,6 @@
 //! random key; only its digest is stored. Ending a session is deleting its
 //! row, which every node sees on the next request.
 
-use sqlx::Row;
-
 use super::{now, Store};
 
 /// One of a user's sessions, for the account page.
@@ -16,10 +14,12 @@ pub struct SessionRow {
 
 impl Store {
     pub async fn session_state(&self, key_digest: &str) -> anyhow::Result<Option<String>> {
-        let row = sqlx::query("SELECT state FROM sessions WHERE key_digest = $1 AND expires_at > $2")
+        let row = self
+            .db
+            .query("SELECT state FROM sessions WHERE key_digest = $1 AND expires_at > $2")
             .bind(key_digest)
             .bind(now())
-            .fetch_optional(&self.pool)
+            .fetch_optional()
             .await?;
         row.map(|r| Ok(r.try_get("state")?)).transpose()
     }
@@ -32,17 +32,18 @@ impl Store {
         ttl: i64,
     ) -> anyhow::Result<()> {
         let now = now();
-        sqlx::query(
-            "INSERT INTO sessions (key_digest, user_id, state, created_at, updated_at, expires_at)
+        self.db
+            .query(
+                "INSERT INTO sessions (key_digest, user_id, state, created_at, updated_at, expires_at)
              VALUES ($1, $2, $3, $4, $4, $5)",
-        )
-        .bind(key_digest)
-        .bind(user_id)
-        .bind(state)
-        .bind(now)
-        .bind(now + ttl)
-        .execute(&self.pool)
-        .await?;
+            )
+            .bind(key_digest)
+            .bind(user_id)
+            .bind(state)
+            .bind(now)
+            .bind(now + ttl)
+            .execute()
+            .await?;
         Ok(())
     }
 
@@ -55,66 +56,76 @@ impl Store {
         ttl: i64,
     ) -> anyhow::Result<bool> {
         let now = now();
-        let r = sqlx::query(
-            "UPDATE sessions SET user_id = $2, state = $3, updated_at = $4, expires_at = $5 WHERE key_digest = $1",
-        )
-        .bind(key_digest)
-        .bind(user_id)
-        .bind(state)
-        .bind(now)
-        .bind(now + ttl)
-        .execute(&self.pool)
-        .await?;
+        let r = self
+            .db
+            .query(
+                "UPDATE sessions SET user_id = $2, state = $3, updated_at = $4, expires_at = $5 WHERE key_digest = $1",
+            )
+            .bind(key_digest)
+            .bind(user_id)
+            .bind(state)
+            .bind(now)
+            .bind(now + ttl)
+            .execute()
+            .await?;
         Ok(r.rows_affected() == 1)
     }
 
     pub async fn touch_session(&self, key_digest: &str, ttl: i64) -> anyhow::Result<()> {
         let now = now();
-        sqlx::query("UPDATE sessions SET updated_at = $2, expires_at = $3 WHERE key_digest = $1")
+        self.db
+            .query("UPDATE sessions SET updated_at = $2, expires_at = $3 WHERE key_digest = $1")
             .bind(key_digest)
             .bind(now)
             .bind(now + ttl)
-            .execute(&self.pool)
+            .execute()
             .await?;
         Ok(())
     }
 
     pub async fn delete_session(&self, key_digest: &str) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE key_digest = $1")
+        self.db
+            .query("DELETE FROM sessions WHERE key_digest = $1")
             .bind(key_digest)
-            .execute(&self.pool)
+            .execute()
             .await?;
         Ok(())
     }
 
     /// Ends one of this user's sessions; `false` when it is not theirs or gone.
     pub async fn end_user_session(&self, user_id: &str, key_digest: &str) -> anyhow::Result<bool> {
-        let r = sqlx::query("DELETE FROM sessions WHERE key_digest = $1 AND user_id = $2")
+        let r = self
+            .db
+            .query("DELETE FROM sessions WHERE key_digest = $1 AND user_id = $2")
             .bind(key_digest)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute()
             .await?;
         Ok(r.rows_affected() == 1)
     }
 
     /// Ends every session of a user (sign out everywhere, disable, delete).
     pub async fn end_sessions_of(&self, user_id: &str) -> anyhow::Result<u64> {
-        let r = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        let r = self
+            .db
+            .query("DELETE FROM sessions WHERE user_id = $1")
             .bind(user_id)
-            .execute(&self.pool)
+            .execute()
             .await?;
         Ok(r.rows_affected())
     }
 
     pub async fn sessions_of(&self, user_id: &str) -> anyhow::Result<Vec<SessionRow>> {
-        let rows = sqlx::query(
-            "SELECT key_digest, state, created_at, updated_at FROM sessions
+        let rows = self
+            .db
+            .query(
+                "SELECT key_digest, state, created_at, updated_at FROM sessions
              WHERE user_id = $1 AND expires_at > $2 ORDER BY created_at DESC LIMIT 50",
-        )
-        .bind(user_id)
-        .bind(now())
-        .fetch_all(&self.pool)
-        .await?;
+            )
+            .bind(user_id)
+            .bind(now())
+            .fetch_all()
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(SessionRow {
@@ -132,14 +143,16 @@ impl Store {
     /// fill the table.
     pub async fn purge_expired_sessions(&self, anonymous_idle: i64) -> anyhow::Result<()> {
         let now = now();
-        sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR (user_id IS NULL AND updated_at <= $2)")
+        self.db
+            .query("DELETE FROM sessions WHERE expires_at <= $1 OR (user_id IS NULL AND updated_at <= $2)")
             .bind(now)
             .bind(now - anonymous_idle)
-            .execute(&self.pool)
+            .execute()
             .await?;
-        sqlx::query("DELETE FROM auth_codes WHERE expires_at <= $1")
+        self.db
+            .query("DELETE FROM auth_codes WHERE expires_at <= $1")
             .bind(now - 86_400)
-            .execute(&self.pool)
+            .execute()
             .await?;
         Ok(())
     }

@@ -1,8 +1,6 @@
 //! Refresh tokens, in families: every rotation adds a token to the family;
 //! presenting a rotated (used) token again revokes the whole family.
 
-use sqlx::Row;
-
 use super::{now, Store};
 
 #[derive(Debug, Clone)]
@@ -18,52 +16,60 @@ pub struct Family {
 }
 
 impl Store {
-    /// The family, then its first token if any (no transaction: a family whose
-    /// token insert failed has no token and so can never be used).
+    /// The family, then its first token if any: one group (one commit on
+    /// SQLite). Were the token insert to fail alone, the family would have
+    /// no token and so could never be used.
     pub async fn insert_family(&self, f: &Family, first_token_digest: Option<&str>) -> anyhow::Result<()> {
         let now = now();
-        sqlx::query(
-            "INSERT INTO token_families (id, client_id, user_id, scope, amr, auth_time, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&f.id)
-        .bind(&f.client_id)
-        .bind(&f.user_id)
-        .bind(&f.scope)
-        .bind(&f.amr)
-        .bind(f.auth_time)
-        .bind(now)
-        .bind(f.expires_at)
-        .execute(&self.pool)
-        .await?;
-        if let Some(digest) = first_token_digest {
-            sqlx::query("INSERT INTO refresh_tokens (digest, family_id, created_at) VALUES ($1, $2, $3)")
-                .bind(digest)
+        self.grouped(async {
+            self.db
+                .query(
+                    "INSERT INTO token_families (id, client_id, user_id, scope, amr, auth_time, created_at, expires_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
                 .bind(&f.id)
+                .bind(&f.client_id)
+                .bind(&f.user_id)
+                .bind(&f.scope)
+                .bind(&f.amr)
+                .bind(f.auth_time)
                 .bind(now)
-                .execute(&self.pool)
+                .bind(f.expires_at)
+                .execute()
                 .await?;
-        }
+            if let Some(digest) = first_token_digest {
+                self.db
+                    .query("INSERT INTO refresh_tokens (digest, family_id, created_at) VALUES ($1, $2, $3)")
+                    .bind(digest)
+                    .bind(&f.id)
+                    .bind(now)
+                    .execute()
+                    .await?;
+            }
+            Ok::<_, super::DbError>(())
+        })
+        .await?;
         Ok(())
     }
 
     pub async fn insert_refresh_token(&self, digest: &str, family_id: &str) -> anyhow::Result<()> {
-        sqlx::query("INSERT INTO refresh_tokens (digest, family_id, created_at) VALUES ($1, $2, $3)")
+        self.db
+            .query("INSERT INTO refresh_tokens (digest, family_id, created_at) VALUES ($1, $2, $3)")
             .bind(digest)
             .bind(family_id)
             .bind(now())
-            .execute(&self.pool)
+            .execute()
             .await?;
         Ok(())
     }
 
     async fn family_of(&self, digest: &str) -> anyhow::Result<Option<(Family, bool)>> {
-        let row = sqlx::query(
+        let row = self.db.query(
             "SELECT f.id, f.client_id, f.user_id, f.scope, f.amr, f.auth_time, f.expires_at, f.revoked_at, t.used_at
              FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id WHERE t.digest = $1",
         )
         .bind(digest)
-        .fetch_optional(&self.pool)
+        .fetch_optional()
         .await?;
         let Some(r) = row else { return Ok(None) };
         let family = Family {
@@ -86,13 +92,13 @@ impl Store {
 
     /// Marks the token used; `false` when another request used it first (one atomic statement).
     pub async fn consume_refresh_token(&self, digest: &str) -> anyhow::Result<bool> {
-        let row = sqlx::query(
-            "UPDATE refresh_tokens SET used_at = $2 WHERE digest = $1 AND used_at IS NULL RETURNING digest",
-        )
-        .bind(digest)
-        .bind(now())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = self
+            .db
+            .query("UPDATE refresh_tokens SET used_at = $2 WHERE digest = $1 AND used_at IS NULL RETURNING digest")
+            .bind(digest)
+            .bind(now())
+            .fetch_optional()
+            .await?;
         Ok(row.is_some())
     }
 
@@ -101,10 +107,11 @@ impl Store {
     /// Returns until when the family's id stays on the revocation list.
     pub async fn revoke_family(&self, family_id: &str, access_ttl: i64) -> anyhow::Result<i64> {
         let now = now();
-        sqlx::query("UPDATE token_families SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+        self.db
+            .query("UPDATE token_families SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
             .bind(family_id)
             .bind(now)
-            .execute(&self.pool)
+            .execute()
             .await?;
         let until = now + access_ttl + 60;
         self.revoke(family_id, until).await?;
@@ -113,15 +120,17 @@ impl Store {
 
     /// The ids of a user's live (unrevoked) token families, at one client or all.
     pub async fn live_families(&self, user_id: &str, client_id: Option<&str>) -> anyhow::Result<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT id FROM token_families
+        let rows = self
+            .db
+            .query(
+                "SELECT id FROM token_families
              WHERE user_id = $1 AND ($2 = '' OR client_id = $2) AND revoked_at IS NULL AND expires_at > $3",
-        )
-        .bind(user_id)
-        .bind(client_id.unwrap_or(""))
-        .bind(now())
-        .fetch_all(&self.pool)
-        .await?;
+            )
+            .bind(user_id)
+            .bind(client_id.unwrap_or(""))
+            .bind(now())
+            .fetch_all()
+            .await?;
         rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
     }
 }

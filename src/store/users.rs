@@ -1,8 +1,7 @@
 //! User accounts. Uniqueness (phone, email, username) is enforced by the
 //! database: a losing concurrent insert gets `Conflict`, never a duplicate.
 
-use sqlx::any::AnyRow;
-use sqlx::Row;
+use super::Row;
 
 use super::{now, Store};
 
@@ -49,7 +48,7 @@ pub enum InsertUser {
 
 const COLUMNS: &str = "id, username, email, email_verified, phone, phone_verified, first_name, last_name, password_hash, metadata, is_admin, disabled, created_at, updated_at";
 
-fn from_row(r: &AnyRow) -> anyhow::Result<User> {
+fn from_row(r: &Row) -> anyhow::Result<User> {
     Ok(User {
         id: r.try_get("id")?,
         username: r.try_get("username")?,
@@ -70,8 +69,8 @@ fn from_row(r: &AnyRow) -> anyhow::Result<User> {
 
 impl Store {
     pub async fn user(&self, id: &str) -> anyhow::Result<Option<User>> {
-        let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE id = $1"));
-        let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
+        let row = self.db.query(sql).bind(id).fetch_optional().await?;
         row.as_ref().map(from_row).transpose()
     }
 
@@ -81,16 +80,13 @@ impl Store {
             "phone" => format!("SELECT {COLUMNS} FROM users WHERE phone = $1"),
             _ => format!("SELECT {COLUMNS} FROM users WHERE email_key = $1"),
         };
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = self.db.query(sql).bind(key).fetch_optional().await?;
         row.as_ref().map(from_row).transpose()
     }
 
     pub async fn insert_user(&self, u: &NewUser<'_>) -> anyhow::Result<InsertUser> {
         let now = now();
-        let result = sqlx::query(
+        let result = self.db.query(
             "INSERT INTO users (id, username, username_key, email, email_key, email_verified, phone, phone_verified,
                first_name, last_name, password_hash, metadata, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
@@ -110,14 +106,13 @@ impl Store {
         .bind(u.password_hash)
         .bind(u.metadata.to_string())
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one()
         .await;
         match result {
             Ok(row) => Ok(InsertUser::Created(Box::new(from_row(&row)?))),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                let msg = e.message().to_ascii_lowercase();
-                let constraint = e.constraint().unwrap_or("").to_ascii_lowercase();
-                let which = |col: &str| msg.contains(col) || constraint.contains(col);
+            Err(e) if e.is_unique_violation() => {
+                let msg = e.to_string().to_ascii_lowercase();
+                let which = |col: &str| msg.contains(col);
                 Ok(InsertUser::Conflict(if which("phone") {
                     "phone"
                 } else if which("email") {
@@ -138,11 +133,13 @@ impl Store {
              WHERE username_key LIKE $1 OR email_key LIKE $1 OR phone LIKE $1 OR id = $2
              ORDER BY created_at DESC, id LIMIT $3"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = self
+            .db
+            .query(sql)
             .bind(pattern)
             .bind(search.unwrap_or(""))
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all()
             .await?;
         rows.iter().map(from_row).collect()
     }
@@ -152,10 +149,12 @@ impl Store {
         let sql = format!(
             "SELECT {COLUMNS} FROM users WHERE id = $1 OR username_key = $2 OR email_key = $2 OR phone = $1 LIMIT 1"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let row = self
+            .db
+            .query(sql)
             .bind(key)
             .bind(key.to_lowercase())
-            .fetch_optional(&self.pool)
+            .fetch_optional()
             .await?;
         row.as_ref().map(from_row).transpose()
     }
@@ -165,11 +164,13 @@ impl Store {
             UserFlag::Disabled => "UPDATE users SET disabled = $2, updated_at = $3 WHERE id = $1",
             UserFlag::Admin => "UPDATE users SET is_admin = $2, updated_at = $3 WHERE id = $1",
         };
-        let r = sqlx::query(sql)
+        let r = self
+            .db
+            .query(sql)
             .bind(id)
             .bind(on as i64)
             .bind(now())
-            .execute(&self.pool)
+            .execute()
             .await?;
         if matches!(flag, UserFlag::Disabled) && on {
             // A disabled account is signed out on every node.
@@ -182,34 +183,37 @@ impl Store {
     /// the account; `false` when another account already uses it.
     pub async fn set_identifier(&self, id: &str, kind: &str, address: &str, key: &str) -> anyhow::Result<bool> {
         let query = match kind {
-            "phone" => sqlx::query("UPDATE users SET phone = $2, phone_verified = 1, updated_at = $3 WHERE id = $1")
+            "phone" => self
+                .db
+                .query("UPDATE users SET phone = $2, phone_verified = 1, updated_at = $3 WHERE id = $1")
                 .bind(id)
                 .bind(address)
                 .bind(now()),
-            _ => sqlx::query(
-                "UPDATE users SET email = $2, email_key = $3, email_verified = 1, updated_at = $4 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(address)
-            .bind(key)
-            .bind(now()),
+            _ => self
+                .db
+                .query("UPDATE users SET email = $2, email_key = $3, email_verified = 1, updated_at = $4 WHERE id = $1")
+                .bind(id)
+                .bind(address)
+                .bind(key)
+                .bind(now()),
         };
-        let result = query.execute(&self.pool).await;
+        let result = query.execute().await;
         match result {
             Ok(_) => Ok(true),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+            Err(e) if e.is_unique_violation() => Ok(false),
             Err(e) => Err(e.into()),
         }
     }
 
     /// Changes the profile names (the account page).
     pub async fn set_names(&self, id: &str, first_name: &str, last_name: &str) -> anyhow::Result<()> {
-        sqlx::query("UPDATE users SET first_name = $2, last_name = $3, updated_at = $4 WHERE id = $1")
+        self.db
+            .query("UPDATE users SET first_name = $2, last_name = $3, updated_at = $4 WHERE id = $1")
             .bind(id)
             .bind(first_name)
             .bind(last_name)
             .bind(now())
-            .execute(&self.pool)
+            .execute()
             .await?;
         Ok(())
     }
@@ -217,13 +221,16 @@ impl Store {
     /// Deletes the account with its sessions and consents (the caller revokes its tokens).
     pub async fn delete_user(&self, id: &str) -> anyhow::Result<bool> {
         self.end_sessions_of(id).await?;
-        sqlx::query("DELETE FROM consents WHERE user_id = $1")
+        self.db
+            .query("DELETE FROM consents WHERE user_id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute()
             .await?;
-        let r = sqlx::query("DELETE FROM users WHERE id = $1")
+        let r = self
+            .db
+            .query("DELETE FROM users WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute()
             .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -239,10 +246,7 @@ impl Store {
     /// The user signing in with this username or email (case-insensitive), with their password hash.
     pub async fn user_for_password(&self, login: &str) -> anyhow::Result<Option<(User, Option<String>)>> {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE username_key = $1 OR email_key = $1 LIMIT 1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(login.to_lowercase())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = self.db.query(sql).bind(login.to_lowercase()).fetch_optional().await?;
         row.map(|r| Ok((from_row(&r)?, r.try_get("password_hash")?)))
             .transpose()
     }
@@ -254,23 +258,25 @@ impl Store {
         username: Option<&str>,
         password_hash: Option<&str>,
     ) -> anyhow::Result<InsertUser> {
-        let result = sqlx::query(
-            "UPDATE users SET username = COALESCE($2, username), username_key = COALESCE($3, username_key),
+        let result = self
+            .db
+            .query(
+                "UPDATE users SET username = COALESCE($2, username), username_key = COALESCE($3, username_key),
                password_hash = COALESCE($4, password_hash), updated_at = $5 WHERE id = $1
              RETURNING id, username, email, email_verified, phone, phone_verified, first_name, last_name,
                password_hash, metadata, is_admin, disabled, created_at, updated_at",
-        )
-        .bind(id)
-        .bind(username)
-        .bind(username.map(str::to_lowercase))
-        .bind(password_hash)
-        .bind(now())
-        .fetch_optional(&self.pool)
-        .await;
+            )
+            .bind(id)
+            .bind(username)
+            .bind(username.map(str::to_lowercase))
+            .bind(password_hash)
+            .bind(now())
+            .fetch_optional()
+            .await;
         match result {
             Ok(Some(row)) => Ok(InsertUser::Created(Box::new(from_row(&row)?))),
             Ok(None) => anyhow::bail!("no such user"),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(InsertUser::Conflict("username")),
+            Err(e) if e.is_unique_violation() => Ok(InsertUser::Conflict("username")),
             Err(e) => Err(e.into()),
         }
     }

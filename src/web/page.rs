@@ -269,8 +269,8 @@ impl From<ApiError> for PageError {
     }
 }
 
-impl From<sqlx::Error> for PageError {
-    fn from(e: sqlx::Error) -> Self {
+impl From<crate::store::DbError> for PageError {
+    fn from(e: crate::store::DbError) -> Self {
         PageError::Internal(e.into())
     }
 }

@@ -82,6 +82,16 @@ impl Db {
     pub fn dir(&self) -> &PathBuf {
         &self.dir
     }
+
+    /// Runs SQL on this database from outside the app (to move its clock).
+    pub async fn execute(&self, sql: &str) {
+        match &self.pg_schema {
+            Some(_) => run_pg(&self.url, sql).await.unwrap(),
+            None => rusqlite::Connection::open(self.dir.join("sesame.db"))
+                .and_then(|c| c.execute_batch(sql))
+                .unwrap(),
+        }
+    }
 }
 
 async fn run_pg(url: &str, sql: &str) -> Result<(), sqlx::Error> {

@@ -102,11 +102,7 @@ async fn codes_are_bound_to_client_redirect_and_expiry(db: Db) {
     // Past its 60 seconds, a code is refused (the clock is moved in the database).
     let (page, verifier) = start(&mut b, &[]).await;
     let code = page.location_param("code").unwrap();
-    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
-    sqlx::query("UPDATE auth_codes SET expires_at = created_at - 1")
-        .execute(&pool)
-        .await
-        .unwrap();
+    db.execute("UPDATE auth_codes SET expires_at = created_at - 1").await;
     let res = assert_error(exchange(&app, &code, &verifier).await, 400, "invalid_grant").await;
     assert!(res["error_description"].as_str().unwrap().contains("expired"), "{res}");
 }

@@ -9,7 +9,7 @@ use crate::domain::Identifier;
 use crate::error::{invalid_request, ApiError};
 use crate::oauth::issue::{self, UserTokens};
 use crate::otp::{self, Origin};
-use crate::params::peer_ip;
+use crate::params::{peer_ip, Params};
 use crate::state::AppState;
 use crate::store::users::User;
 
@@ -34,58 +34,11 @@ fn handle(req: GrantRequest) -> GrantFuture {
             client,
             ip: ip.as_deref(),
         };
-        let existing = state.store.user_by_identifier(ident.kind(), ident.key()).await?;
-        let create_first = || {
-            ApiError::InvalidGrant(
-                "no account for this identifier: create the account first (PUT /api/v1/user/)".into(),
-            )
-        };
-
-        match (params.get("secret_identifier"), params.get("code")) {
-            (Some(secret), None) => {
-                let digest = otp::secret_identifier_digest(state, secret);
-                let key = otp::ident_key(state, &ident);
-                let bad = || {
-                    ApiError::InvalidGrant(
-                        "secret_identifier is invalid, expired, used, or not for this client and identifier".into(),
-                    )
-                };
-                if existing.is_none() && !state.settings.otp.auto_create_accounts {
-                    // Say so without spending the identifier, so the app can create the account and retry.
-                    let live = state
-                        .store
-                        .verified_identifier(&digest, &client.id)
-                        .await?
-                        .filter(|v| v.ident_key == key);
-                    return Err(if live.is_some() { create_first() } else { bad() });
-                }
-                state
-                    .store
-                    .consume_verified_identifier(&digest, &client.id, &key)
-                    .await?
-                    .ok_or_else(bad)?;
-            }
-            (None, Some(code)) => {
-                otp::verify_code(state, &origin, &ident, code)
-                    .await
-                    .map_err(|e| match e {
-                        ApiError::InvalidCode(d) => ApiError::InvalidGrant(d),
-                        other => other,
-                    })?;
-            }
-            (Some(_), Some(_)) => return Err(invalid_request("send `secret_identifier` or `code`, not both")),
-            (None, None) => {
-                return Err(invalid_request(
-                    "`secret_identifier` (from /otp/verifycode/) or `code` is required",
-                ));
-            }
-        }
-
-        let user = match existing {
-            Some(u) => u,
-            None if state.settings.otp.auto_create_accounts => create_account(state, &ident).await?,
-            None => return Err(create_first()),
-        };
+        // One group, so one commit on SQLite.
+        let user = state
+            .store
+            .grouped(prove_and_find_account(state, &origin, params, &ident))
+            .await?;
         if user.disabled {
             return Err(ApiError::InvalidGrant("this account is disabled".into()));
         }
@@ -110,6 +63,67 @@ fn handle(req: GrantRequest) -> GrantFuture {
         )
         .await
     })
+}
+
+/// Spends the `secret_identifier` or the code, and finds the account (or
+/// creates it, with `otp.auto_create_accounts`).
+async fn prove_and_find_account(
+    state: &AppState,
+    origin: &Origin<'_>,
+    params: &Params,
+    ident: &Identifier,
+) -> Result<User, ApiError> {
+    let client = origin.client;
+    let existing = state.store.user_by_identifier(ident.kind(), ident.key()).await?;
+    let create_first = || {
+        ApiError::InvalidGrant("no account for this identifier: create the account first (PUT /api/v1/user/)".into())
+    };
+
+    match (params.get("secret_identifier"), params.get("code")) {
+        (Some(secret), None) => {
+            let digest = otp::secret_identifier_digest(state, secret);
+            let key = otp::ident_key(state, ident);
+            let bad = || {
+                ApiError::InvalidGrant(
+                    "secret_identifier is invalid, expired, used, or not for this client and identifier".into(),
+                )
+            };
+            if existing.is_none() && !state.settings.otp.auto_create_accounts {
+                // Say so without spending the identifier, so the app can create the account and retry.
+                let live = state
+                    .store
+                    .verified_identifier(&digest, &client.id)
+                    .await?
+                    .filter(|v| v.ident_key == key);
+                return Err(if live.is_some() { create_first() } else { bad() });
+            }
+            state
+                .store
+                .consume_verified_identifier(&digest, &client.id, &key)
+                .await?
+                .ok_or_else(bad)?;
+        }
+        (None, Some(code)) => {
+            otp::verify_code(state, origin, ident, code)
+                .await
+                .map_err(|e| match e {
+                    ApiError::InvalidCode(d) => ApiError::InvalidGrant(d),
+                    other => other,
+                })?;
+        }
+        (Some(_), Some(_)) => return Err(invalid_request("send `secret_identifier` or `code`, not both")),
+        (None, None) => {
+            return Err(invalid_request(
+                "`secret_identifier` (from /otp/verifycode/) or `code` is required",
+            ));
+        }
+    }
+
+    match existing {
+        Some(u) => Ok(u),
+        None if state.settings.otp.auto_create_accounts => create_account(state, ident).await,
+        None => Err(create_first()),
+    }
 }
 
 /// `otp.auto_create_accounts`: an account with just the verified identifier.
