@@ -39,8 +39,21 @@ pub fn refresh_digest(state: &AppState, token: &str) -> String {
 }
 
 pub async fn issue(state: &AppState, t: UserTokens<'_>) -> Result<TokenResponse, ApiError> {
+    let stored = store(state, &t).await?;
+    sign(state, t, stored)
+}
+
+/// What `store` wrote: the refresh token to hand out and the family id.
+pub struct Stored {
+    refresh_token: Option<String>,
+    family_id: Option<String>,
+}
+
+/// The database half of `issue`: the refresh token and its family. A
+/// grant can run it in its statement group and sign outside it.
+pub async fn store(state: &AppState, t: &UserTokens<'_>) -> Result<Stored, ApiError> {
     let refreshes = t.client.allows_grant("refresh_token");
-    let (refresh_token, family_id) = match (t.family, t.new_family) {
+    let (refresh_token, family_id) = match (t.family, &t.new_family) {
         (Some(f), _) => {
             let token = crypto::random_token::<32>();
             state
@@ -52,7 +65,7 @@ pub async fn issue(state: &AppState, t: UserTokens<'_>) -> Result<TokenResponse,
         (None, new_family) if refreshes || new_family.is_some() => {
             let token = refreshes.then(crypto::random_token::<32>);
             let family = Family {
-                id: new_family.unwrap_or_else(crypto::random_token::<16>),
+                id: new_family.clone().unwrap_or_else(crypto::random_token::<16>),
                 client_id: t.client.id.clone(),
                 user_id: t.user.id.clone(),
                 scope: t.scope.to_string(),
@@ -67,6 +80,18 @@ pub async fn issue(state: &AppState, t: UserTokens<'_>) -> Result<TokenResponse,
         }
         (None, _) => (None, None),
     };
+    Ok(Stored {
+        refresh_token,
+        family_id,
+    })
+}
+
+/// The signing half of `issue`: the access token and the ID token.
+pub fn sign(state: &AppState, t: UserTokens<'_>, stored: Stored) -> Result<TokenResponse, ApiError> {
+    let Stored {
+        refresh_token,
+        family_id,
+    } = stored;
     let access = access_token::issue(
         state,
         &access_token::Grant {

@@ -19,7 +19,9 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::Future;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -395,24 +397,47 @@ impl Query<'_> {
 /// before `$2` would otherwise take the wrong value.
 fn prepare<'c>(c: &'c rusqlite::Connection, sql: &str, args: &[Arg]) -> DbResult<rusqlite::CachedStatement<'c>> {
     let mut stmt = c.prepare_cached(sql)?;
-    for i in 1..=stmt.parameter_count() {
-        let n = match stmt.parameter_name(i) {
-            Some(name) => name
-                .strip_prefix('$')
-                .and_then(|n| n.parse::<usize>().ok())
-                .ok_or_else(|| column_error(name, "placeholders must be $1, $2, …"))?,
-            None => i,
-        };
+    let order = placeholder_order(&stmt, sql)?;
+    for (i, &n) in order.iter().enumerate() {
         let arg = args
             .get(n - 1)
             .ok_or_else(|| column_error(&format!("${n}"), "no value bound"))?;
         match arg {
-            Arg::Int(v) => stmt.raw_bind_parameter(i, v)?,
-            Arg::Text(v) => stmt.raw_bind_parameter(i, v)?,
-            Arg::NullInt | Arg::NullText => stmt.raw_bind_parameter(i, rusqlite::types::Null)?,
+            Arg::Int(v) => stmt.raw_bind_parameter(i + 1, v)?,
+            Arg::Text(v) => stmt.raw_bind_parameter(i + 1, v)?,
+            Arg::NullInt | Arg::NullText => stmt.raw_bind_parameter(i + 1, rusqlite::types::Null)?,
         }
     }
     Ok(stmt)
+}
+
+/// For each of the statement's parameters, the `N` of its `$N`; worked out
+/// once per SQL text (asking SQLite for names costs more than the statement).
+fn placeholder_order(stmt: &rusqlite::Statement<'_>, sql: &str) -> DbResult<Rc<[usize]>> {
+    thread_local! {
+        static ORDERS: RefCell<HashMap<String, Rc<[usize]>>> = RefCell::default();
+    }
+    if let Some(order) = ORDERS.with(|o| o.borrow().get(sql).cloned()) {
+        return Ok(order);
+    }
+    let order = (1..=stmt.parameter_count())
+        .map(|i| match stmt.parameter_name(i) {
+            Some(name) => name
+                .strip_prefix('$')
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|&n| n > 0)
+                .ok_or_else(|| column_error(name, "placeholders must be $1, $2, …")),
+            None => Ok(i),
+        })
+        .collect::<DbResult<Rc<[usize]>>>()?;
+    ORDERS.with(|o| {
+        let mut o = o.borrow_mut();
+        if o.len() >= 1024 {
+            o.clear();
+        }
+        o.insert(sql.to_string(), order.clone());
+    });
+    Ok(order)
 }
 
 fn column_error(column: &str, problem: &str) -> DbError {

@@ -5,7 +5,7 @@
 //! phone number or email alone never yields tokens.
 
 use super::{requested_scope, Grant, GrantFuture, GrantRequest};
-use crate::domain::Identifier;
+use crate::domain::{Client, Identifier, Scope};
 use crate::error::{invalid_request, ApiError};
 use crate::oauth::issue::{self, UserTokens};
 use crate::otp::{self, Origin};
@@ -34,35 +34,56 @@ fn handle(req: GrantRequest) -> GrantFuture {
             client,
             ip: ip.as_deref(),
         };
-        // One group, so one commit on SQLite.
-        let user = state
-            .store
-            .grouped(prove_and_find_account(state, &origin, params, &ident))
-            .await?;
-        if user.disabled {
-            return Err(ApiError::InvalidGrant("this account is disabled".into()));
-        }
         let amr = match ident {
             Identifier::Phone(_) => vec!["otp".to_string(), "sms".to_string()],
             Identifier::Email(_) => vec!["otp".to_string()],
         };
-        issue::issue(
+        let auth_time = crate::store::now();
+        // Everything stored is one group, so one commit on SQLite; the
+        // tokens are signed after it.
+        let (user, stored) = state
+            .store
+            .grouped(async {
+                let user = prove_and_find_account(state, &origin, params, &ident).await?;
+                if user.disabled {
+                    return Err(ApiError::InvalidGrant("this account is disabled".into()));
+                }
+                let stored = issue::store(
+                    state,
+                    &tokens_for(client, &user, &scope, &amr, auth_time, ip.as_deref()),
+                )
+                .await?;
+                Ok((user, stored))
+            })
+            .await?;
+        issue::sign(
             state,
-            UserTokens {
-                client,
-                user: &user,
-                scope: &scope,
-                amr,
-                auth_time: crate::store::now(),
-                nonce: None,
-                family: None,
-                new_family: None,
-                ip: ip.as_deref(),
-                grant: "otp",
-            },
+            tokens_for(client, &user, &scope, &amr, auth_time, ip.as_deref()),
+            stored,
         )
-        .await
     })
+}
+
+fn tokens_for<'a>(
+    client: &'a Client,
+    user: &'a User,
+    scope: &'a Scope,
+    amr: &[String],
+    auth_time: i64,
+    ip: Option<&'a str>,
+) -> UserTokens<'a> {
+    UserTokens {
+        client,
+        user,
+        scope,
+        amr: amr.to_vec(),
+        auth_time,
+        nonce: None,
+        family: None,
+        new_family: None,
+        ip,
+        grant: "otp",
+    }
 }
 
 /// Spends the `secret_identifier` or the code, and finds the account (or
