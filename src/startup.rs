@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::jose::Keys;
 use crate::oauth::revocations::Revocations;
 use crate::state::AppState;
-use crate::store::Store;
+use crate::store::{Backend, Store};
 use crate::{api, clients, health, oauth, oidc, web as pages};
 
 /// How long a session that never signed in is kept after its last change.
@@ -73,7 +73,14 @@ impl Application {
         let discovery = serde_json::to_vec(&oidc::discovery::document(&settings))?.into();
         let delivery = crate::delivery::Delivery::from_settings(&settings)?;
         let revocations = Revocations::load(&store, settings.server.revocation_sync).await?;
-        let audit = crate::audit::AuditLog::start(store.clone());
+        // On PostgreSQL the audit writer has a connection of its own, opened
+        // from its own task: pooled connections opened by a request belong
+        // to that worker's runtime, which is gone by the final flush.
+        let audit_store = match store.backend {
+            Backend::Sqlite => store.clone(),
+            Backend::Postgres => Store::connect(&settings.database.url, Some(1)).await?,
+        };
+        let audit = crate::audit::AuditLog::start(audit_store);
         let state = Arc::new(AppState {
             settings,
             store,

@@ -31,6 +31,10 @@ fn free_port() -> u16 {
 }
 
 fn start_node(db: &Db, sms_url: &str) -> Node {
+    start_node_logging_to(db, sms_url, Stdio::inherit())
+}
+
+fn start_node_logging_to(db: &Db, sms_url: &str, stderr: Stdio) -> Node {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_sesame"))
         .arg("serve")
@@ -46,6 +50,7 @@ fn start_node(db: &Db, sms_url: &str) -> Node {
         .env("SESAME_LOG__LEVEL", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("sesame serve starts");
     Node {
@@ -154,5 +159,64 @@ async fn two_nodes_on_one_postgres_database_behave_as_one_service() {
         post(&http, &a, "/otp/getcode/", &phone).await.status(),
         429,
         "the lockout holds on every node"
+    );
+}
+
+crate::db_test!(a_stopped_node_has_written_its_audit_trail);
+
+/// SIGTERM drains the node, audit queue included: on PostgreSQL the last
+/// batch must not depend on connections that belonged to the stopped workers.
+async fn a_stopped_node_has_written_its_audit_trail(db: Db) {
+    std::fs::write(db.dir().join("clients.toml"), crate::helpers::clients_toml()).unwrap();
+    let sms = Receiver::start().await;
+    let mut node = start_node_logging_to(&db, &format!("{}/sms", sms.url), Stdio::piped());
+    let http = reqwest::Client::new();
+    wait_ready(&http, &node).await;
+    // Concurrent requests, so that the node's pool opens connections on its
+    // workers, and SIGTERM while they are in flight.
+    let sends = (0..40).map(|i| {
+        let (http, url) = (http.clone(), node.url.clone());
+        tokio::spawn(async move {
+            http.post(format!("{url}/otp/getcode/"))
+                .header("Authorization", basic(APP.0, APP.1))
+                .form(&[("phone", format!("+1415555{:04}", 2000 + i))])
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        })
+    });
+    let sends: Vec<_> = sends.collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let stopped = Command::new("kill")
+        .args(["-TERM", &node.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let mut answered = 0;
+    for send in sends {
+        answered += send.await.unwrap() as usize;
+    }
+    assert!(answered > 0, "some codes were sent before the stop");
+    let (status, log) = tokio::task::spawn_blocking(move || {
+        let mut log = String::new();
+        std::io::Read::read_to_string(&mut node.child.stderr.take().unwrap(), &mut log).unwrap();
+        (node.child.wait().unwrap(), log)
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "sesame serve exits cleanly on SIGTERM: {status}");
+    assert!(!log.contains("could not write audit events"), "{log}");
+
+    let store = sesame::store::Store::connect(&db.url, Some(1)).await.unwrap();
+    let sent = store
+        .audit_events(500)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(event, _, _)| event == "code_sent")
+        .count();
+    assert_eq!(
+        sent, answered,
+        "every code sent has its event, written before the node exited"
     );
 }
