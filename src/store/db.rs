@@ -9,7 +9,9 @@
 //!   under load, which capped the OTP flow near 400 flows/s (`bench/RESULTS.md`).
 //!   One connection also means writers never wait in SQLite's busy handler,
 //!   which sleeps whole milliseconds; another process (the CLI) still can
-//!   hold the lock, and then `busy_timeout` waits for it.
+//!   hold the lock, and then `busy_timeout` waits for it. The mutex is
+//!   tokio's: a request waiting for the connection lets its worker serve
+//!   other requests meanwhile.
 //!
 //! Every commit on SQLite costs file locks and whole WAL pages, so a request
 //! on the hot path runs its statements as one group (`Db::group`): one
@@ -22,13 +24,14 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use rusqlite::types::{Value, ValueRef};
 use sqlx::any::AnyRow;
 use sqlx::AnyPool;
+use tokio::sync::Mutex;
 
 /// A statement failed. Unique violations are told apart, so that the store
 /// can answer "taken" instead of failing.
@@ -239,14 +242,17 @@ impl Db {
     /// Runs the statements in one transaction: all of them take effect, or none.
     pub async fn execute_atomically(&self, queries: Vec<Query<'_>>) -> DbResult<()> {
         match self {
-            Db::Sqlite(conn) => Db::with_sqlite(conn, |c| {
-                // A savepoint nests inside a group's transaction, too.
-                let sp = c.savepoint()?;
-                for q in &queries {
-                    q.execute_on(&sp)?;
-                }
-                Ok(sp.commit()?)
-            }),
+            Db::Sqlite(conn) => {
+                Db::with_sqlite(conn, |c| {
+                    // A savepoint nests inside a group's transaction, too.
+                    let sp = c.savepoint()?;
+                    for q in &queries {
+                        q.execute_on(&sp)?;
+                    }
+                    Ok(sp.commit()?)
+                })
+                .await
+            }
             Db::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 for q in &queries {
@@ -258,11 +264,11 @@ impl Db {
     }
 
     /// Runs `f` on the SQLite connection: the one lent to a group running
-    /// on this thread, or else the shared one, locked.
-    pub fn with_sqlite<T>(
+    /// on this thread, or else the shared one, once it is free.
+    pub async fn with_sqlite<T, E: From<DbError>>(
         conn: &Mutex<Option<rusqlite::Connection>>,
-        f: impl FnOnce(&mut rusqlite::Connection) -> DbResult<T>,
-    ) -> DbResult<T> {
+        f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
         let id = conn as *const _ as usize;
         let mut f = Some(f);
         let lent = LENT.with(|lent| match lent.borrow_mut().as_mut() {
@@ -272,7 +278,7 @@ impl Db {
         if let Some(result) = lent {
             return result;
         }
-        let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = conn.lock().await;
         (f.take().expect("unused"))(guard.as_mut().ok_or(DbError::Closed)?)
     }
 
@@ -292,7 +298,7 @@ impl Db {
         }
         let mut work = std::pin::pin!(work);
         let (polled, committed) = {
-            let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
+            let mut guard = conn.lock().await;
             let c = guard.take().ok_or(DbError::Closed)?;
             let mut lent = Lend { slot: &mut guard, id };
             lent.begin(c)?;
@@ -315,7 +321,7 @@ impl Db {
     pub async fn close(&self) {
         match self {
             Db::Sqlite(conn) => {
-                let conn = conn.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let conn = conn.lock().await.take();
                 drop(conn);
             }
             Db::Postgres(pool) => pool.close().await,
@@ -331,7 +337,7 @@ impl Query<'_> {
 
     pub async fn execute(self) -> DbResult<Done> {
         match self.db {
-            Db::Sqlite(conn) => Db::with_sqlite(conn, |c| self.execute_on(c)),
+            Db::Sqlite(conn) => Db::with_sqlite(conn, |c| self.execute_on(c)).await,
             Db::Postgres(pool) => {
                 let r = self.sqlx().execute(pool).await?;
                 Ok(Done(r.rows_affected()))
@@ -349,21 +355,24 @@ impl Query<'_> {
 
     pub async fn fetch_all(self) -> DbResult<Vec<Row>> {
         match self.db {
-            Db::Sqlite(conn) => Db::with_sqlite(conn, |c| {
-                let mut stmt = prepare(c, &self.sql, &self.args)?;
-                let columns: Arc<[String]> = stmt.column_names().into_iter().map(String::from).collect();
-                let width = columns.len();
-                let mut rows = stmt.raw_query();
-                let mut out = Vec::new();
-                while let Some(r) = rows.next()? {
-                    let values = (0..width).map(|i| r.get::<_, Value>(i)).collect::<Result<_, _>>()?;
-                    out.push(Row::Sqlite {
-                        columns: columns.clone(),
-                        values,
-                    });
-                }
-                Ok(out)
-            }),
+            Db::Sqlite(conn) => {
+                Db::with_sqlite(conn, |c| {
+                    let mut stmt = prepare(c, &self.sql, &self.args)?;
+                    let columns: Arc<[String]> = stmt.column_names().into_iter().map(String::from).collect();
+                    let width = columns.len();
+                    let mut rows = stmt.raw_query();
+                    let mut out = Vec::new();
+                    while let Some(r) = rows.next()? {
+                        let values = (0..width).map(|i| r.get::<_, Value>(i)).collect::<Result<_, _>>()?;
+                        out.push(Row::Sqlite {
+                            columns: columns.clone(),
+                            values,
+                        });
+                    }
+                    Ok(out)
+                })
+                .await
+            }
             Db::Postgres(pool) => Ok(self.sqlx().fetch_all(pool).await?.into_iter().map(Row::Any).collect()),
         }
     }
@@ -517,16 +526,23 @@ impl<T: Column> Column for Option<T> {
 mod tests {
     use super::*;
 
-    fn memory() -> Db {
+    async fn memory() -> Db {
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_CREATE;
         let db = Db::open_sqlite(":memory:", flags).unwrap();
         if let Db::Sqlite(c) = &db {
             Db::with_sqlite(c, |c| {
-                Ok(c.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER, note TEXT)")?)
+                Ok::<_, DbError>(c.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER, note TEXT)")?)
             })
+            .await
             .unwrap();
         }
         db
+    }
+
+    async fn autocommit(c: &Mutex<Option<rusqlite::Connection>>) -> bool {
+        Db::with_sqlite(c, |c| Ok::<_, DbError>(c.is_autocommit()))
+            .await
+            .unwrap()
     }
 
     async fn count(db: &Db) -> i64 {
@@ -536,7 +552,7 @@ mod tests {
 
     #[tokio::test]
     async fn placeholders_bind_by_number_not_by_first_appearance() {
-        let db = memory();
+        let db = memory().await;
         db.query("INSERT INTO t (note, n, k) VALUES ($3, $2, $1)")
             .bind("key")
             .bind(7)
@@ -560,7 +576,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_duplicate_key_is_a_unique_violation() {
-        let db = memory();
+        let db = memory().await;
         let insert = || db.query("INSERT INTO t (k, n) VALUES ($1, 1)").bind("a");
         insert().execute().await.unwrap();
         let err = insert().execute().await.unwrap_err();
@@ -571,7 +587,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_group_commits_what_it_did_even_when_it_fails() {
-        let db = memory();
+        let db = memory().await;
         let result: Result<(), DbError> = db
             .group(async {
                 db.query("INSERT INTO t (k, n) VALUES ('counted', 1)").execute().await?;
@@ -589,11 +605,11 @@ mod tests {
 
     #[tokio::test]
     async fn groups_nest_and_atomic_batches_nest_in_groups() {
-        let db = memory();
+        let db = memory().await;
         let Db::Sqlite(c) = &db else { unreachable!() };
         db.group(async {
             assert!(
-                !Db::with_sqlite(c, |c| Ok(c.is_autocommit()))?,
+                !Db::with_sqlite(c, |c| Ok::<_, DbError>(c.is_autocommit())).await?,
                 "inside one transaction"
             );
             db.query("INSERT INTO t (k) VALUES ('outer')").execute().await?;
@@ -609,12 +625,12 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(count(&db).await, 2, "the failed batch left nothing, not even 'x'");
-        assert!(Db::with_sqlite(c, |c| Ok(c.is_autocommit())).unwrap(), "committed");
+        assert!(autocommit(c).await, "committed");
     }
 
     #[tokio::test]
     async fn a_group_that_waits_goes_on_statement_by_statement() {
-        let db = memory();
+        let db = memory().await;
         db.group(async {
             db.query("INSERT INTO t (k) VALUES ('before')").execute().await?;
             tokio::task::yield_now().await;
@@ -626,12 +642,12 @@ mod tests {
         assert_eq!(count(&db).await, 2);
         // The connection is back and not left inside a transaction.
         let Db::Sqlite(c) = &db else { unreachable!() };
-        assert!(Db::with_sqlite(c, |c| Ok(c.is_autocommit())).unwrap());
+        assert!(autocommit(c).await);
     }
 
     #[tokio::test]
     async fn a_panic_in_a_group_rolls_back_and_returns_the_connection() {
-        let db = memory();
+        let db = memory().await;
         let caught = std::panic::AssertUnwindSafe(db.group(async {
             db.query("INSERT INTO t (k) VALUES ('lost')").execute().await?;
             panic!("boom");
@@ -644,7 +660,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_database_answers_closed() {
-        let db = memory();
+        let db = memory().await;
         db.close().await;
         let err = db.query("SELECT 1").execute().await.unwrap_err();
         assert!(matches!(err, DbError::Closed), "{err}");

@@ -3,17 +3,12 @@
 //! exactly as sqlx records them, so a database migrated by either stays
 //! valid for the other.
 
-use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 use rusqlite::OptionalExtension;
 
-pub fn sqlite(conn: &Mutex<Option<rusqlite::Connection>>, migrator: &sqlx::migrate::Migrator) -> anyhow::Result<()> {
-    let mut guard = conn
-        .lock()
-        .map_err(|_| anyhow::anyhow!("the SQLite connection was poisoned"))?;
-    let conn = guard.as_mut().context("the database is closed")?;
+pub fn sqlite(conn: &mut rusqlite::Connection, migrator: &sqlx::migrate::Migrator) -> anyhow::Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
             version BIGINT PRIMARY KEY,

@@ -92,7 +92,9 @@ impl Store {
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match &self.db {
             Db::Postgres(pool) => MIGRATOR.run(pool).await.context("database migration failed"),
-            Db::Sqlite(conn) => migrate::sqlite(conn, &MIGRATOR).context("database migration failed"),
+            Db::Sqlite(conn) => Db::with_sqlite(conn, |c| migrate::sqlite(c, &MIGRATOR))
+                .await
+                .context("database migration failed"),
         }
     }
 
