@@ -54,6 +54,9 @@ impl Store {
     /// timeout), `sqlite::memory:`, or `postgres://…`.
     pub async fn connect(url: &str, max_connections: Option<u32>) -> anyhow::Result<Store> {
         let (backend, db) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            if max_connections.is_some_and(|n| n != 1) {
+                tracing::warn!("`database.max_connections` sizes the PostgreSQL pool only; SQLite uses one connection");
+            }
             let (path, flags) = sqlite_target(rest)?;
             let db = Db::open_sqlite(&path, flags)
                 .with_context(|| format!("cannot open the SQLite database ({})", redact_url(url)))?;
