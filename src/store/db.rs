@@ -136,8 +136,7 @@ impl Drop for Lend<'_> {
 }
 
 /// A value bound to a `$N` placeholder. Nulls carry their type, which
-/// PostgreSQL needs.
-#[derive(Debug, Clone)]
+/// PostgreSQL needs. (No `Debug`: the values are phones, emails and digests.)
 pub enum Arg {
     Int(i64),
     Text(String),
@@ -255,8 +254,8 @@ impl Db {
             }
             Db::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                for q in &queries {
-                    q.sqlx().execute(&mut *tx).await?;
+                for q in queries {
+                    q.into_sqlx().execute(&mut *tx).await?;
                 }
                 Ok(tx.commit().await?)
             }
@@ -339,14 +338,14 @@ impl Query<'_> {
         match self.db {
             Db::Sqlite(conn) => Db::with_sqlite(conn, |c| self.execute_on(c)).await,
             Db::Postgres(pool) => {
-                let r = self.sqlx().execute(pool).await?;
+                let r = self.into_sqlx().execute(pool).await?;
                 Ok(Done(r.rows_affected()))
             }
         }
     }
 
     fn execute_on(&self, c: &rusqlite::Connection) -> DbResult<Done> {
-        let mut stmt = prepare(c, &self.sql, &self.args)?;
+        let (mut stmt, _) = prepare(c, &self.sql, &self.args)?;
         let mut rows = stmt.raw_query();
         while rows.next()?.is_some() {}
         drop(rows);
@@ -357,15 +356,14 @@ impl Query<'_> {
         match self.db {
             Db::Sqlite(conn) => {
                 Db::with_sqlite(conn, |c| {
-                    let mut stmt = prepare(c, &self.sql, &self.args)?;
-                    let columns: Arc<[String]> = stmt.column_names().into_iter().map(String::from).collect();
-                    let width = columns.len();
+                    let (mut stmt, shape) = prepare(c, &self.sql, &self.args)?;
+                    let width = shape.columns.len();
                     let mut rows = stmt.raw_query();
                     let mut out = Vec::new();
                     while let Some(r) = rows.next()? {
                         let values = (0..width).map(|i| r.get::<_, Value>(i)).collect::<Result<_, _>>()?;
                         out.push(Row::Sqlite {
-                            columns: columns.clone(),
+                            columns: shape.columns.clone(),
                             values,
                         });
                     }
@@ -373,7 +371,13 @@ impl Query<'_> {
                 })
                 .await
             }
-            Db::Postgres(pool) => Ok(self.sqlx().fetch_all(pool).await?.into_iter().map(Row::Any).collect()),
+            Db::Postgres(pool) => Ok(self
+                .into_sqlx()
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(Row::Any)
+                .collect()),
         }
     }
 
@@ -387,16 +391,15 @@ impl Query<'_> {
             .ok_or(DbError::Sqlx(sqlx::Error::RowNotFound))
     }
 
-    fn sqlx(&self) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
-        let sql = match &self.sql {
-            Cow::Borrowed(s) => sqlx::AssertSqlSafe(s.to_string()),
-            Cow::Owned(s) => sqlx::AssertSqlSafe(s.clone()),
+    fn into_sqlx(self) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+        let mut q = match self.sql {
+            Cow::Borrowed(s) => sqlx::query(s),
+            Cow::Owned(s) => sqlx::query(sqlx::AssertSqlSafe(s)),
         };
-        let mut q = sqlx::query(sql);
-        for a in &self.args {
+        for a in self.args {
             q = match a {
-                Arg::Int(i) => q.bind(*i),
-                Arg::Text(s) => q.bind(s.clone()),
+                Arg::Int(i) => q.bind(i),
+                Arg::Text(s) => q.bind(s),
                 Arg::NullInt => q.bind(None::<i64>),
                 Arg::NullText => q.bind(None::<String>),
             };
@@ -408,10 +411,14 @@ impl Query<'_> {
 /// Prepares (from the statement cache) and binds `$N` placeholders by number:
 /// SQLite numbers named parameters in order of first appearance, so `$3`
 /// before `$2` would otherwise take the wrong value.
-fn prepare<'c>(c: &'c rusqlite::Connection, sql: &str, args: &[Arg]) -> DbResult<rusqlite::CachedStatement<'c>> {
+fn prepare<'c>(
+    c: &'c rusqlite::Connection,
+    sql: &str,
+    args: &[Arg],
+) -> DbResult<(rusqlite::CachedStatement<'c>, Rc<Shape>)> {
     let mut stmt = c.prepare_cached(sql)?;
-    let order = placeholder_order(&stmt, sql)?;
-    for (i, &n) in order.iter().enumerate() {
+    let shape = Shape::of(&stmt, sql)?;
+    for (i, &n) in shape.placeholders.iter().enumerate() {
         let arg = args
             .get(n - 1)
             .ok_or_else(|| column_error(&format!("${n}"), "no value bound"))?;
@@ -421,36 +428,49 @@ fn prepare<'c>(c: &'c rusqlite::Connection, sql: &str, args: &[Arg]) -> DbResult
             Arg::NullInt | Arg::NullText => stmt.raw_bind_parameter(i + 1, rusqlite::types::Null)?,
         }
     }
-    Ok(stmt)
+    Ok((stmt, shape))
 }
 
-/// For each of the statement's parameters, the `N` of its `$N`; worked out
-/// once per SQL text (asking SQLite for names costs more than the statement).
-fn placeholder_order(stmt: &rusqlite::Statement<'_>, sql: &str) -> DbResult<Rc<[usize]>> {
-    thread_local! {
-        static ORDERS: RefCell<HashMap<String, Rc<[usize]>>> = RefCell::default();
-    }
-    if let Some(order) = ORDERS.with(|o| o.borrow().get(sql).cloned()) {
-        return Ok(order);
-    }
-    let order = (1..=stmt.parameter_count())
-        .map(|i| match stmt.parameter_name(i) {
-            Some(name) => name
-                .strip_prefix('$')
-                .and_then(|n| n.parse::<usize>().ok())
-                .filter(|&n| n > 0)
-                .ok_or_else(|| column_error(name, "placeholders must be $1, $2, …")),
-            None => Ok(i),
-        })
-        .collect::<DbResult<Rc<[usize]>>>()?;
-    ORDERS.with(|o| {
-        let mut o = o.borrow_mut();
-        if o.len() >= 1024 {
-            o.clear();
+/// What a SQL text's statement looks like, worked out once per text (asking
+/// SQLite for parameter names costs more than the statement).
+struct Shape {
+    /// For each parameter, the `N` of its `$N`.
+    placeholders: Box<[usize]>,
+    /// The result's column names, shared by its rows.
+    columns: Arc<[String]>,
+}
+
+impl Shape {
+    fn of(stmt: &rusqlite::Statement<'_>, sql: &str) -> DbResult<Rc<Shape>> {
+        thread_local! {
+            static SHAPES: RefCell<HashMap<String, Rc<Shape>>> = RefCell::default();
         }
-        o.insert(sql.to_string(), order.clone());
-    });
-    Ok(order)
+        if let Some(shape) = SHAPES.with(|s| s.borrow().get(sql).cloned()) {
+            return Ok(shape);
+        }
+        let placeholders = (1..=stmt.parameter_count())
+            .map(|i| match stmt.parameter_name(i) {
+                Some(name) => name
+                    .strip_prefix('$')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| column_error(name, "placeholders must be $1, $2, …")),
+                None => Ok(i),
+            })
+            .collect::<DbResult<_>>()?;
+        let shape = Rc::new(Shape {
+            placeholders,
+            columns: stmt.column_names().into_iter().map(String::from).collect(),
+        });
+        SHAPES.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() >= 1024 {
+                s.clear();
+            }
+            s.insert(sql.to_string(), shape.clone());
+        });
+        Ok(shape)
+    }
 }
 
 fn column_error(column: &str, problem: &str) -> DbError {

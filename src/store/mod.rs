@@ -25,8 +25,8 @@ pub mod users;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+pub use db::DbError;
 pub(crate) use db::{Arg, Db, Query, Row};
-pub use db::{DbError, DbResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

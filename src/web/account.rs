@@ -244,18 +244,7 @@ pub async fn change_identifier(
     };
     match otp::send_code(&state, &origin, &ident, t.lang()).await {
         Ok(sent) => {
-            session::set(
-                &session,
-                "change",
-                &flow::PendingLogin {
-                    kind: ident.kind().into(),
-                    address: ident.address().into(),
-                    client_id: client.id.clone(),
-                    code_id: sent.code_id,
-                    sent_at: crate::store::now(),
-                    resend_after: sent.resend_after as i64,
-                },
-            );
+            session::set(&session, "change", &flow::PendingLogin::sent(&ident, &client.id, sent));
             Ok(page::see_other("/account/identifier"))
         }
         Err(ApiError::TooManyRequests { .. }) => invalid("account.too_many"),
@@ -306,9 +295,7 @@ pub async fn verify_identifier(
     let code = form.get("code").unwrap_or("");
     let error = match otp::verify_code(&state, &origin, &ident, code).await {
         Ok(()) => None,
-        Err(ApiError::InvalidCode(_)) => Some(t.get("verify.wrong").to_string()),
-        Err(ApiError::TooManyRequests { retry_after, .. }) => Some(t.with("verify.locked", format!("{retry_after} s"))),
-        Err(e) => return Err(e.into()),
+        Err(e) => Some(super::login::verify_failure(t, e)?),
     };
     if let Some(error) = error {
         let page = ChangeVerifyPage {

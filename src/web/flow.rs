@@ -31,6 +31,18 @@ pub struct PendingLogin {
 }
 
 impl PendingLogin {
+    /// What a page remembers of a code it just sent.
+    pub fn sent(ident: &Identifier, client_id: &str, sent: crate::otp::Sent) -> PendingLogin {
+        PendingLogin {
+            kind: ident.kind().into(),
+            address: ident.address().into(),
+            client_id: client_id.into(),
+            code_id: sent.code_id,
+            sent_at: now(),
+            resend_after: sent.resend_after as i64,
+        }
+    }
+
     /// The code this browser is waiting for on `/login/verify`.
     pub fn load(session: &Session) -> Option<PendingLogin> {
         session::get(session, "login")

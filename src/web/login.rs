@@ -152,14 +152,7 @@ async fn send(
         Identifier::Phone(_) => None,
     };
     let sent = otp::send_sign_in_code(state, &origin, ident, t.lang(), user.as_ref().map(|u| u.id.as_str())).await?;
-    Ok(PendingLogin {
-        kind: ident.kind().into(),
-        address: ident.address().into(),
-        client_id: client.id.clone(),
-        code_id: sent.code_id,
-        sent_at: now(),
-        resend_after: sent.resend_after as i64,
-    })
+    Ok(PendingLogin::sent(ident, &client.id, sent))
 }
 
 /// What to tell the user when a code could not be sent; other errors pass on.
@@ -167,6 +160,15 @@ fn send_failure(t: T, e: ApiError) -> Result<String, PageError> {
     match e {
         ApiError::TooManyRequests { retry_after, .. } => Ok(t.with("login.too_many", wait_text(retry_after))),
         ApiError::DeliveryFailed => Ok(t.get("login.delivery_failed").into()),
+        e => Err(e.into()),
+    }
+}
+
+/// What to tell the user when a code was refused; other errors pass on.
+pub(super) fn verify_failure(t: T, e: ApiError) -> Result<String, PageError> {
+    match e {
+        ApiError::InvalidCode(_) => Ok(t.get("verify.wrong").into()),
+        ApiError::TooManyRequests { retry_after, .. } => Ok(t.with("verify.locked", wait_text(retry_after))),
         e => Err(e.into()),
     }
 }
@@ -265,9 +267,7 @@ pub async fn verify_code(
             return Ok(page::see_other(&next));
         }
         Err(ApiError::InvalidCode(_)) if code.is_empty() => t.get("verify.empty").to_string(),
-        Err(ApiError::InvalidCode(_)) => t.get("verify.wrong").to_string(),
-        Err(ApiError::TooManyRequests { retry_after, .. }) => t.with("verify.locked", wait_text(retry_after)),
-        Err(e) => return Err(e.into()),
+        Err(e) => verify_failure(t, e)?,
     };
     let page = verify_page_for(&state, &req, &session, &pending, Some(error)).await?;
     Ok(page::render(StatusCode::UNPROCESSABLE_ENTITY, &page))
