@@ -2,11 +2,11 @@
 //! delivery to a receiver this program runs (so it can read the codes).
 //! Reports complete flows per second.
 //!
-//!     cargo run --release --example flow -- BASE_URL RECEIVER_PORT CONCURRENCY SECONDS [signin|signup]
+//!     cargo run --release --example flow -- BASE_URL RECEIVER_PORT CONCURRENCY SECONDS [signin|signup|signup_password]
 //!
 //! `signin` (default): getcode → verifycode → token, the account created at
 //! the token step (`otp.auto_create_accounts`). `signup`: getcode →
-//! verifycode → PUT /api/v1/user/ → token.
+//! verifycode → PUT /api/v1/user/ → token; `signup_password` with a password in the body.
 //!
 //! `bench/flow.sh` starts Sesame configured for it and runs this.
 
@@ -27,7 +27,9 @@ async fn main() {
     let port: u16 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(18099);
     let concurrency: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(32);
     let seconds: u64 = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(10);
-    let signup = args.get(5).is_some_and(|m| m == "signup");
+    let mode = args.get(5).map(String::as_str).unwrap_or("signin");
+    let signup = mode.starts_with("signup");
+    let password = mode == "signup_password";
     let calls = if signup { 4 } else { 3 };
 
     let codes: Codes = Arc::default();
@@ -73,7 +75,7 @@ async fn main() {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let email = format!("bench{run}-{i}@example.com");
                 let t = Instant::now();
-                match flow(&http, &base, &codes, &email, signup).await {
+                match flow(&http, &base, &codes, &email, signup, password).await {
                     Ok(()) => {
                         done.fetch_add(1, Ordering::Relaxed);
                         latencies.lock().unwrap().push(t.elapsed());
@@ -111,7 +113,14 @@ async fn main() {
     println!("flow latency ms:      p50 {:.1}  p99 {:.1}", pct(0.5), pct(0.99));
 }
 
-async fn flow(http: &reqwest::Client, base: &str, codes: &Codes, email: &str, signup: bool) -> Result<(), String> {
+async fn flow(
+    http: &reqwest::Client,
+    base: &str,
+    codes: &Codes,
+    email: &str,
+    signup: bool,
+    password: bool,
+) -> Result<(), String> {
     let auth = ("demo", Some("demo-secret"));
     let ok = |r: reqwest::Response, want: u16| async move {
         if r.status().as_u16() == want {
@@ -141,7 +150,11 @@ async fn flow(http: &reqwest::Client, base: &str, codes: &Codes, email: &str, si
         .unwrap_or("")
         .to_string();
     if signup {
-        let body = json!({"secret_identifier": secret, "auto_username": true, "first_name": "Bench"});
+        let mut body = json!({"secret_identifier": secret, "auto_username": true, "first_name": "Bench"});
+        if password {
+            // argon2id: 19 MiB a hash, at most passwords.max_concurrent_hashes at once.
+            body["password"] = json!(format!("bench password for {email}"));
+        }
         let r = http
             .put(format!("{base}/api/v1/user/"))
             .basic_auth(auth.0, auth.1)

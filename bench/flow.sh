@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The complete OTP flow in flows/s, with webhook delivery to the load
 # generator's receiver: FLOW=signin (default) is getcode → verifycode → token
-# (the account created at the token step); FLOW=signup adds PUT /api/v1/user/. Usage:
+# (the account created at the token step); FLOW=signup adds PUT /api/v1/user/;
+# FLOW=signup_password sends a password with it (argon2id; watch the peak RSS). Usage:
 #   bench/flow.sh                                            # SQLite
 #   BENCH_DB=postgres://postgres@127.0.0.1:5432/test bench/flow.sh
 # Options: FLOW (signin), CONCURRENCY (32), DURATION_S (10), PORT (18080), RECEIVER_PORT (18099)
@@ -21,3 +22,5 @@ start_sesame
 echo "flow: $FLOW   database: ${BENCH_DB:-sqlite}   concurrency: $CONCURRENCY   duration: ${DURATION_S}s"
 "$CARGO_TARGET_DIR/release/examples/flow" "$BASE" "$RECEIVER_PORT" "$CONCURRENCY" "$DURATION_S" "$FLOW"
 echo "sesame peak RSS:      $(peak_rss)"
+sleep 2
+echo "sesame RSS after 2 s: $(rss)"

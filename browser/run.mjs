@@ -59,6 +59,8 @@ url = "sqlite://${path.join(dir, "sesame.db")}"
 [otp]
 resend_after = "1s"
 max_sends = 20
+[account]
+reauth_after = "3s"
 [sms]
 provider = "webhook"
 url = "${sms.url}"
@@ -153,6 +155,18 @@ async function signUpNew(page, { identifier, code, shots }) {
   return finishAtRp(page);
 }
 
+/** A new account made on Sesame's own pages (no app), ending on /account. */
+async function signUpOnSesame(page, email) {
+  const before = mailsTo(email).length;
+  await page.goto(`${sesame.issuer}/login`);
+  await page.getByLabel("Email or phone number").fill(email);
+  await page.getByRole("button", { name: "Continue" }).click();
+  await enterCode(page, codeIn(await newMailTo(email, before)));
+  await page.waitForURL(/\/signup$/);
+  await page.getByRole("button", { name: "Create account" }).click();
+  await page.waitForURL(/\/account$/);
+}
+
 async function refreshAndLogout(page, context) {
   const before = rp.state.tokens.access_token;
   await page.goto(`${rp.base}/refresh`);
@@ -220,28 +234,35 @@ await scenario("a returning user skips signup and consent", async () => {
   await context.close();
 });
 
-await scenario("magic link: a cookie-less GET consumes nothing; another device signs in and the asking tab moves on", async () => {
+await scenario("magic link: a cookie-less GET consumes nothing; opened in another browser it signs that one in, and the asking tab still needs the code", async () => {
   const asking = await browser.newContext({ viewport: DESKTOP });
   const tab = await asking.newPage();
   const email = "ada@example.com";
   const before = mailsTo(email).length;
   await askForCode(tab, email);
-  const link = linkIn(await newMailTo(email, before));
+  const mail = await newMailTo(email, before);
+  const link = linkIn(mail);
   // A mail scanner: fetches the link twice with no cookies.
   for (let i = 0; i < 2; i += 1) {
     const res = await fetch(link, { redirect: "manual" });
     assert.equal(res.status, 200);
     assert.match(await res.text(), /Continue/);
   }
-  // Another device opens it.
+  // Another browser opens it and continues without the number: it is signed in there...
   const other = await browser.newContext({ viewport: PHONE });
   const phone = await other.newPage();
   await phone.goto(link);
   if (SHOTS) await shoot(phone, "magic-link");
   await phone.getByRole("button", { name: "Continue" }).click();
   await phone.waitForURL(/\/account$/);
-  assert.match(await phone.textContent(".flash"), /signed in/i);
-  // The first tab moves on by itself, to the app.
+  assert.match(await phone.textContent(".flash"), /signed in here/i);
+  // ...and the asking tab is not: it stays on the code page (it polls every 2 s).
+  await new Promise((r) => setTimeout(r, 3000));
+  assert.match(tab.url(), /\/login\/verify$/);
+  const signedIn = await asking.request.get(`${sesame.issuer}/account`, { maxRedirects: 0 });
+  assert.equal(signedIn.status(), 302, "the asking browser is not signed in");
+  // The code from the same mail still finishes there.
+  await enterCode(tab, codeIn(mail));
   const state = await finishAtRp(tab);
   assert.equal(state.claims.email, email);
   // The link is spent now.
@@ -254,19 +275,62 @@ await scenario("magic link: a cookie-less GET consumes nothing; another device s
   await Promise.all([asking.close(), other.close(), third.close()]);
 });
 
+await scenario("magic link with number matching: the number the asking tab shows, entered in the other browser, moves that tab on", async () => {
+  const asking = await browser.newContext({ viewport: DESKTOP });
+  const tab = await asking.newPage();
+  const email = "ada@example.com";
+  await new Promise((r) => setTimeout(r, 1100)); // the resend gap
+  const before = mailsTo(email).length;
+  await askForCode(tab, email);
+  const number = (await tab.textContent("[data-match-number]")).match(/\d\d/)[0];
+  const link = linkIn(await newMailTo(email, before));
+  const other = await browser.newContext({ viewport: PHONE });
+  const phone = await other.newPage();
+  await phone.goto(link);
+  await phone.getByLabel(/Enter the number it shows/).fill(number);
+  await phone.getByRole("button", { name: "Continue" }).click();
+  await phone.waitForURL(/\/account$/);
+  assert.match(await phone.textContent(".flash"), /continues too/);
+  // The first tab moves on by itself, to the app.
+  const state = await finishAtRp(tab);
+  assert.equal(state.claims.email, email);
+  await Promise.all([asking.close(), other.close()]);
+});
+
+await scenario("account: a password change on a sign-in older than account.reauth_after asks for a fresh code first", async () => {
+  const context = await browser.newContext({ viewport: DESKTOP });
+  const page = await context.newPage();
+  const email = "reauth@example.com";
+  await signUpOnSesame(page, email);
+  let before;
+  await new Promise((r) => setTimeout(r, 3500)); // account.reauth_after = "3s"
+  await page.getByLabel(/New password/).fill("correct horse battery");
+  await page.getByRole("button", { name: "Save" }).nth(1).click();
+  await page.waitForURL(/\/account\/reauth$/);
+  assert.match(await page.textContent(".flash"), /confirm it.s you/i);
+  if (SHOTS) await shoot(page, "reauth");
+  before = mailsTo(email).length;
+  await page.getByRole("button", { name: "Send code" }).click();
+  await enterCode(page, codeIn(await newMailTo(email, before)));
+  await page.waitForURL(/\/account$/);
+  assert.match(await page.textContent(".flash"), /Confirmed/);
+  await page.getByLabel(/New password/).fill("correct horse battery");
+  await page.getByRole("button", { name: "Save" }).nth(1).click();
+  await page.waitForURL(/\/account$/);
+  assert.match(await page.textContent(".flash"), /sign in with your password/);
+  // A password notice went to the account's email.
+  const notice = await newMailTo(email, before + 1);
+  assert.match(decoded(notice), /password was changed/i);
+  await context.close();
+});
+
 await scenario("admin: signs in with a code, registers an otp client on the page, and the client works at once; a non-admin gets 403", async () => {
   // An account made admin with the CLI, as an operator would.
   const context = await browser.newContext({ viewport: DESKTOP });
   const page = await context.newPage();
   const email = "root@example.com";
-  let before = mailsTo(email).length;
-  await page.goto(`${sesame.issuer}/login`);
-  await page.getByLabel("Email or phone number").fill(email);
-  await page.getByRole("button", { name: "Continue" }).click();
-  await enterCode(page, codeIn(await newMailTo(email, before)));
-  await page.waitForURL(/\/signup$/);
-  await page.getByRole("button", { name: "Create account" }).click();
-  await page.waitForURL(/\/account$/);
+  await signUpOnSesame(page, email);
+  let before;
   const made = spawnSync(BIN, ["user", "make-admin", email, "--config", path.join(sesame.dir, "sesame.toml")], { encoding: "utf8" });
   assert.equal(made.status, 0, made.stderr);
 

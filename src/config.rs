@@ -24,6 +24,7 @@ pub struct Settings {
     pub sms: SmsSettings,
     pub email: EmailSettings,
     pub passwords: PasswordSettings,
+    pub account: AccountSettings,
     pub log: LogSettings,
 }
 
@@ -39,6 +40,7 @@ impl Default for Settings {
             sms: SmsSettings::default(),
             email: EmailSettings::default(),
             passwords: PasswordSettings::default(),
+            account: AccountSettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -144,6 +146,8 @@ pub struct PasswordSettings {
     pub ip_max_failures: u32,
     #[serde(deserialize_with = "duration::de")]
     pub lockout: Duration,
+    /// Password hashes computed at once (argon2id takes 19 MiB each); default: the cores.
+    pub max_concurrent_hashes: Option<usize>,
 }
 
 impl Default for PasswordSettings {
@@ -152,6 +156,29 @@ impl Default for PasswordSettings {
             max_failures: 5,
             ip_max_failures: 50,
             lockout: Duration::from_secs(15 * 60),
+            max_concurrent_hashes: None,
+        }
+    }
+}
+
+/// Account security (SPEC §9).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountSettings {
+    /// How old a sign-in may be for a sensitive change (password, email,
+    /// phone, deleting the account); older ones need a fresh code first.
+    #[serde(deserialize_with = "duration::de")]
+    pub reauth_after: Duration,
+    /// A browser session ends this long after its sign-in, however active.
+    #[serde(deserialize_with = "duration::de")]
+    pub session_max_age: Duration,
+}
+
+impl Default for AccountSettings {
+    fn default() -> Self {
+        AccountSettings {
+            reauth_after: Duration::from_secs(600),
+            session_max_age: Duration::from_secs(14 * 86_400),
         }
     }
 }
@@ -350,9 +377,31 @@ impl Settings {
             ("otp.send_window", self.otp.send_window),
             ("tokens.access_ttl", self.tokens.access_ttl),
             ("tokens.refresh_ttl", self.tokens.refresh_ttl),
+            ("account.session_max_age", self.account.session_max_age),
         ] {
             if d.is_zero() {
                 bail!("configuration key `{key}`: must be longer than zero");
+            }
+        }
+        Ok(())
+    }
+
+    /// `console` delivery (and `/dev/outbox`, which lists what it sent) is for
+    /// development only: refused unless the issuer is `http://` on a loopback host.
+    pub fn check_development_delivery(&self) -> anyhow::Result<()> {
+        use crate::config::{EmailProvider, SmsProvider};
+        let console = [
+            ("sms.provider", matches!(self.sms.provider, SmsProvider::Console)),
+            ("email.provider", matches!(self.email.provider, EmailProvider::Console)),
+        ];
+        if let Some((key, _)) = console.iter().find(|(_, on)| *on) {
+            if !issuer_is_loopback_http(self.issuer()) {
+                bail!(
+                    "configuration key `{key}`: `console` delivery shows every code on /dev/outbox and is only \
+                     for development; it is refused unless the issuer is http:// on a loopback host \
+                     (issuer is {}). Choose a real provider (see README, Delivery).",
+                    self.issuer()
+                );
             }
         }
         Ok(())
@@ -399,6 +448,22 @@ fn overlay_env(table: &mut toml::Table, env: &[(String, String)]) -> anyhow::Res
         node.insert(path[path.len() - 1].clone(), value);
     }
     Ok(())
+}
+
+/// `http://localhost…`, `http://127.x.x.x…` or `http://[::1]…`.
+pub fn issuer_is_loopback_http(issuer: &str) -> bool {
+    let Some(rest) = issuer.strip_prefix("http://") else {
+        return false;
+    };
+    let host_port = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.rsplit_once(':').map_or(host_port, |(h, _)| h),
+    };
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -449,5 +514,30 @@ mod tests {
     fn bad_duration_is_named_in_the_error() {
         let err = Settings::load_from(None, &env(&[("SESAME_OTP__TTL", "10 parsecs")])).unwrap_err();
         assert!(err.to_string().contains("otp.ttl"), "{err}");
+    }
+
+    #[test]
+    fn console_delivery_is_only_for_a_loopback_http_issuer() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://localhost",
+            "http://[::1]:9000/x",
+            "http://127.1.2.3",
+        ] {
+            assert!(issuer_is_loopback_http(ok), "{ok}");
+        }
+        for bad in [
+            "https://127.0.0.1",
+            "http://example.com",
+            "http://127.0.0.1.example.com",
+            "http://10.0.0.1",
+        ] {
+            assert!(!issuer_is_loopback_http(bad), "{bad}");
+        }
+        let mut s = Settings::default();
+        assert!(s.check_development_delivery().is_ok());
+        s.issuer = "https://id.example.com".into();
+        let err = s.check_development_delivery().unwrap_err().to_string();
+        assert!(err.contains("sms.provider"), "{err}");
     }
 }

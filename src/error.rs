@@ -37,6 +37,9 @@ pub enum ApiError {
     TooManyRequests { retry_after: u64, description: String },
     #[error("delivery_failed")]
     DeliveryFailed,
+    /// RFC 6749 §4.1.2.1's `temporarily_unavailable`: 503, try again.
+    #[error("temporarily_unavailable")]
+    Busy,
     #[error("conflict")]
     Conflict(String),
     /// RFC 7591 §3.2.2.
@@ -70,6 +73,7 @@ impl ApiError {
             PayloadTooLarge(limit) => format!("request body is larger than {limit} bytes"),
             InvalidClient => "client authentication failed".into(),
             DeliveryFailed => "the code could not be delivered; try again later".into(),
+            Busy => "the server is busy; try again shortly".into(),
             MethodNotAllowed => "method not allowed on this path".into(),
             Internal(_) => "an internal error occurred".into(),
         }
@@ -102,7 +106,7 @@ impl ResponseError for ApiError {
             InvalidClient | InvalidToken(_) => StatusCode::UNAUTHORIZED,
             ForbiddenClient(_) | InsufficientScope(_) => StatusCode::FORBIDDEN,
             TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            DeliveryFailed => StatusCode::SERVICE_UNAVAILABLE,
+            DeliveryFailed | Busy => StatusCode::SERVICE_UNAVAILABLE,
             Conflict(_) => StatusCode::CONFLICT,
             NotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -126,6 +130,9 @@ impl ResponseError for ApiError {
             }
             ApiError::TooManyRequests { retry_after, .. } => {
                 res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            ApiError::Busy => {
+                res.insert_header((header::RETRY_AFTER, "1"));
             }
             _ => {}
         }

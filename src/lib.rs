@@ -1,5 +1,6 @@
 //! Sesame: a passwordless OAuth 2.0 / OpenID Connect identity provider.
 
+pub mod accounts;
 pub mod api;
 pub mod audit;
 pub mod cli;

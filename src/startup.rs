@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix_session::SessionMiddleware;
 use actix_web::dev::Server;
 use actix_web::dev::Service;
-use actix_web::middleware::{DefaultHeaders, NormalizePath, TrailingSlash};
+use actix_web::middleware::{Condition, DefaultHeaders, NormalizePath, TrailingSlash};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 
@@ -56,6 +56,8 @@ impl Application {
     }
 
     pub async fn build_with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Application> {
+        settings.check_development_delivery()?;
+        crate::accounts::passwords::init(settings.passwords.max_concurrent_hashes);
         let store = open_store(&settings)
             .await?
             .with_client_cache(settings.server.client_cache);
@@ -101,6 +103,7 @@ impl Application {
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let app_state = state.clone();
+        let https = state.settings.https();
         let server = HttpServer::new(move || {
             let sessions = pages::session::middleware(&app_state, &cookie_key);
             App::new()
@@ -119,6 +122,11 @@ impl Application {
                     }
                 })
                 .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
+                // SPEC §9: on an https issuer every answer asks for https only.
+                .wrap(Condition::new(
+                    https,
+                    DefaultHeaders::new().add(("Strict-Transport-Security", "max-age=31536000")),
+                ))
                 .configure(routes)
                 .configure(|cfg| page_routes(cfg, sessions))
                 .default_service(web::to(not_found))
@@ -294,6 +302,12 @@ fn page_routes(cfg: &mut web::ServiceConfig, sessions: SessionMiddleware<pages::
             .route(web::post().to(account::change_identifier)),
     )
     .service(page("/account/identifier/verify").route(web::post().to(account::verify_identifier)))
+    .service(
+        page("/account/reauth")
+            .route(web::get().to(pages::reauth::reauth_page))
+            .route(web::post().to(pages::reauth::send)),
+    )
+    .service(page("/account/reauth/verify").route(web::post().to(pages::reauth::verify)))
     .service(
         page("/account/delete")
             .route(web::get().to(account::confirm_delete))

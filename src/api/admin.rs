@@ -47,6 +47,7 @@ pub struct Metadata {
     scope: Option<String>,
     token_endpoint_auth_method: Option<String>,
     skip_consent: Option<bool>,
+    first_party: Option<bool>,
 }
 
 /// RFC 7591 §3.2.2.
@@ -122,6 +123,7 @@ pub async fn create(
         scopes: scope_tokens(m.scope.as_deref())?.unwrap_or_default(),
         public: public_from(m.token_endpoint_auth_method.as_deref())?.unwrap_or(false),
         skip_consent: m.skip_consent.unwrap_or(false),
+        first_party: m.first_party.unwrap_or(false),
     };
     let (client, secret) = clients::register(&state.store, new, "api").await.map_err(|e| match e {
         RegisterError::Invalid(d) => bad_metadata(d),
@@ -174,6 +176,7 @@ pub async fn update(
         c.scopes = Scope::from_tokens(tokens);
     }
     c.skip_consent = m.skip_consent.unwrap_or(c.skip_consent);
+    c.first_party = m.first_party.unwrap_or(c.first_party);
     clients::update(&state.store, &c).await.map_err(|e| match e {
         RegisterError::Store(cause) => ApiError::Internal(cause),
         other => bad_metadata(other.to_string()),

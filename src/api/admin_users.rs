@@ -8,12 +8,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::admin::admin;
-use super::users::user_json;
+use crate::accounts::{user_json, Accounts, Actor};
 use crate::error::{invalid_request, ApiError};
 use crate::params::{body_limit, read_body};
 use crate::state::AppState;
-use crate::store::audit::Event;
-use crate::store::users::{User, UserFlag};
+use crate::store::users::User;
 
 /// A user as the admin API and `sesame user --json` show it.
 pub fn admin_view(u: &User) -> Value {
@@ -42,24 +41,6 @@ async fn found(state: &AppState, sub: &str) -> Result<User, ApiError> {
         .user(sub)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no user with sub `{sub}`")))
-}
-
-/// Revokes every live token family of the user (disable, delete).
-pub async fn end_tokens(state: &AppState, user: &User) -> Result<(), ApiError> {
-    state
-        .revocations
-        .revoke_user_families(&state.store, &user.id, None, state.settings.tokens.access_ttl)
-        .await?;
-    Ok(())
-}
-
-fn audit(state: &AppState, event: &str, admin: &str, user: &str) {
-    state.audit.record(Event {
-        event,
-        client_id: Some(admin),
-        user_id: Some(user),
-        ..Default::default()
-    });
 }
 
 pub async fn list(
@@ -96,29 +77,16 @@ pub async fn update(
     let body = read_body(&mut payload, body_limit(&req)).await?;
     let change: Change = serde_json::from_slice(&body)
         .map_err(|e| invalid_request(format!("expected {{\"disabled\": bool, \"is_admin\": bool}}: {e}")))?;
+    let actor = Actor::AdminApi {
+        client_id: &who,
+        sub: None,
+    };
+    let accounts = Accounts::of(&state);
     if let Some(disabled) = change.disabled {
-        state
-            .store
-            .set_user_flag(&user.id, UserFlag::Disabled, disabled)
-            .await?;
-        if disabled {
-            end_tokens(&state, &user).await?;
-        }
-        audit(
-            &state,
-            if disabled { "user_disabled" } else { "user_enabled" },
-            &who,
-            &user.id,
-        );
+        accounts.set_disabled(&user, disabled, actor).await?;
     }
     if let Some(is_admin) = change.is_admin {
-        state.store.set_user_flag(&user.id, UserFlag::Admin, is_admin).await?;
-        audit(
-            &state,
-            if is_admin { "admin_granted" } else { "admin_revoked" },
-            &who,
-            &user.id,
-        );
+        accounts.set_admin(&user, is_admin, actor).await?;
     }
     Ok(HttpResponse::Ok().json(admin_view(&found(&state, &user.id).await?)))
 }
@@ -130,8 +98,10 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let who = admin(&state, &req).await?;
     let user = found(&state, &sub).await?;
-    end_tokens(&state, &user).await?;
-    state.store.delete_user(&user.id).await?;
-    audit(&state, "user_deleted", &who, &user.id);
+    let actor = Actor::AdminApi {
+        client_id: &who,
+        sub: None,
+    };
+    Accounts::of(&state).delete(&user, actor).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -67,6 +67,9 @@ pub struct AddArgs {
     /// First-party app: skip the consent page.
     #[arg(long)]
     skip_consent: bool,
+    /// Your own app: may receive the `sesame:account` scope (account changes through the API).
+    #[arg(long)]
+    first_party: bool,
     #[arg(long)]
     json: bool,
 }
@@ -86,6 +89,8 @@ pub struct UpdateArgs {
     scopes: Option<Vec<String>>,
     #[arg(long, value_name = "BOOL")]
     skip_consent: Option<bool>,
+    #[arg(long, value_name = "BOOL")]
+    first_party: Option<bool>,
     #[arg(long)]
     json: bool,
 }
@@ -124,6 +129,7 @@ pub async fn run(cmd: ClientCommand, store: &Store) -> anyhow::Result<()> {
                 scopes: a.scopes,
                 public: a.public,
                 skip_consent: a.skip_consent,
+                first_party: a.first_party,
             };
             let (client, secret) = clients::register(store, new, "cli").await?;
             if a.json {
@@ -195,6 +201,9 @@ pub async fn run(cmd: ClientCommand, store: &Store) -> anyhow::Result<()> {
             }
             if let Some(v) = a.skip_consent {
                 c.skip_consent = v;
+            }
+            if let Some(v) = a.first_party {
+                c.first_party = v;
             }
             if let Err(e) = client::validate(&c) {
                 bail!("{e}");

@@ -4,9 +4,11 @@
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 
+use crate::accounts::{Accounts, Actor};
 use crate::api::admin_users::admin_view;
+use crate::audit::AuditLog;
 use crate::config::Settings;
-use crate::store::users::{User, UserFlag};
+use crate::store::users::User;
 use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
@@ -59,17 +61,6 @@ async fn find(store: &Store, settings: &Settings, key: &str) -> anyhow::Result<U
     bail!("no user matches `{key}` (give a sub, username, email or phone number)")
 }
 
-/// Ends a user's refresh-token families; running nodes see it within `server.revocation_sync`.
-async fn end_tokens(store: &Store, settings: &Settings, user: &User) -> anyhow::Result<usize> {
-    let families = store.live_families(&user.id, None).await?;
-    for f in &families {
-        store
-            .revoke_family(f, settings.tokens.access_ttl.as_secs() as i64)
-            .await?;
-    }
-    Ok(families.len())
-}
-
 fn print(user: &User, json: bool) -> anyhow::Result<()> {
     let v = admin_view(user);
     if json {
@@ -81,6 +72,14 @@ fn print(user: &User, json: bool) -> anyhow::Result<()> {
 }
 
 pub async fn run(cmd: UserCommand, store: &Store, settings: &Settings) -> anyhow::Result<()> {
+    // The CLI's account changes are audited like everyone's; written before it exits.
+    let audit = AuditLog::start(store.clone());
+    let result = change(cmd, store, settings, &Accounts::offline(store, settings, &audit)).await;
+    audit.flush().await;
+    result
+}
+
+async fn change(cmd: UserCommand, store: &Store, settings: &Settings, accounts: &Accounts<'_>) -> anyhow::Result<()> {
     match cmd {
         UserCommand::List { search, limit, json } => {
             let users = store.users(search.as_deref(), limit).await?;
@@ -112,24 +111,25 @@ pub async fn run(cmd: UserCommand, store: &Store, settings: &Settings) -> anyhow
         UserCommand::Show(a) => print(&find(store, settings, &a.user).await?, a.json)?,
         UserCommand::Disable(a) => {
             let u = find(store, settings, &a.user).await?;
-            store.set_user_flag(&u.id, UserFlag::Disabled, true).await?;
-            let ended = end_tokens(store, settings, &u).await?;
+            let ended = accounts.set_disabled(&u, true, Actor::Cli).await?;
             println!("disabled {}; ended {ended} token families", u.id);
         }
         UserCommand::Enable(a) => {
             let u = find(store, settings, &a.user).await?;
-            store.set_user_flag(&u.id, UserFlag::Disabled, false).await?;
+            accounts.set_disabled(&u, false, Actor::Cli).await?;
             println!("enabled {}", u.id);
         }
         UserCommand::Delete(a) => {
             let u = find(store, settings, &a.user).await?;
-            let ended = end_tokens(store, settings, &u).await?;
-            store.delete_user(&u.id).await.context("could not delete the user")?;
+            let ended = accounts
+                .delete(&u, Actor::Cli)
+                .await
+                .context("could not delete the user")?;
             println!("deleted {}; ended {ended} token families", u.id);
         }
         UserCommand::MakeAdmin { user, revoke } => {
             let u = find(store, settings, &user.user).await?;
-            store.set_user_flag(&u.id, UserFlag::Admin, !revoke).await?;
+            accounts.set_admin(&u, !revoke, Actor::Cli).await?;
             println!(
                 "{} {}",
                 if revoke {

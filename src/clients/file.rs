@@ -40,6 +40,8 @@ struct Entry {
     public: bool,
     #[serde(default)]
     skip_consent: bool,
+    #[serde(default)]
+    first_party: bool,
 }
 
 /// Applies the file; returns how many clients it lists. A missing file is not an error.
@@ -70,6 +72,7 @@ pub async fn apply(store: &Store, path: &Path, issuer: &str) -> anyhow::Result<u
             scopes: entry.scopes,
             public: entry.public,
             skip_consent: entry.skip_consent,
+            first_party: entry.first_party,
         };
         let mut client = new
             .into_client("file")

@@ -32,6 +32,7 @@ pub struct NewClient {
     pub scopes: Vec<String>,
     pub public: bool,
     pub skip_consent: bool,
+    pub first_party: bool,
 }
 
 impl NewClient {
@@ -56,6 +57,7 @@ impl NewClient {
             },
             public: self.public,
             skip_consent: self.skip_consent,
+            first_party: self.first_party,
             source: source.into(),
             created_at: 0,
             updated_at: 0,
@@ -110,6 +112,7 @@ pub fn metadata(c: &Client) -> serde_json::Value {
         "scope": c.scopes.to_string(),
         "token_endpoint_auth_method": if c.public { "none" } else { "client_secret_basic" },
         "skip_consent": c.skip_consent,
+        "first_party": c.first_party,
         "source": c.source,
         "created_at": c.created_at,
         "updated_at": c.updated_at,

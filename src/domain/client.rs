@@ -24,6 +24,8 @@ pub struct Client {
     pub scopes: Scope,
     pub public: bool,
     pub skip_consent: bool,
+    /// Sesame's operator's own app: may receive `sesame:account` (SPEC §9).
+    pub first_party: bool,
     /// Where the client was registered: `file`, `cli` or `api`.
     pub source: String,
     pub created_at: i64,
@@ -129,6 +131,7 @@ mod tests {
             scopes: Scope::default(),
             public: false,
             skip_consent: false,
+            first_party: false,
             source: "cli".into(),
             created_at: 0,
             updated_at: 0,

@@ -9,10 +9,13 @@ use std::str::FromStr;
 #[derive(Clone, PartialEq, Eq)]
 pub struct Phone(String);
 
-/// An email address. `key` is the lookup form: the whole address lower-cased
-/// (as Auth0 and Supabase do: no provider in practice treats `Ada@` and
-/// `ada@` as different mailboxes). `address` is delivered to as given, with
-/// the domain lower-cased.
+/// An email address. `key` is the one canonical form that addresses are
+/// compared in (SPEC §9): Unicode NFC, then lower-cased whole (as Auth0 and
+/// Supabase do: no provider in practice treats `Ada@` and `ada@` as
+/// different mailboxes). `address` is delivered to as given (in NFC), with
+/// the domain lower-cased. A character outside ASCII whose upper or lower
+/// case is ASCII (`K` KELVIN SIGN, `ſ` LONG S, dotless `ı`, `İ`) is refused:
+/// it would make a second spelling of an ASCII address.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Email {
     address: String,
@@ -47,7 +50,16 @@ impl Phone {
 
 impl Email {
     pub fn parse(text: &str) -> Result<Email, String> {
-        let text = text.trim();
+        use unicode_normalization::UnicodeNormalization;
+        // Checked before normalizing: NFC itself turns KELVIN SIGN into `K`.
+        if text.chars().any(is_ascii_look_alike) {
+            return Err(format!(
+                "`{}` has a character that only looks like a plain letter; type the address with plain letters",
+                text.trim()
+            ));
+        }
+        let nfc: String = text.trim().nfc().collect();
+        let text = nfc.as_str();
         let bad = || format!("`{text}` is not an email address");
         if text.len() > 254 || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad());
@@ -83,6 +95,25 @@ impl Email {
 
     pub fn key(&self) -> &str {
         &self.key
+    }
+}
+
+/// A non-ASCII character whose normal form or case mapping leads into ASCII.
+fn is_ascii_look_alike(c: char) -> bool {
+    use unicode_normalization::UnicodeNormalization;
+    !c.is_ascii()
+        && (std::iter::once(c).nfc().all(|n| n.is_ascii())
+            || c.to_lowercase().any(|l| l.is_ascii())
+            || c.to_uppercase().any(|u| u.is_ascii()))
+}
+
+/// An email if the text has an '@', a phone number otherwise.
+pub fn parse_identifier(text: &str, region: &str) -> Option<Identifier> {
+    let text = text.trim();
+    if text.contains('@') {
+        Email::parse(text).map(Identifier::Email).ok()
+    } else {
+        Phone::parse(text, region).map(Identifier::Phone).ok()
     }
 }
 
@@ -173,6 +204,27 @@ mod tests {
         ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn look_alike_letters_are_refused_and_other_scripts_compare_in_one_form() {
+        for spoof in [
+            "\u{212A}evin@example.com",
+            "\u{017F}am@example.com",
+            "\u{0131}van@example.com",
+            "\u{0130}van@example.com",
+        ] {
+            assert!(Email::parse(spoof).is_err(), "{spoof}");
+        }
+        // NFC: a decomposed é and a composed one are the same address.
+        let composed = Email::parse("Jos\u{00E9}@example.com").unwrap();
+        let decomposed = Email::parse("Jose\u{0301}@example.com").unwrap();
+        assert_eq!(composed.key(), decomposed.key());
+        assert_eq!(composed.key(), "jos\u{00E9}@example.com");
+        assert_eq!(
+            Email::parse("\u{00C9}LODIE@example.com").unwrap().key(),
+            "\u{00E9}lodie@example.com"
+        );
     }
 
     #[test]

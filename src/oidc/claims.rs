@@ -25,16 +25,17 @@ pub fn for_scope(user: &User, scope: &Scope) -> Map<String, Value> {
         }
         c.insert("updated_at".into(), user.updated_at.into());
     }
+    // A verified identifier, else an unverified contact marked as such (OIDC Core §5.1).
     if scope.contains("email") {
-        if let Some(e) = &user.email {
+        if let Some(e) = user.email.as_ref().or(user.contact_email.as_ref()) {
             c.insert("email".into(), e.clone().into());
-            c.insert("email_verified".into(), user.email_verified.into());
+            c.insert("email_verified".into(), user.email.is_some().into());
         }
     }
     if scope.contains("phone") {
-        if let Some(p) = &user.phone {
+        if let Some(p) = user.phone.as_ref().or(user.contact_phone.as_ref()) {
             c.insert("phone_number".into(), p.clone().into());
-            c.insert("phone_number_verified".into(), user.phone_verified.into());
+            c.insert("phone_number_verified".into(), user.phone.is_some().into());
         }
     }
     if scope.contains("address") {

@@ -18,6 +18,9 @@ pub struct Sent {
     pub channel: &'static str,
     pub expires_in: u64,
     pub resend_after: u64,
+    /// For a magic link: the number the asking tab shows, which a browser
+    /// opening the link elsewhere must enter for that tab to follow it.
+    pub match_number: Option<i64>,
 }
 
 /// Who is asking, for limits and the audit trail.
@@ -41,19 +44,18 @@ pub async fn send_code(
     ident: &Identifier,
     locale: &str,
 ) -> Result<Sent, ApiError> {
-    send(state, origin, ident, locale, false, None).await
+    send(state, origin, ident, locale, false).await
 }
 
 /// Issues and delivers a code for Sesame's sign-in pages: by email, with a
-/// magic link too. `user_id` is the account it goes to, if there is one.
+/// magic link too.
 pub async fn send_sign_in_code(
     state: &AppState,
     origin: &Origin<'_>,
     ident: &Identifier,
     locale: &str,
-    user_id: Option<&str>,
 ) -> Result<Sent, ApiError> {
-    send(state, origin, ident, locale, true, user_id).await
+    send(state, origin, ident, locale, true).await
 }
 
 async fn send(
@@ -62,12 +64,22 @@ async fn send(
     ident: &Identifier,
     locale: &str,
     with_magic_link: bool,
-    user_id: Option<&str>,
 ) -> Result<Sent, ApiError> {
     let otp = &state.settings.otp;
     let key = ident_key(state, ident);
+    // An email with an account goes to the address stored on it (SPEC §9),
+    // and a magic link knows the account it signs in to.
+    let account = match ident {
+        Identifier::Email(e) => state.store.user_by_identifier("email", e.key()).await?,
+        Identifier::Phone(_) => None,
+    };
+    let to = account
+        .as_ref()
+        .and_then(|u| u.email.clone())
+        .unwrap_or_else(|| ident.address().to_string());
     let code = crypto::random_digits(otp.length);
     let magic = (with_magic_link && ident.channel() == "email").then(crypto::random_token::<32>);
+    let match_number = magic.as_ref().map(|_| match_number());
     let id = crypto::random_token::<16>();
     let code_digest = state.digester.digest("code", &code);
     let magic_digest = magic.as_deref().map(|m| state.digester.digest("magic", m));
@@ -78,7 +90,8 @@ async fn send(
         channel: ident.channel(),
         code_digest: &code_digest,
         magic_digest: magic_digest.as_deref(),
-        user_id,
+        user_id: magic.as_ref().and(account.as_ref()).map(|u| u.id.as_str()),
+        match_number,
         ttl: otp.ttl.as_secs() as i64,
     };
     // The limits and the new code: one group, so one commit on SQLite.
@@ -93,7 +106,7 @@ async fn send(
 
     let message = Message {
         channel: ident.channel(),
-        to: ident.address().to_string(),
+        to,
         code,
         magic_link: magic.map(|m| format!("{}/login/magic?token={m}", state.issuer())),
         locale: locale.to_string(),
@@ -115,7 +128,18 @@ async fn send(
         channel: ident.channel(),
         expires_in: otp.ttl.as_secs(),
         resend_after: otp.resend_after.as_secs(),
+        match_number,
     })
+}
+
+/// A number from 10 to 99, each equally likely, for magic-link number matching.
+fn match_number() -> i64 {
+    loop {
+        let two = crypto::random_digits(2);
+        if !two.starts_with('0') {
+            return two.parse().unwrap_or(10);
+        }
+    }
 }
 
 /// Checks a code for this identifier and client, consuming it on success.

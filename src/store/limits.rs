@@ -28,6 +28,16 @@ impl Store {
         Ok((count, (start + window - now).max(1)))
     }
 
+    /// Gives back one count of `key` (a password try that succeeded).
+    pub async fn unhit(&self, key: &str) -> anyhow::Result<()> {
+        self.db
+            .query("UPDATE rate_counters SET count = count - 1 WHERE key = $1 AND count > 0")
+            .bind(key)
+            .execute()
+            .await?;
+        Ok(())
+    }
+
     /// Locks the identifier until `until` (extends, never shortens, a lock).
     pub async fn lock_identifier(&self, ident_key: &str, until: i64) -> anyhow::Result<()> {
         self.db.query(

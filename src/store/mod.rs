@@ -101,6 +101,32 @@ impl Store {
         }
     }
 
+    /// Applies the migrations up to `version` only: for testing a later
+    /// migration against data written by the schema before it.
+    #[doc(hidden)]
+    pub async fn migrate_to(&self, version: i64) -> anyhow::Result<()> {
+        let partial = sqlx::migrate::Migrator {
+            migrations: MIGRATOR
+                .migrations
+                .iter()
+                .filter(|m| m.version <= version)
+                .cloned()
+                .collect::<Vec<_>>()
+                .into(),
+            ignore_missing: MIGRATOR.ignore_missing,
+            locking: MIGRATOR.locking,
+            no_tx: MIGRATOR.no_tx,
+            table_name: MIGRATOR.table_name.clone(),
+            create_schemas: MIGRATOR.create_schemas.clone(),
+        };
+        match &self.db {
+            Db::Postgres(pool) => partial.run(pool).await.context("database migration failed"),
+            Db::Sqlite(conn) => Db::with_sqlite(conn, |c| migrate::sqlite(c, &partial))
+                .await
+                .context("database migration failed"),
+        }
+    }
+
     /// Runs `work`'s statements as one group: on SQLite one transaction and
     /// one commit (see `db.rs`); `work` must wait on nothing but the store.
     pub async fn grouped<T, E: From<DbError>>(

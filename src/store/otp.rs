@@ -13,6 +13,8 @@ pub struct NewCode<'a> {
     pub magic_digest: Option<&'a str>,
     /// The account the code was sent to, when known (magic links on another device).
     pub user_id: Option<&'a str>,
+    /// The number the asking tab shows for number matching (magic links only).
+    pub match_number: Option<i64>,
     pub ttl: i64,
 }
 
@@ -22,6 +24,9 @@ pub struct MagicUse {
     pub ident_key: String,
     pub client_id: String,
     pub user_id: Option<String>,
+    /// The link was opened in the browser that asked for it, or the number was matched:
+    /// the asking tab may take the sign-in over.
+    pub handoff_allowed: bool,
 }
 
 /// A code a verifier may try, with the attempt it has just reserved.
@@ -54,8 +59,8 @@ impl Store {
         .execute()
         .await?;
         self.db.query(
-            "INSERT INTO otp_codes (id, ident_key, client_id, channel, code_digest, magic_digest, user_id, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO otp_codes (id, ident_key, client_id, channel, code_digest, magic_digest, user_id, created_at, expires_at, match_number)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(c.id)
         .bind(c.ident_key)
@@ -66,6 +71,7 @@ impl Store {
         .bind(c.user_id)
         .bind(now)
         .bind(now + c.ttl)
+        .bind(c.match_number)
         .execute()
         .await?;
         Ok(())
@@ -128,17 +134,30 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// Consumes a magic link token: the code it came with is used up too.
-    pub async fn consume_magic(&self, magic_digest: &str) -> anyhow::Result<Option<MagicUse>> {
+    /// Uses a magic link token, once. The link signs in the browser that opens
+    /// it. The code it came with stays usable for the tab that asked for it,
+    /// unless that tab may take this sign-in over: the link was opened in the
+    /// same browser (`same_code_id`), or `number` matches the one the asking
+    /// tab shows (SPEC §9 number matching); then the code is used up too.
+    pub async fn consume_magic(
+        &self,
+        magic_digest: &str,
+        same_code_id: Option<&str>,
+        number: Option<i64>,
+    ) -> anyhow::Result<Option<MagicUse>> {
         let row = self
             .db
             .query(
-                "UPDATE otp_codes SET used_at = $2, magic_used_at = $2
-             WHERE magic_digest = $1 AND used_at IS NULL AND dead = 0 AND expires_at > $2
-             RETURNING id, ident_key, client_id, user_id",
+                "UPDATE otp_codes SET magic_used_at = $2,
+               handoff_allowed = CASE WHEN id = $3 OR match_number = $4 THEN 1 ELSE 0 END,
+               used_at = CASE WHEN id = $3 OR match_number = $4 THEN $2 ELSE used_at END
+             WHERE magic_digest = $1 AND magic_used_at IS NULL AND used_at IS NULL AND dead = 0 AND expires_at > $2
+             RETURNING id, ident_key, client_id, user_id, handoff_allowed",
             )
             .bind(magic_digest)
             .bind(now())
+            .bind(same_code_id.unwrap_or(""))
+            .bind(number.unwrap_or(-1))
             .fetch_optional()
             .await?;
         row.map(|r| {
@@ -147,19 +166,24 @@ impl Store {
                 ident_key: r.try_get("ident_key")?,
                 client_id: r.try_get("client_id")?,
                 user_id: r.try_get("user_id")?,
+                handoff_allowed: r.try_get::<i64, _>("handoff_allowed")? != 0,
             })
         })
         .transpose()
     }
 
     /// The tab that asked for a code takes over a sign-in its magic link made
-    /// on another device; `true` once, only after the link was used.
+    /// in another browser: `true` once, and only when that browser matched
+    /// the number this tab shows.
     pub async fn claim_magic_handoff(&self, code_id: &str) -> anyhow::Result<bool> {
         // Polled every few seconds by each waiting tab: look first, so that
         // polling takes no write lock until there is something to claim.
         let ready = self
             .db
-            .query("SELECT id FROM otp_codes WHERE id = $1 AND magic_used_at IS NOT NULL AND handed_off_at IS NULL")
+            .query(
+                "SELECT id FROM otp_codes
+             WHERE id = $1 AND magic_used_at IS NOT NULL AND handoff_allowed = 1 AND handed_off_at IS NULL",
+            )
             .bind(code_id)
             .fetch_optional()
             .await?;
@@ -170,7 +194,8 @@ impl Store {
             .db
             .query(
                 "UPDATE otp_codes SET handed_off_at = $2
-             WHERE id = $1 AND magic_used_at IS NOT NULL AND handed_off_at IS NULL RETURNING id",
+             WHERE id = $1 AND magic_used_at IS NOT NULL AND handoff_allowed = 1 AND handed_off_at IS NULL
+             RETURNING id",
             )
             .bind(code_id)
             .bind(now())

@@ -16,6 +16,10 @@ pub struct User {
     pub first_name: String,
     pub last_name: String,
     pub has_password: bool,
+    /// An email given but never proven by a code: a contact, never a sign-in key.
+    pub contact_email: Option<String>,
+    /// A phone number given but never proven by a code.
+    pub contact_phone: Option<String>,
     pub metadata: serde_json::Value,
     pub is_admin: bool,
     pub disabled: bool,
@@ -37,6 +41,8 @@ pub struct NewUser<'a> {
     pub last_name: &'a str,
     pub password_hash: Option<&'a str>,
     pub metadata: &'a serde_json::Value,
+    pub contact_email: Option<&'a str>,
+    pub contact_phone: Option<&'a str>,
 }
 
 #[derive(Debug)]
@@ -46,7 +52,7 @@ pub enum InsertUser {
     Conflict(&'static str),
 }
 
-const COLUMNS: &str = "id, username, email, email_verified, phone, phone_verified, first_name, last_name, password_hash, metadata, is_admin, disabled, created_at, updated_at";
+const COLUMNS: &str = "id, username, email, email_verified, phone, phone_verified, first_name, last_name, password_hash, metadata, is_admin, disabled, created_at, updated_at, contact_email, contact_phone";
 
 fn from_row(r: &Row) -> anyhow::Result<User> {
     Ok(User {
@@ -59,6 +65,8 @@ fn from_row(r: &Row) -> anyhow::Result<User> {
         first_name: r.try_get("first_name")?,
         last_name: r.try_get("last_name")?,
         has_password: r.try_get::<Option<String>, _>("password_hash")?.is_some(),
+        contact_email: r.try_get("contact_email")?,
+        contact_phone: r.try_get("contact_phone")?,
         metadata: serde_json::from_str(&r.try_get::<String, _>("metadata")?)?,
         is_admin: r.try_get::<i64, _>("is_admin")? != 0,
         disabled: r.try_get::<i64, _>("disabled")? != 0,
@@ -86,28 +94,32 @@ impl Store {
 
     pub async fn insert_user(&self, u: &NewUser<'_>) -> anyhow::Result<InsertUser> {
         let now = now();
-        let result = self.db.query(
+        let sql = format!(
             "INSERT INTO users (id, username, username_key, email, email_key, email_verified, phone, phone_verified,
-               first_name, last_name, password_hash, metadata, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
-             RETURNING id, username, email, email_verified, phone, phone_verified, first_name, last_name,
-               password_hash, metadata, is_admin, disabled, created_at, updated_at",
-        )
-        .bind(u.id)
-        .bind(u.username)
-        .bind(u.username_key.as_deref())
-        .bind(u.email)
-        .bind(u.email_key)
-        .bind(u.email_verified as i64)
-        .bind(u.phone)
-        .bind(u.phone_verified as i64)
-        .bind(u.first_name)
-        .bind(u.last_name)
-        .bind(u.password_hash)
-        .bind(u.metadata.to_string())
-        .bind(now)
-        .fetch_one()
-        .await;
+               first_name, last_name, password_hash, metadata, created_at, updated_at, contact_email, contact_phone)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15)
+             RETURNING {COLUMNS}"
+        );
+        let result = self
+            .db
+            .query(sql)
+            .bind(u.id)
+            .bind(u.username)
+            .bind(u.username_key.as_deref())
+            .bind(u.email)
+            .bind(u.email_key)
+            .bind(u.email_verified as i64)
+            .bind(u.phone)
+            .bind(u.phone_verified as i64)
+            .bind(u.first_name)
+            .bind(u.last_name)
+            .bind(u.password_hash)
+            .bind(u.metadata.to_string())
+            .bind(now)
+            .bind(u.contact_email)
+            .bind(u.contact_phone)
+            .fetch_one()
+            .await;
         match result {
             Ok(row) => Ok(InsertUser::Created(Box::new(from_row(&row)?))),
             Err(e) if e.is_unique_violation() => {
@@ -185,13 +197,13 @@ impl Store {
         let query = match kind {
             "phone" => self
                 .db
-                .query("UPDATE users SET phone = $2, phone_verified = 1, updated_at = $3 WHERE id = $1")
+                .query("UPDATE users SET phone = $2, phone_verified = 1, contact_phone = NULL, updated_at = $3 WHERE id = $1")
                 .bind(id)
                 .bind(address)
                 .bind(now()),
             _ => self
                 .db
-                .query("UPDATE users SET email = $2, email_key = $3, email_verified = 1, updated_at = $4 WHERE id = $1")
+                .query("UPDATE users SET email = $2, email_key = $3, email_verified = 1, contact_email = NULL, updated_at = $4 WHERE id = $1")
                 .bind(id)
                 .bind(address)
                 .bind(key)
@@ -251,6 +263,20 @@ impl Store {
             .transpose()
     }
 
+    /// The account's password hash, if it has a password.
+    pub async fn password_hash(&self, id: &str) -> anyhow::Result<Option<String>> {
+        let row = self
+            .db
+            .query("SELECT password_hash FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional()
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<Option<String>, _>("password_hash"))
+            .transpose()?
+            .flatten())
+    }
+
     /// Sets the given username and/or password hash; `Conflict("username")` when the name is taken.
     pub async fn set_credentials(
         &self,
@@ -258,14 +284,14 @@ impl Store {
         username: Option<&str>,
         password_hash: Option<&str>,
     ) -> anyhow::Result<InsertUser> {
+        let sql = format!(
+            "UPDATE users SET username = COALESCE($2, username), username_key = COALESCE($3, username_key),
+               password_hash = COALESCE($4, password_hash), updated_at = $5 WHERE id = $1
+             RETURNING {COLUMNS}"
+        );
         let result = self
             .db
-            .query(
-                "UPDATE users SET username = COALESCE($2, username), username_key = COALESCE($3, username_key),
-               password_hash = COALESCE($4, password_hash), updated_at = $5 WHERE id = $1
-             RETURNING id, username, email, email_verified, phone, phone_verified, first_name, last_name,
-               password_hash, metadata, is_admin, disabled, created_at, updated_at",
-            )
+            .query(sql)
             .bind(id)
             .bind(username)
             .bind(username.map(str::to_lowercase))

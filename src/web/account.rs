@@ -9,7 +9,9 @@ use askama::Template;
 use super::flow;
 use super::i18n::T;
 use super::page::{self, csrf_token, take_flash, CurrentUser, Flash, Form, PageError};
+use super::reauth;
 use super::session::{self, SessionInfo};
+use crate::accounts::{AccountError, Accounts, PasswordProof};
 use crate::domain::Identifier;
 use crate::error::ApiError;
 use crate::otp::{self, Origin};
@@ -236,6 +238,13 @@ pub async fn change_identifier(
     if same {
         return invalid("account.same_identifier");
     }
+    let (_, by) = reauth::authority(&session)?;
+    if let Err(e) = Accounts::of(&state).check_sensitive(&by) {
+        return match e {
+            AccountError::ReauthRequired => Ok(reauth::ask(&session, t)),
+            e => invalid(e.text_key().unwrap_or("account.not_permitted")),
+        };
+    }
     let client = flow::account_client();
     let ip = peer_ip(&req);
     let origin = Origin {
@@ -309,46 +318,41 @@ pub async fn verify_identifier(
         return Ok(page::render(StatusCode::UNPROCESSABLE_ENTITY, &page));
     }
     session.remove("change");
-    let old = match &ident {
-        Identifier::Phone(_) => user.phone.clone(),
-        Identifier::Email(_) => user.email.clone(),
-    };
-    if !state
-        .store
-        .set_identifier(&user.id, ident.kind(), ident.address(), ident.key())
-        .await?
+    let (who, by) = reauth::authority(&session)?;
+    match Accounts::of(&state)
+        .set_identifier(&user, &ident, &by, ip.as_deref())
+        .await
     {
-        page::flash(&session, "error", t.get("account.identifier_taken"));
-        return Ok(page::see_other("/account"));
-    }
-    state.audit.record(Event {
-        event: "identifier_changed",
-        user_id: Some(&user.id),
-        ip: ip.as_deref(),
-        detail: Some(ident.kind()),
-        ..Default::default()
-    });
-    if let Some(old) = old {
-        let region = &state.settings.otp.default_region;
-        if let Some(old) = flow::parse_identifier(&old, region) {
-            otp::notify_change(&state, &old, ident.address(), t.lang()).await;
+        Ok(_) => {
+            // Every session of the account ended; this browser goes on under a new id.
+            reauth::keep_signed_in(&req, &session, &who);
+            page::flash(
+                &session,
+                "success",
+                t.with("account.identifier_changed", ident.address()),
+            );
+            Ok(page::see_other("/account"))
+        }
+        Err(AccountError::ReauthRequired) => Ok(reauth::ask(&session, t)),
+        Err(e) => {
+            page::flash(&session, "error", page::account_error_text(t, e)?);
+            Ok(page::see_other("/account"))
         }
     }
-    page::flash(
-        &session,
-        "success",
-        t.with("account.identifier_changed", ident.address()),
-    );
-    Ok(page::see_other("/account"))
 }
 
 /// `GET /account/delete`: the confirmation step.
 pub async fn confirm_delete(
+    state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
     _signed_in: CurrentUser,
 ) -> Result<HttpResponse, PageError> {
     let t = page::texts(&req, None);
+    let (_, by) = reauth::authority(&session)?;
+    if let Err(AccountError::ReauthRequired) = Accounts::of(&state).check_sensitive(&by) {
+        return Ok(reauth::ask(&session, t));
+    }
     Ok(page::ok(&super::admin::ConfirmPage {
         t,
         csrf: csrf_token(&session),
@@ -361,27 +365,32 @@ pub async fn confirm_delete(
     }))
 }
 
-/// `POST /account/delete`: the account goes, and its tokens and sessions with it.
+/// `POST /account/delete`: the account goes, and its tokens and sessions with
+/// it (a sensitive change: a recent sign-in first).
 pub async fn delete_account(
     state: web::Data<AppState>,
+    req: HttpRequest,
     session: Session,
     CurrentUser(user): CurrentUser,
     _checked: Form,
 ) -> Result<HttpResponse, PageError> {
-    crate::api::admin_users::end_tokens(&state, &user).await?;
-    state.store.delete_user(&user.id).await?;
-    state.audit.record(Event {
-        event: "user_deleted",
-        user_id: Some(&user.id),
-        detail: Some("by the user"),
-        ..Default::default()
-    });
-    session.purge();
-    Ok(page::see_other("/login?deleted=1"))
+    let t = page::texts(&req, None);
+    let (_, by) = reauth::authority(&session)?;
+    let ip = peer_ip(&req);
+    match Accounts::of(&state).delete_own(&user, &by, ip.as_deref()).await {
+        Ok(()) => {
+            session.purge();
+            Ok(page::see_other("/login?deleted=1"))
+        }
+        Err(AccountError::ReauthRequired) => Ok(reauth::ask(&session, t)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `POST /account/password`: a username and password for `/login?method=password`
-/// and the `password` grant (optional; codes keep working).
+/// and the `password` grant (optional; codes keep working). A password is a
+/// sensitive change: a recent sign-in, and the current password (or a fresh
+/// code) to replace one; afterwards every other session is signed out.
 pub async fn set_password(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -393,17 +402,29 @@ pub async fn set_password(
     let username = form
         .get("username")
         .map(str::trim)
-        .filter(|u| Some(*u) != user.username.as_deref());
-    let password = form.get("password");
-    match crate::api::users::set_credentials(&state, &user, username, password).await {
+        .filter(|u| !u.is_empty() && Some(*u) != user.username.as_deref());
+    let password = form.get("password").filter(|p| !p.is_empty());
+    let (who, by) = reauth::authority(&session)?;
+    let proof = PasswordProof {
+        current: form.get("current_password").filter(|p| !p.is_empty()),
+        fresh_code: reauth::fresh_code(&state, &who),
+    };
+    let ip = peer_ip(&req);
+    let changed = Accounts::of(&state)
+        .set_credentials(&user, username, password, proof, &by, ip.as_deref())
+        .await;
+    match changed {
         Ok(_) => {
+            if password.is_some() {
+                reauth::keep_signed_in(&req, &session, &who);
+            }
             page::flash(&session, "success", t.get("account.password_saved"));
             Ok(page::see_other("/account"))
         }
-        Err(ApiError::InvalidRequest(why) | ApiError::Conflict(why)) => {
-            page::flash(&session, "error", why);
+        Err(AccountError::ReauthRequired) => Ok(reauth::ask(&session, t)),
+        Err(e) => {
+            page::flash(&session, "error", page::account_error_text(t, e)?);
             Ok(page::see_other("/account"))
         }
-        Err(e) => Err(e.into()),
     }
 }

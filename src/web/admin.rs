@@ -13,14 +13,14 @@ use super::account::App;
 use super::i18n::T;
 use super::page::{self, csrf_token, take_flash, AdminUser, Flash, Form, PageError};
 use super::session::{self, SessionInfo};
-use crate::api::admin_users::end_tokens;
+use crate::accounts::{Accounts, Actor};
 use crate::clients::{self, NewClient, RegisterError};
 use crate::domain::client::{Client, KNOWN_GRANT_TYPES};
 use crate::domain::Scope;
 use crate::params::Params;
 use crate::state::AppState;
 use crate::store::audit::{AuditFilter, AuditRow, Event};
-use crate::store::users::{User, UserFlag};
+use crate::store::users::User;
 
 fn audit(state: &AppState, event: &str, admin: &User, client_id: Option<&str>, user_id: Option<&str>) {
     let detail = format!("by {}", admin.id);
@@ -86,6 +86,7 @@ struct ClientForm {
     scopes: String,
     public: bool,
     skip_consent: bool,
+    first_party: bool,
 }
 
 impl ClientForm {
@@ -98,6 +99,7 @@ impl ClientForm {
             scopes: c.scopes.to_string(),
             public: c.public,
             skip_consent: c.skip_consent,
+            first_party: c.first_party,
         }
     }
 
@@ -123,6 +125,7 @@ impl ClientForm {
             scopes: form.get("scopes").unwrap_or("").trim().to_string(),
             public: form.get("type") == Some("public"),
             skip_consent: form.get("skip_consent").is_some(),
+            first_party: form.get("first_party").is_some(),
         }
     }
 
@@ -193,6 +196,7 @@ pub async fn create_client(
         scopes: f.scopes.split_whitespace().map(str::to_string).collect(),
         public: f.public,
         skip_consent: f.skip_consent,
+        first_party: f.first_party,
     };
     match clients::register(&state.store, new, "admin").await {
         Ok((client, secret)) => {
@@ -266,6 +270,7 @@ pub async fn update_client(
         Ok(s) => {
             c.scopes = s;
             c.skip_consent = f.skip_consent;
+            c.first_party = f.first_party;
             clients::update(&state.store, &c).await
         }
         Err(e) => Err(RegisterError::Invalid(e.to_string())),
@@ -457,22 +462,19 @@ pub async fn user_action(
     let (sub, action) = path.into_inner();
     let t = page::texts(&req, None);
     let user = state.store.user(&sub).await?.ok_or(PageError::NotFound)?;
+    let accounts = Accounts::of(&state);
+    let actor = Actor::AdminPage(&admin.id);
     match action.as_str() {
         "disable" => {
-            state.store.set_user_flag(&user.id, UserFlag::Disabled, true).await?;
-            end_tokens(&state, &user).await?;
-            audit(&state, "user_disabled", &admin, None, Some(&user.id));
+            accounts.set_disabled(&user, true, actor).await?;
             page::flash(&session, "success", t.get("admin.user_disabled"));
         }
         "enable" => {
-            state.store.set_user_flag(&user.id, UserFlag::Disabled, false).await?;
-            audit(&state, "user_enabled", &admin, None, Some(&user.id));
+            accounts.set_disabled(&user, false, actor).await?;
             page::flash(&session, "success", t.get("admin.user_enabled"));
         }
         "delete" => {
-            end_tokens(&state, &user).await?;
-            state.store.delete_user(&user.id).await?;
-            audit(&state, "user_deleted", &admin, None, Some(&user.id));
+            accounts.delete(&user, actor).await?;
             page::flash(&session, "success", t.get("admin.user_deleted"));
             return Ok(page::see_other("/admin/users"));
         }

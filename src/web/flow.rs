@@ -28,6 +28,9 @@ pub struct PendingLogin {
     pub code_id: String,
     pub sent_at: i64,
     pub resend_after: i64,
+    /// The number to enter where the magic link is opened, if it is opened in another browser.
+    #[serde(default)]
+    pub match_number: Option<i64>,
 }
 
 impl PendingLogin {
@@ -40,6 +43,7 @@ impl PendingLogin {
             code_id: sent.code_id,
             sent_at: now(),
             resend_after: sent.resend_after as i64,
+            match_number: sent.match_number,
         }
     }
 
@@ -97,6 +101,7 @@ pub fn account_client() -> Client {
         scopes: Scope::default(),
         public: true,
         skip_consent: true,
+        first_party: true,
         source: "builtin".into(),
         created_at: 0,
         updated_at: 0,
@@ -164,15 +169,7 @@ pub async fn next_step(state: &AppState, session: &Session, who: &SignedIn, user
     authorize::code_url(state, &authz, who).await
 }
 
-/// Email if it has an '@', a phone number otherwise.
-pub fn parse_identifier(text: &str, region: &str) -> Option<Identifier> {
-    let text = text.trim();
-    if text.contains('@') {
-        crate::domain::Email::parse(text).map(Identifier::Email).ok()
-    } else {
-        crate::domain::Phone::parse(text, region).map(Identifier::Phone).ok()
-    }
-}
+pub use crate::domain::parse_identifier;
 
 /// RFC 8176 methods for a code sent to this kind of identifier.
 pub fn amr_for(kind: &str) -> Vec<String> {

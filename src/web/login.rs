@@ -11,10 +11,9 @@ use serde_json::json;
 use super::flow::{self, PendingLogin, PendingSignup, SIGNUP_WINDOW};
 use super::i18n::T;
 use super::page::{self, csrf_token, take_flash, Flash, Form, MessagePage, PageError};
-use crate::api::users::Profile;
+use crate::accounts::{passwords, AccountError, Accounts, Actor, Profile};
 use crate::domain::{Client, Identifier};
 use crate::error::ApiError;
-use crate::oauth::grants::password::check_password;
 use crate::otp::{self, Origin};
 use crate::params::peer_ip;
 use crate::state::AppState;
@@ -145,13 +144,7 @@ async fn send(
         client,
         ip: ip.as_deref(),
     };
-    // The account, if any, so a magic link opened on another device can sign
-    // it in (only email codes carry a link).
-    let user = match ident {
-        Identifier::Email(_) => state.store.user_by_identifier(ident.kind(), ident.key()).await?,
-        Identifier::Phone(_) => None,
-    };
-    let sent = otp::send_sign_in_code(state, &origin, ident, t.lang(), user.as_ref().map(|u| u.id.as_str())).await?;
+    let sent = otp::send_sign_in_code(state, &origin, ident, t.lang()).await?;
     Ok(PendingLogin::sent(ident, &client.id, sent))
 }
 
@@ -194,6 +187,7 @@ struct VerifyPage {
     wait: i64,
     code_length: usize,
     error: Option<String>,
+    match_number: Option<i64>,
 }
 
 async fn verify_page_for(
@@ -213,6 +207,7 @@ async fn verify_page_for(
         wait: (pending.sent_at + pending.resend_after - now()).max(0),
         code_length: state.settings.otp.length,
         error,
+        match_number: pending.match_number,
     })
 }
 
@@ -372,6 +367,9 @@ pub async fn magic_page(
     }))
 }
 
+/// `POST /login/magic`: the link signs in the browser that opens it (SPEC §9).
+/// The tab that asked for it follows only when it is in this same browser,
+/// or when the person here entered the number that tab shows.
 pub async fn magic_use(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -380,9 +378,15 @@ pub async fn magic_use(
 ) -> Result<HttpResponse, PageError> {
     let t = texts(&req, &session);
     let token = form.get("token").unwrap_or("");
+    let pending = PendingLogin::load(&session);
+    let number = form.get("number").map(str::trim).filter(|n| !n.is_empty());
     let used = state
         .store
-        .consume_magic(&state.digester.digest("magic", token))
+        .consume_magic(
+            &state.digester.digest("magic", token),
+            pending.as_ref().map(|p| p.code_id.as_str()),
+            number.and_then(|n| n.parse().ok()),
+        )
         .await?;
     let Some(used) = used else {
         return Err(page::bad_request(t.get("magic.bad_title"), t.get("magic.bad_text")));
@@ -394,10 +398,15 @@ pub async fn magic_use(
         client_id: Some(&used.client_id),
         ident_key: Some(&used.ident_key),
         ip: ip.as_deref(),
+        detail: Some(if used.handoff_allowed {
+            "handoff allowed"
+        } else {
+            "this browser only"
+        }),
         ..Default::default()
     });
     // The tab that asked for the link is in this browser: carry on here.
-    if let Some(pending) = PendingLogin::load(&session).filter(|p| p.code_id == used.code_id) {
+    if let Some(pending) = pending.filter(|p| p.code_id == used.code_id) {
         let ident = pending.identifier(&state).ok_or(PageError::Csrf)?;
         let next = flow::verified(
             &state,
@@ -410,21 +419,33 @@ pub async fn magic_use(
         .await?;
         return Ok(page::see_other(&next));
     }
-    // Another device: sign this browser in too; the asking tab moves on by itself.
+    let follows = match (used.handoff_allowed, number.is_some()) {
+        (true, _) => t.get("magic.other_follows"),
+        (false, true) => t.get("magic.number_mismatch"),
+        (false, false) => t.get("magic.other_needs_code"),
+    };
+    // Another browser: this one is signed in to the account the link was sent for.
     match used.user_id {
         Some(id) => match state.store.user(&id).await? {
             Some(user) if !user.disabled => {
-                page::flash(&session, "success", t.get("magic.signed_in_here"));
                 let next =
                     flow::sign_in(&state, &session, &user, flow::amr_for("email"), ua(&req), ip.as_deref()).await?;
+                page::flash(&session, if used.handoff_allowed { "success" } else { "info" }, follows);
                 Ok(page::see_other(&next))
             }
             _ => Err(PageError::Forbidden(t.get("login.disabled").into())),
         },
+        // No account yet: the address is only known to the tab that asked,
+        // so only that tab can sign up, and only after number matching.
         None => Ok(page::ok(&MessagePage {
             t,
             title: t.get("magic.confirmed_title").into(),
-            text: t.get("magic.confirmed_text").into(),
+            text: if used.handoff_allowed {
+                t.get("magic.confirmed_text")
+            } else {
+                follows
+            }
+            .into(),
             link: None,
             flash: None,
         })),
@@ -504,24 +525,21 @@ pub async fn signup(
         code_id: String::new(),
         sent_at: 0,
         resend_after: 0,
+        match_number: None,
     };
     let ident = pending.identifier(&state).ok_or(PageError::Csrf)?;
     let mut profile = Profile::for_verified(&ident);
     profile.first_name = first;
     profile.last_name = last;
     session.remove("signup");
-    let user = match crate::api::users::create(&state, &profile).await {
-        Ok(user) => {
-            state.audit.record(crate::store::audit::Event {
-                event: "user_created",
-                user_id: Some(&user.id),
-                detail: Some("signup page"),
-                ..Default::default()
-            });
-            user
-        }
+    let ip = peer_ip(&req);
+    let created = Accounts::of(&state)
+        .create(&profile, Actor::User { client_id: None }, ip.as_deref())
+        .await;
+    let user = match created {
+        Ok(user) => user,
         // Created meanwhile (another tab): the identifier is verified, so sign in to it.
-        Err(ApiError::Conflict(_)) => state
+        Err(AccountError::Taken(_)) => state
             .store
             .user_by_identifier(ident.kind(), ident.key())
             .await?
@@ -531,7 +549,6 @@ pub async fn signup(
     if user.disabled {
         return Err(PageError::Forbidden(t.get("login.disabled").into()));
     }
-    let ip = peer_ip(&req);
     let next = flow::sign_in(&state, &session, &user, signup.amr, ua(&req), ip.as_deref()).await?;
     Ok(page::see_other(&next))
 }
@@ -552,14 +569,13 @@ pub async fn password(
     let error = if login.is_empty() || password.is_empty() {
         t.get("password.empty").to_string()
     } else {
-        match check_password(&state, &client.id, &login, password, ip.as_deref()).await {
-            Ok(Some(user)) => {
+        match passwords::check(&state, &client.id, &login, password, ip.as_deref()).await {
+            Ok(user) => {
                 let next = flow::sign_in(&state, &session, &user, vec!["pwd".into()], ua(&req), ip.as_deref()).await?;
                 return Ok(page::see_other(&next));
             }
-            Ok(None) => t.get("password.wrong").to_string(),
-            Err(ApiError::TooManyRequests { retry_after, .. }) => t.with("password.locked", wait_text(retry_after)),
-            Err(e) => return Err(e.into()),
+            Err(AccountError::Locked { retry_after }) => t.with("password.locked", wait_text(retry_after)),
+            Err(e) => page::account_error_text(t, e)?,
         }
     };
     Ok(page::render(

@@ -12,4 +12,5 @@ pub mod i18n;
 pub mod login;
 pub mod outbox;
 pub mod page;
+pub mod reauth;
 pub mod session;

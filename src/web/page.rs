@@ -32,6 +32,14 @@ fn secure_headers(res: &mut actix_web::HttpResponseBuilder) {
         .insert_header((header::REFERRER_POLICY, "no-referrer"));
 }
 
+/// The localized text for an account service refusal; internal errors pass on.
+pub fn account_error_text(t: T, e: crate::accounts::AccountError) -> Result<String, PageError> {
+    match e.text_key() {
+        Some(key) => Ok(t.get(key).to_string()),
+        None => Err(PageError::Internal(anyhow::anyhow!(e))),
+    }
+}
+
 /// Renders a page with the security headers.
 pub fn render(status: StatusCode, page: &impl Template) -> HttpResponse {
     match page.render() {
@@ -254,6 +262,17 @@ pub fn bad_request(title: impl Into<String>, text: impl Into<String>) -> PageErr
     PageError::BadRequest {
         title: title.into(),
         text: text.into(),
+    }
+}
+
+impl From<crate::accounts::AccountError> for PageError {
+    fn from(e: crate::accounts::AccountError) -> Self {
+        use crate::accounts::AccountError;
+        match e {
+            AccountError::Internal(cause) => PageError::Internal(cause),
+            AccountError::NotFound => PageError::NotFound,
+            other => PageError::Forbidden(other.to_string()),
+        }
     }
 }
 

@@ -21,6 +21,9 @@ const SIGNED_IN_KEYS: &[&str] = &["sub", "auth_time", "amr"];
 #[derive(Clone)]
 pub struct DbSessions {
     store: Store,
+    /// `account.session_max_age` in seconds: a signed-in session ends this
+    /// long after its sign-in, however often it is used (SPEC §9).
+    max_age: i64,
 }
 
 fn digest(key: &str) -> String {
@@ -45,9 +48,18 @@ impl SessionStore for DbSessions {
         else {
             return Ok(None);
         };
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| LoadError::Deserialization(e.into()))
+        let state: HashMap<String, String> =
+            serde_json::from_str(&text).map_err(|e| LoadError::Deserialization(e.into()))?;
+        let signed_in_at = state.get("signed_in_at").and_then(|v| v.parse::<i64>().ok());
+        if signed_in_at.is_some_and(|at| crate::store::now() - at >= self.max_age) {
+            // Past its absolute lifetime: ended here, on every node.
+            self.store
+                .delete_session(&digest(key.as_ref()))
+                .await
+                .map_err(LoadError::Other)?;
+            return Ok(None);
+        }
+        Ok(Some(state))
     }
 
     async fn save(&self, state: HashMap<String, String>, ttl: &time::Duration) -> Result<SessionKey, SaveError> {
@@ -111,6 +123,7 @@ pub fn middleware(state: &AppState, key: &[u8; 64]) -> SessionMiddleware<DbSessi
     SessionMiddleware::builder(
         DbSessions {
             store: state.store.clone(),
+            max_age: state.settings.account.session_max_age.as_secs() as i64,
         },
         Key::from(key),
     )

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::browser::{exchange, sign_up_through_authorize, Browser};
 use crate::db_test;
-use crate::helpers::{spawn_with, test_settings, Db, APP};
+use crate::helpers::{spawn_with, test_settings, Db, Who, APP};
 use crate::peers::Receiver;
 
 async fn changing_a_phone_number_takes_a_code_and_tells_the_old_one(db: Db) {
@@ -147,7 +147,72 @@ async fn a_password_set_on_the_account_page_signs_in_on_the_login_page(db: Db) {
     assert_eq!(later.get("/account").await.status, 200);
 }
 
+/// SPEC §9: with a sign-in older than `account.reauth_after`, a password,
+/// a new email and deleting the account each ask for a fresh code first;
+/// afterwards the other sessions and the apps' refresh tokens end.
+async fn sensitive_changes_on_the_account_page_need_a_recent_sign_in(db: Db) {
+    let mut settings = test_settings(&db);
+    settings.account.reauth_after = std::time::Duration::from_secs(2);
+    settings.otp.resend_after = std::time::Duration::ZERO;
+    settings.otp.max_sends = 10;
+    let app = spawn_with(settings).await;
+    let mut b = Browser::new(&app);
+    b.sign_in_with_code("old@example.com").await;
+    b.get("/signup").await;
+    b.post("/signup", &[]).await;
+    let mut other = Browser::new(&app);
+    other.sign_in_with_code("old@example.com").await;
+    assert_eq!(other.get("/account").await.status, 200);
+    let res = app.sign_in_with_code(APP, Who::Email("old@example.com")).await;
+    let app_tokens: Value = res.json().await.unwrap();
+
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    b.get("/account").await;
+    let asked = b
+        .post("/account/password", &[("password", "correct horse battery")])
+        .await;
+    assert!(asked.redirects_to("/account/reauth"), "{:?}", asked.location);
+    b.get("/account").await;
+    let asked = b
+        .post("/account/identifier", &[("identifier", "new@example.com")])
+        .await;
+    assert!(asked.redirects_to("/account/reauth"), "{:?}", asked.location);
+    assert!(b.get("/account/delete").await.redirects_to("/account/reauth"));
+    b.get("/account").await;
+    assert!(b.post("/account/delete", &[]).await.redirects_to("/account/reauth"));
+    assert!(app.state.store.find_user("old@example.com").await.unwrap().is_some());
+
+    // A fresh code to the account's own email renews the sign-in.
+    let page = b.get("/account/reauth").await;
+    assert!(page.body.contains("old@example.com"), "{}", page.body);
+    assert!(b.post("/account/reauth", &[]).await.redirects_to("/account/reauth"));
+    b.get("/account/reauth").await;
+    let code = app.outbox_code().await;
+    let done = b.post("/account/reauth/verify", &[("code", &code)]).await;
+    assert_eq!(done.location.as_deref(), Some("/account"));
+    b.get("/account").await;
+    let set = b
+        .post("/account/password", &[("password", "correct horse battery")])
+        .await;
+    assert_eq!(set.location.as_deref(), Some("/account"));
+    let after = b.get("/account").await;
+    assert!(
+        after.body.contains("Saved."),
+        "{} {:?} {}",
+        after.status,
+        after.location,
+        after.body
+    );
+
+    // The other browser and the app's refresh token are signed out; this browser goes on.
+    assert!(other.get("/account").await.redirects_to("/login"));
+    let refresh = app.refresh(APP, app_tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(refresh.status(), 400);
+    assert_eq!(b.get("/account").await.status, 200);
+}
+
 db_test!(
+    sensitive_changes_on_the_account_page_need_a_recent_sign_in,
     a_password_set_on_the_account_page_signs_in_on_the_login_page,
     changing_a_phone_number_takes_a_code_and_tells_the_old_one,
     deleting_the_account_revokes_its_tokens_and_sessions,

@@ -32,9 +32,7 @@ async fn only_admins_get_in_and_signing_in_comes_back_to_admin(db: Db) {
     assert_eq!(user.post("/admin/clients/new", &[("name", "x")]).await.status, 403);
 
     // Signed out: /admin sends to sign-in, and sign-in comes back to /admin.
-    let email = sesame::domain::Email::parse("chief@example.com").unwrap();
-    let profile = sesame::api::users::Profile::for_verified(&sesame::domain::Identifier::Email(email));
-    let chief = sesame::api::users::create(&app.state, &profile).await.unwrap();
+    let chief = app.account_for("chief@example.com").await;
     app.state
         .store
         .set_user_flag(&chief.id, sesame::store::users::UserFlag::Admin, true)
@@ -179,7 +177,99 @@ fn between(body: &str, start: &str, end: &str) -> String {
     body[at..at + body[at..].find(end).unwrap()].trim().to_string()
 }
 
+/// The audit rows of `event`, as `(user_id, detail)`.
+async fn audited(app: &TestApp, event: &str) -> Vec<(String, String)> {
+    app.state.audit.flush().await;
+    let filter = sesame::store::audit::AuditFilter {
+        event: Some(event.into()),
+        client_id: None,
+        user_id: None,
+        since: None,
+        until: None,
+        limit: 100,
+    };
+    let rows = app.state.store.audit_search(&filter).await.unwrap();
+    rows.into_iter()
+        .map(|r| (r.user_id.unwrap_or_default(), r.detail.unwrap_or_default()))
+        .collect()
+}
+
+/// `sesame user ACTION SUB` as a process on the app's database.
+fn cli_user(db: &Db, action: &str, sub: &str) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sesame"))
+        .args(["user", action, sub])
+        .current_dir(db.dir())
+        .env("SESAME_DATABASE__URL", &db.url)
+        .env("SESAME_CLIENTS_FILE", db.dir().join("clients.toml"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+async fn disabling_and_deleting_a_user_is_audited_alike_from_the_api_the_pages_and_the_cli(db: Db) {
+    let app = spawn_app(&db).await;
+    let mut boss = signed_in(&app, "boss@example.com", true).await;
+    let boss_id = app.state.store.find_user("boss@example.com").await.unwrap().unwrap().id;
+    let by_api = app.account_for("api@example.com").await.id;
+    let by_page = app.account_for("page@example.com").await.id;
+    let by_cli = app.account_for("cli@example.com").await.id;
+    let token = app
+        .client_credentials(crate::helpers::ADMIN, Some("sesame:admin"))
+        .await;
+    let token = token.json::<serde_json::Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let api = |method: reqwest::Method, sub: &str| {
+        app.http
+            .request(method, app.url(&format!("/admin/api/users/{sub}")))
+            .bearer_auth(&token)
+    };
+
+    let res = api(reqwest::Method::PUT, &by_api)
+        .json(&serde_json::json!({"disabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    boss.get(&format!("/admin/users/{by_page}")).await;
+    boss.post(&format!("/admin/users/{by_page}/disable"), &[]).await;
+    cli_user(&db, "disable", &by_cli);
+
+    let disabled = audited(&app, "user_disabled").await;
+    let detail_of = |rows: &[(String, String)], sub: &str| {
+        rows.iter()
+            .find(|(u, _)| u == sub)
+            .map(|(_, d)| d.clone())
+            .unwrap_or_else(|| panic!("no event for {sub} in {rows:?}"))
+    };
+    assert_eq!(detail_of(&disabled, &by_api), "by admin client admin (admin API)");
+    assert_eq!(
+        detail_of(&disabled, &by_page),
+        format!("by admin {boss_id} (admin pages)")
+    );
+    assert_eq!(detail_of(&disabled, &by_cli), "by an operator (CLI)");
+
+    assert_eq!(
+        api(reqwest::Method::DELETE, &by_api).send().await.unwrap().status(),
+        204
+    );
+    boss.get(&format!("/admin/users/{by_page}/delete")).await;
+    boss.post(&format!("/admin/users/{by_page}/delete"), &[]).await;
+    cli_user(&db, "delete", &by_cli);
+    let deleted = audited(&app, "user_deleted").await;
+    for sub in [&by_api, &by_page, &by_cli] {
+        assert!(detail_of(&deleted, sub).starts_with("by "));
+        assert!(app.state.store.user(sub).await.unwrap().is_none());
+    }
+    // Creation is one event too, whoever creates.
+    assert_eq!(audited(&app, "account_created").await.len(), 4);
+    assert!(audited(&app, "user_created").await.is_empty());
+}
+
 db_test!(
+    disabling_and_deleting_a_user_is_audited_alike_from_the_api_the_pages_and_the_cli,
     only_admins_get_in_and_signing_in_comes_back_to_admin,
     clients_are_registered_edited_rotated_and_deleted_with_confirmation,
     disabling_a_user_on_the_page_ends_their_sessions,

@@ -41,6 +41,8 @@ pub const SPA: &str = "spa";
 pub const ADMIN: (&str, &str) = ("admin", "admin-secret-0123456789abcdef");
 /// A second OTP client, for binding tests.
 pub const APP2: (&str, &str) = ("app2", "app2-secret-0123456789abcdef");
+/// The operator's own (`first_party`) app: may get `sesame:account`.
+pub const MINE: (&str, &str) = ("mine", "mine-secret-0123456789abcdef");
 
 /// A fresh database; dropping it removes it.
 pub struct Db {
@@ -162,6 +164,14 @@ grant_types = ["client_credentials"]
 scopes = ["sesame:admin"]
 
 [[client]]
+id = "{mine}"
+name = "Our own app"
+secret_hash = "{mine_hash}"
+first_party = true
+grant_types = ["otp", "refresh_token", "password"]
+scopes = ["openid", "email", "phone", "offline_access", "sesame:account"]
+
+[[client]]
 id = "first"
 name = "First party"
 public = true
@@ -189,6 +199,8 @@ scopes = ["openid", "profile"]
         admin = ADMIN.0,
         admin_hash = hash(ADMIN.1),
         app2_hash = hash(APP2.1),
+        mine = MINE.0,
+        mine_hash = hash(MINE.1),
     )
 }
 
@@ -217,6 +229,16 @@ pub fn test_settings(db: &Db) -> Settings {
     s.clients_file = clients;
     s.server.workers = Some(1);
     s
+}
+
+/// Webhook delivery to a closed port: for an https issuer, where `console`
+/// delivery is refused (nothing is sent in tests that use it).
+pub fn real_delivery(settings: &mut Settings) {
+    use sesame::config::{EmailProvider, SmsProvider};
+    settings.sms.provider = SmsProvider::Webhook;
+    settings.sms.url = Some("http://127.0.0.1:9/sms".into());
+    settings.email.provider = EmailProvider::Webhook;
+    settings.email.url = Some("http://127.0.0.1:9/email".into());
 }
 
 pub async fn spawn_app(db: &Db) -> TestApp {
@@ -422,6 +444,27 @@ impl TestApp {
             &[who.field(), ("secret_identifier", secret_identifier)],
         )
         .await
+    }
+
+    /// An account for a verified email, made through the account service directly.
+    pub async fn account_for(&self, email: &str) -> sesame::store::users::User {
+        let email = sesame::domain::Email::parse(email).unwrap();
+        let profile = sesame::accounts::Profile::for_verified(&sesame::domain::Identifier::Email(email));
+        sesame::accounts::Accounts::of(&self.state)
+            .create(&profile, sesame::accounts::Actor::Cli, None)
+            .await
+            .unwrap()
+    }
+
+    /// `PATCH /api/v1/user/` with a Bearer token.
+    pub async fn patch_user(&self, token: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .patch(self.url("/api/v1/user/"))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// A user signed up through the OTP API; returns the token response.

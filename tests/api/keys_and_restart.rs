@@ -13,7 +13,7 @@ async fn restarting_keeps_keys_clients_and_revocations(db: Db) {
     // One issuer for both runs, as a real deployment has.
     let settings = || {
         let mut s = test_settings(&db);
-        s.issuer = "http://sesame.test".into();
+        s.issuer = "http://localhost:8080".into();
         s
     };
     let (token, revoked, kid) = {

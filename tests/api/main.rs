@@ -5,6 +5,7 @@ mod helpers;
 mod peers;
 
 mod account;
+mod account_security;
 mod admin_api;
 mod admin_pages;
 mod api_docs;
@@ -15,6 +16,7 @@ mod delivery;
 mod discovery;
 mod introspect_revoke;
 mod keys_and_restart;
+mod migrations;
 mod multi_node;
 mod otp_api_errors;
 mod otp_flow;

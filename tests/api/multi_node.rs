@@ -42,7 +42,7 @@ fn start_node_logging_to(db: &Db, sms_url: &str, stderr: Stdio) -> Node {
         .env("SESAME_DATABASE__URL", &db.url)
         .env("SESAME_SERVER__BIND", format!("127.0.0.1:{port}"))
         .env("SESAME_SERVER__WORKERS", "1")
-        .env("SESAME_ISSUER", "http://sesame.test")
+        .env("SESAME_ISSUER", "http://localhost:8080")
         .env("SESAME_CLIENTS_FILE", db.dir().join("clients.toml"))
         .env("SESAME_SMS__PROVIDER", "webhook")
         .env("SESAME_SMS__URL", sms_url)

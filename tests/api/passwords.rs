@@ -1,4 +1,5 @@
-//! Optional passwords: a signed-in user sets one, the `password` grant (for
+//! Optional passwords: a signed-in user sets one (with a token of the
+//! first-party app, which carries `sesame:account`), the `password` grant (for
 //! clients that enable it) signs in with it, and wrong passwords lock out.
 
 use std::time::Duration;
@@ -6,7 +7,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::db_test;
-use crate::helpers::{assert_error, jwt_parts, spawn_app, spawn_with, test_settings, Db, TestApp, Who, APP, APP2};
+use crate::helpers::{
+    assert_error, jwt_parts, spawn_app, spawn_with, test_settings, Db, TestApp, Who, APP, APP2, MINE,
+};
 
 db_test!(
     a_user_sets_a_password_and_signs_in_with_it,
@@ -19,18 +22,12 @@ db_test!(
 const PASSWORD: &str = "correct horse battery";
 
 async fn set_credentials(app: &TestApp, token: &str, body: Value) -> reqwest::Response {
-    app.http
-        .patch(app.url("/api/v1/user/"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    app.patch_user(token, &body).await
 }
 
 /// A user with username `name` and the password above.
 async fn user_with_password(app: &TestApp, email: &str, name: &str) {
-    let tokens = app.signed_up(APP, Who::Email(email)).await;
+    let tokens = app.signed_up(MINE, Who::Email(email)).await;
     let res = set_credentials(
         app,
         tokens["access_token"].as_str().unwrap(),
@@ -56,7 +53,7 @@ async fn password_grant(app: &TestApp, client: (&str, &str), login: &str, passwo
 
 async fn a_user_sets_a_password_and_signs_in_with_it(db: Db) {
     let app = spawn_app(&db).await;
-    let tokens = app.signed_up(APP, Who::Email("ada@example.com")).await;
+    let tokens = app.signed_up(MINE, Who::Email("ada@example.com")).await;
     let res = set_credentials(
         &app,
         tokens["access_token"].as_str().unwrap(),
@@ -157,7 +154,7 @@ async fn wrong_passwords_from_one_address_lock_the_address(db: Db) {
 async fn setting_credentials_needs_the_users_token_and_valid_input(db: Db) {
     let app = spawn_app(&db).await;
     user_with_password(&app, "first@example.com", "taken").await;
-    let tokens = app.signed_up(APP, Who::Email("second@example.com")).await;
+    let tokens = app.signed_up(MINE, Who::Email("second@example.com")).await;
     let token = tokens["access_token"].as_str().unwrap();
     let res = app
         .http

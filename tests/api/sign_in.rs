@@ -375,9 +375,7 @@ async fn logout_without_a_hint_asks_first(db: Db) {
 async fn magic_links_show_a_button_and_only_the_post_signs_in(db: Db) {
     let app = spawn_app(&db).await;
     // A returning user.
-    let email = sesame::domain::Email::parse("magic@example.com").unwrap();
-    let profile = sesame::api::users::Profile::for_verified(&sesame::domain::Identifier::Email(email));
-    sesame::api::users::create(&app.state, &profile).await.unwrap();
+    app.account_for("magic@example.com").await;
 
     let mut asking = Browser::new(&app);
     asking.get("/login").await;
@@ -403,15 +401,92 @@ async fn magic_links_show_a_button_and_only_the_post_signs_in(db: Db) {
     assert_eq!(used.status, 303, "{}", used.body);
     assert!(used.redirects_to("/account"), "{:?}", used.location);
     assert_eq!(phone.get("/account").await.status, 200);
-    // ...and the tab that asked moves on without typing the code.
-    let status = asking.post("/login/status", &[]).await;
-    let next: Value = serde_json::from_str(&status.body).unwrap();
-    assert_eq!(next["next"], "/account");
-    assert_eq!(asking.get("/account").await.status, 200);
     // A link works once.
     let mut late = Browser::new(&app);
     late.get(&path).await;
     assert_eq!(late.post("/login/magic", &[("token", &token)]).await.status, 400);
+}
+
+/// The number the code page shows for magic-link number matching.
+fn match_number(verify_page: &str) -> String {
+    let span = verify_page
+        .find("data-match-number")
+        .expect("a match number on the code page");
+    let at = span + verify_page[span..].find("Enter ").unwrap() + "Enter ".len();
+    verify_page[at..at + 2].to_string()
+}
+
+/// Asks for a code for `email` in `asking`; returns the link's token and the number that tab shows.
+async fn asked_for_a_link(app: &crate::helpers::TestApp, asking: &mut Browser<'_>, email: &str) -> (String, String) {
+    asking.get("/login").await;
+    asking.post("/login", &[("identifier", email)]).await;
+    let page = asking.get("/login/verify").await;
+    let outbox: Value = app.get("/dev/outbox?format=json").await.json().await.unwrap();
+    let link = outbox[0]["magic_link"].as_str().unwrap().to_string();
+    (
+        link.split("token=").nth(1).unwrap().to_string(),
+        match_number(&page.body),
+    )
+}
+
+async fn magic_link_opened_elsewhere_does_not_sign_in_the_asking_tab(db: Db) {
+    let app = spawn_app(&db).await;
+    app.account_for("victim@example.com").await;
+    // An attacker types the victim's address and waits.
+    let mut attacker = Browser::new(&app);
+    let (token, number) = asked_for_a_link(&app, &mut attacker, "victim@example.com").await;
+    // The victim clicks "Continue" in the mail, without a number (or a wrong one).
+    let wrong = if number == "42" { "43" } else { "42" };
+    let mut victim = Browser::new(&app);
+    victim.get(&format!("/login/magic?token={token}")).await;
+    let used = victim
+        .post("/login/magic", &[("token", &token), ("number", wrong)])
+        .await;
+    assert!(used.redirects_to("/account"), "{:?}", used.location);
+    assert_eq!(victim.get("/account").await.status, 200);
+    // The attacker's tab is not signed in; it would still need the code from the mail.
+    assert_eq!(attacker.post("/login/status", &[]).await.body, r#"{"next":null}"#);
+    assert!(attacker.get("/account").await.redirects_to("/login"));
+    let events = app.audit_event_names().await;
+    assert!(events.contains(&"magic_link_used".to_string()));
+}
+
+async fn magic_link_opened_elsewhere_with_the_matching_number_moves_the_asking_tab_on(db: Db) {
+    let app = spawn_app(&db).await;
+    app.account_for("me@example.com").await;
+    let mut laptop = Browser::new(&app);
+    let (token, number) = asked_for_a_link(&app, &mut laptop, "me@example.com").await;
+    let mut phone = Browser::new(&app);
+    phone.get(&format!("/login/magic?token={token}")).await;
+    let used = phone
+        .post("/login/magic", &[("token", &token), ("number", &number)])
+        .await;
+    assert!(used.redirects_to("/account"), "{:?}", used.location);
+    let status = laptop.post("/login/status", &[]).await;
+    let next: Value = serde_json::from_str(&status.body).unwrap();
+    assert_eq!(next["next"], "/account");
+    assert_eq!(laptop.get("/account").await.status, 200);
+    // Once only.
+    assert_eq!(
+        laptop.post("/login/status", &[]).await.body,
+        r#"{"next":"/login/continue"}"#
+    );
+}
+
+async fn magic_link_for_a_new_address_opened_elsewhere_does_not_reach_signup(db: Db) {
+    let app = spawn_app(&db).await;
+    let mut attacker = Browser::new(&app);
+    let (token, _) = asked_for_a_link(&app, &mut attacker, "newcomer@example.com").await;
+    let mut owner = Browser::new(&app);
+    owner.get(&format!("/login/magic?token={token}")).await;
+    let used = owner.post("/login/magic", &[("token", &token)]).await;
+    assert_eq!(used.status, 200);
+    assert_eq!(attacker.post("/login/status", &[]).await.body, r#"{"next":null}"#);
+    assert!(attacker.get("/signup").await.redirects_to("/login"));
+    // The code from the mail still works where it was asked for.
+    let code = app.outbox_code().await;
+    let page = attacker.post("/login/verify", &[("code", &code)]).await;
+    assert!(page.redirects_to("/signup"), "{:?}", page.location);
 }
 
 async fn a_disabled_account_is_signed_out_everywhere(db: Db) {
@@ -433,9 +508,12 @@ async fn a_disabled_account_is_signed_out_everywhere(db: Db) {
 async fn cookies_are_secure_with_the_host_prefix_on_https(db: Db) {
     let mut settings = test_settings(&db);
     settings.issuer = "https://id.example.com".into();
+    crate::helpers::real_delivery(&mut settings);
     let app = spawn_with(settings).await;
     let mut b = Browser::new(&app);
     let page = b.get("/login").await;
+    // SPEC §9: on an https issuer every page asks for https only.
+    assert_eq!(page.headers["strict-transport-security"], "max-age=31536000");
     let cookie = &page.set_cookies[0];
     assert!(cookie.starts_with("__Host-sesame="), "{cookie}");
     assert!(
@@ -513,6 +591,9 @@ db_test!(
     sign_in_renews_the_session_id_and_logout_ends_it,
     logout_without_a_hint_asks_first,
     magic_links_show_a_button_and_only_the_post_signs_in,
+    magic_link_opened_elsewhere_does_not_sign_in_the_asking_tab,
+    magic_link_opened_elsewhere_with_the_matching_number_moves_the_asking_tab_on,
+    magic_link_for_a_new_address_opened_elsewhere_does_not_reach_signup,
     a_disabled_account_is_signed_out_everywhere,
     cookies_are_secure_with_the_host_prefix_on_https,
 );

@@ -5,6 +5,7 @@
 //! phone number or email alone never yields tokens.
 
 use super::{requested_scope, Grant, GrantFuture, GrantRequest};
+use crate::accounts::{Accounts, Actor, Profile};
 use crate::domain::{Client, Identifier, Scope};
 use crate::error::{invalid_request, ApiError};
 use crate::oauth::issue::{self, UserTokens};
@@ -142,13 +143,13 @@ async fn prove_and_find_account(
 
     match existing {
         Some(u) => Ok(u),
-        None if state.settings.otp.auto_create_accounts => create_account(state, ident).await,
+        None if state.settings.otp.auto_create_accounts => {
+            // `otp.auto_create_accounts`: an account with just the verified identifier.
+            let profile = Profile::for_verified(ident);
+            Ok(Accounts::of(state)
+                .create(&profile, Actor::Client(&client.id), origin.ip)
+                .await?)
+        }
         None => Err(create_first()),
     }
-}
-
-/// `otp.auto_create_accounts`: an account with just the verified identifier.
-async fn create_account(state: &AppState, ident: &Identifier) -> Result<User, ApiError> {
-    let profile = crate::api::users::Profile::for_verified(ident);
-    crate::api::users::create(state, &profile).await
 }

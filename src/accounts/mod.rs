@@ -1,0 +1,383 @@
+//! Accounts: the one service behind the OTP API, the grants, the sign-in and
+//! account pages, the admin pages, the admin API and the CLI. It owns the
+//! account rules of SPEC §9 (only verified identifiers sign in; sensitive
+//! changes need a recent sign-in and end the other sessions and token
+//! families; bounded, counted password checks) and records every operation
+//! in the audit trail the same way, whoever calls it.
+
+use std::time::Duration;
+
+use crate::audit::AuditLog;
+use crate::config::Settings;
+use crate::delivery::{Delivery, Message, Notice};
+use crate::domain::{Client, Identifier, Scope};
+use crate::oauth::revocations::Revocations;
+use crate::state::AppState;
+use crate::store::now;
+use crate::store::users::{InsertUser, User, UserFlag};
+use crate::store::Store;
+
+mod error;
+pub mod events;
+pub mod passwords;
+mod profile;
+
+pub use error::{AccountError, Invalid};
+pub use events::{AccountEvent, Actor};
+pub use profile::{user_json, valid_name, valid_username, Profile};
+
+/// The scope a token needs for sensitive changes through the API (SPEC §9).
+pub const ACCOUNT_SCOPE: &str = "sesame:account";
+
+/// The account service, over what its operations need.
+pub struct Accounts<'a> {
+    store: &'a Store,
+    settings: &'a Settings,
+    audit: &'a AuditLog,
+    /// This node's revocation list (absent in the CLI: nodes reload it).
+    revocations: Option<&'a Revocations>,
+    /// For notices after sensitive changes (absent in the CLI).
+    delivery: Option<&'a Delivery>,
+}
+
+/// How the caller of a sensitive change signed in (SPEC §9).
+pub enum Authority<'a> {
+    /// A browser session on Sesame's own pages.
+    Session { auth_time: i64 },
+    /// An access token at the API.
+    Token {
+        client: &'a Client,
+        scope: &'a Scope,
+        auth_time: Option<i64>,
+        /// The token's refresh-token family (`sid`), which the change keeps.
+        family: Option<&'a str>,
+    },
+}
+
+/// What a password change carries besides the new password.
+#[derive(Default)]
+pub struct PasswordProof<'a> {
+    /// The current password, needed to replace one.
+    pub current: Option<&'a str>,
+    /// A code was verified for this change just now (the account page's re-check).
+    pub fresh_code: bool,
+}
+
+/// Source addresses for per-address limits.
+pub fn ip_bucket(ip: Option<&str>) -> String {
+    ip.unwrap_or("-").to_string()
+}
+
+impl<'a> Accounts<'a> {
+    pub fn of(state: &'a AppState) -> Accounts<'a> {
+        Accounts {
+            store: &state.store,
+            settings: &state.settings,
+            audit: &state.audit,
+            revocations: Some(&state.revocations),
+            delivery: Some(&state.delivery),
+        }
+    }
+
+    /// For the CLI: no revocation list of its own and no delivery.
+    pub fn offline(store: &'a Store, settings: &'a Settings, audit: &'a AuditLog) -> Accounts<'a> {
+        Accounts {
+            store,
+            settings,
+            audit,
+            revocations: None,
+            delivery: None,
+        }
+    }
+
+    fn access_ttl(&self) -> Duration {
+        self.settings.tokens.access_ttl
+    }
+
+    /// Ends the user's refresh-token families (and the access tokens issued
+    /// from them), but `keep`; returns how many ended.
+    pub async fn end_tokens(&self, user_id: &str, keep: Option<&str>) -> Result<usize, AccountError> {
+        let families = self.store.live_families(user_id, None).await?;
+        let mut ended = 0;
+        for f in families.iter().filter(|f| Some(f.as_str()) != keep) {
+            match self.revocations {
+                Some(r) => r.revoke_family(self.store, f, self.access_ttl()).await?,
+                None => {
+                    self.store.revoke_family(f, self.access_ttl().as_secs() as i64).await?;
+                }
+            }
+            ended += 1;
+        }
+        Ok(ended)
+    }
+
+    /// Disables (ending every session and token family) or enables the account.
+    pub async fn set_disabled(&self, user: &User, disabled: bool, actor: Actor<'_>) -> Result<usize, AccountError> {
+        if !self.store.set_user_flag(&user.id, UserFlag::Disabled, disabled).await? {
+            return Err(AccountError::NotFound);
+        }
+        let ended = match disabled {
+            true => {
+                self.store.end_sessions_of(&user.id).await?;
+                self.end_tokens(&user.id, None).await?
+            }
+            false => 0,
+        };
+        let event = if disabled {
+            AccountEvent::Disabled
+        } else {
+            AccountEvent::Enabled
+        };
+        events::record(self.audit, event, &user.id, actor, None, None);
+        Ok(ended)
+    }
+
+    /// Grants or takes away the admin role.
+    pub async fn set_admin(&self, user: &User, admin: bool, actor: Actor<'_>) -> Result<(), AccountError> {
+        if !self.store.set_user_flag(&user.id, UserFlag::Admin, admin).await? {
+            return Err(AccountError::NotFound);
+        }
+        let event = if admin {
+            AccountEvent::AdminGranted
+        } else {
+            AccountEvent::AdminRevoked
+        };
+        events::record(self.audit, event, &user.id, actor, None, None);
+        Ok(())
+    }
+
+    /// Deletes the account by an admin or the CLI: its token families,
+    /// sessions and consents end with it. Returns the families ended.
+    pub async fn delete(&self, user: &User, actor: Actor<'_>) -> Result<usize, AccountError> {
+        let ended = self.end_tokens(&user.id, None).await?;
+        if !self.store.delete_user(&user.id).await? {
+            return Err(AccountError::NotFound);
+        }
+        events::record(self.audit, AccountEvent::Deleted, &user.id, actor, None, None);
+        Ok(ended)
+    }
+
+    /// Deletes the account at its holder's request: a sensitive change.
+    pub async fn delete_own(&self, user: &User, by: &Authority<'_>, ip: Option<&str>) -> Result<(), AccountError> {
+        self.check_sensitive(by)?;
+        let verified = verified_identifiers(user, &self.settings.otp.default_region);
+        self.end_tokens(&user.id, None).await?;
+        if !self.store.delete_user(&user.id).await? {
+            return Err(AccountError::NotFound);
+        }
+        events::record(self.audit, AccountEvent::Deleted, &user.id, actor_of(by), None, ip);
+        self.notify(&verified, "deleted", "").await;
+        Ok(())
+    }
+
+    /// SPEC §9: a sensitive change needs a sign-in at most `account.reauth_after`
+    /// old; through the API, a token of a `first_party` client with `sesame:account`.
+    pub fn check_sensitive(&self, by: &Authority<'_>) -> Result<(), AccountError> {
+        let auth_time = match by {
+            Authority::Session { auth_time } => Some(*auth_time),
+            Authority::Token {
+                client,
+                scope,
+                auth_time,
+                ..
+            } => {
+                if !client.first_party {
+                    return Err(AccountError::NotPermitted(
+                        "only a first-party client's token may change the account's credentials",
+                    ));
+                }
+                if !scope.contains(ACCOUNT_SCOPE) {
+                    return Err(AccountError::NotPermitted("the token needs the `sesame:account` scope"));
+                }
+                *auth_time
+            }
+        };
+        let fresh_after = now() - self.settings.account.reauth_after.as_secs() as i64;
+        match auth_time {
+            Some(t) if t >= fresh_after => Ok(()),
+            _ => Err(AccountError::ReauthRequired),
+        }
+    }
+
+    /// Sets a username and/or a password. A password is a sensitive change:
+    /// `by` must be recent, and replacing one needs the current password or
+    /// a fresh code. Afterwards every other session and token family ends
+    /// (the caller's own family stays) and each verified identifier is told.
+    pub async fn set_credentials(
+        &self,
+        user: &User,
+        username: Option<&str>,
+        password: Option<&str>,
+        proof: PasswordProof<'_>,
+        by: &Authority<'_>,
+        ip: Option<&str>,
+    ) -> Result<User, AccountError> {
+        let username = username.map(valid_username).transpose()?;
+        if username.is_none() && password.is_none() {
+            return Err(AccountError::Invalid(Invalid::NothingToChange));
+        }
+        let password_hash = match password {
+            Some(pw) => {
+                passwords::acceptable(pw)?;
+                self.check_sensitive(by)?;
+                if user.has_password && !proof.fresh_code {
+                    let current = proof.current.ok_or(AccountError::CurrentPasswordRequired)?;
+                    let hash = self.store.password_hash(&user.id).await?;
+                    if !passwords::verify(hash, current.to_string()).await? {
+                        return Err(AccountError::WrongPassword);
+                    }
+                }
+                Some(passwords::hash(pw.to_string()).await?)
+            }
+            None => None,
+        };
+        let updated = match self
+            .store
+            .set_credentials(&user.id, username.as_deref(), password_hash.as_deref())
+            .await?
+        {
+            InsertUser::Created(u) => *u,
+            InsertUser::Conflict(_) => return Err(AccountError::Taken("username")),
+        };
+        let what = if password_hash.is_some() {
+            "password"
+        } else {
+            "username"
+        };
+        events::record(
+            self.audit,
+            AccountEvent::CredentialsChanged,
+            &user.id,
+            actor_of(by),
+            Some(what),
+            ip,
+        );
+        if password_hash.is_some() {
+            self.after_sensitive_change(&updated, by, "password", "").await?;
+        }
+        Ok(updated)
+    }
+
+    /// Makes a phone or email that a code was just verified for a sign-in key
+    /// of the account (replacing the one of its kind). A sensitive change.
+    pub async fn set_identifier(
+        &self,
+        user: &User,
+        ident: &Identifier,
+        by: &Authority<'_>,
+        ip: Option<&str>,
+    ) -> Result<User, AccountError> {
+        self.check_sensitive(by)?;
+        let old = match ident {
+            Identifier::Phone(_) => user.phone.clone(),
+            Identifier::Email(_) => user.email.clone(),
+        };
+        if old.as_deref().is_some_and(|o| same_identifier(o, ident)) {
+            return Err(AccountError::Invalid(Invalid::SameIdentifier));
+        }
+        if !self
+            .store
+            .set_identifier(&user.id, ident.kind(), ident.address(), ident.key())
+            .await?
+        {
+            return Err(AccountError::Taken(ident.kind()));
+        }
+        let updated = self.store.user(&user.id).await?.ok_or(AccountError::NotFound)?;
+        events::record(
+            self.audit,
+            AccountEvent::IdentifierChanged,
+            &user.id,
+            actor_of(by),
+            Some(ident.kind()),
+            ip,
+        );
+        // The old one is told too: it no longer signs in.
+        let region = &self.settings.otp.default_region;
+        let mut told = verified_identifiers(&updated, region);
+        if let Some(old) = old.as_deref().and_then(|o| crate::domain::parse_identifier(o, region)) {
+            told.push(old);
+        }
+        self.end_others(&updated, by).await?;
+        self.notify(&told, ident.kind(), ident.address()).await;
+        Ok(updated)
+    }
+
+    /// After a sensitive change: the other sessions and token families end,
+    /// and every verified identifier gets a notice.
+    async fn after_sensitive_change(
+        &self,
+        user: &User,
+        by: &Authority<'_>,
+        kind: &str,
+        new_address: &str,
+    ) -> Result<(), AccountError> {
+        self.end_others(user, by).await?;
+        let told = verified_identifiers(user, &self.settings.otp.default_region);
+        self.notify(&told, kind, new_address).await;
+        Ok(())
+    }
+
+    /// Ends every browser session of the user (the page signs its own browser
+    /// in again under a new session id) and every token family but the caller's.
+    async fn end_others(&self, user: &User, by: &Authority<'_>) -> Result<(), AccountError> {
+        self.store.end_sessions_of(&user.id).await?;
+        let keep = match by {
+            Authority::Token { family, .. } => *family,
+            Authority::Session { .. } => None,
+        };
+        self.end_tokens(&user.id, keep).await?;
+        Ok(())
+    }
+
+    /// Sends a security notice to each identifier; a failure is logged: the change has happened.
+    async fn notify(&self, to: &[Identifier], kind: &str, new_address: &str) {
+        let Some(delivery) = self.delivery else { return };
+        for ident in to {
+            let message = Message {
+                channel: ident.channel(),
+                to: ident.address().to_string(),
+                code: String::new(),
+                magic_link: None,
+                locale: "en".into(),
+                app: "Sesame".into(),
+                minutes: 0,
+                notice: Some(Notice {
+                    kind: kind.into(),
+                    new_address: new_address.into(),
+                }),
+            };
+            if let Err(e) = delivery.send(&message).await {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    channel = ident.channel(),
+                    "could not send a security notice"
+                );
+            }
+        }
+    }
+}
+
+fn actor_of<'b>(by: &Authority<'b>) -> Actor<'b> {
+    match by {
+        Authority::Session { .. } => Actor::User { client_id: None },
+        Authority::Token { client, .. } => Actor::User {
+            client_id: Some(&client.id),
+        },
+    }
+}
+
+fn same_identifier(stored: &str, ident: &Identifier) -> bool {
+    match ident {
+        Identifier::Phone(p) => stored == p.e164(),
+        Identifier::Email(e) => crate::domain::Email::parse(stored).is_ok_and(|s| s.key() == e.key()),
+    }
+}
+
+/// The account's sign-in keys: its verified phone and email.
+pub fn verified_identifiers(user: &User, region: &str) -> Vec<Identifier> {
+    [user.email.as_deref(), user.phone.as_deref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|v| crate::domain::parse_identifier(v, region))
+        .collect()
+}
