@@ -18,3 +18,7 @@ ALTER TABLE clients ADD COLUMN first_party BIGINT NOT NULL DEFAULT 0;
 -- take the sign-in over.
 ALTER TABLE otp_codes ADD COLUMN match_number BIGINT;
 ALTER TABLE otp_codes ADD COLUMN handoff_allowed BIGINT NOT NULL DEFAULT 0;
+
+-- SPEC §3: where the OTP API's emails link to for a client (its own URL,
+-- with `?token=…`); NULL: code only.
+ALTER TABLE clients ADD COLUMN magic_link_uri TEXT;

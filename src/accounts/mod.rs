@@ -63,9 +63,19 @@ pub struct PasswordProof<'a> {
     pub fresh_code: bool,
 }
 
-/// Source addresses for per-address limits.
+/// Source addresses for per-address limits: IPv4 as is, IPv6 by its /64
+/// (one subscriber's prefix; SPEC §10).
 pub fn ip_bucket(ip: Option<&str>) -> String {
-    ip.unwrap_or("-").to_string()
+    match ip.map(str::parse::<std::net::IpAddr>) {
+        Some(Ok(std::net::IpAddr::V6(v6))) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Some(Ok(std::net::IpAddr::V6(v6))) => v6.to_ipv4_mapped().map(|v4| v4.to_string()).unwrap_or_default(),
+        Some(Ok(v4)) => v4.to_string(),
+        Some(Err(_)) => ip.unwrap_or("-").to_string(),
+        None => "-".into(),
+    }
 }
 
 impl<'a> Accounts<'a> {
@@ -173,30 +183,33 @@ impl<'a> Accounts<'a> {
     /// SPEC §9: a sensitive change needs a sign-in at most `account.reauth_after`
     /// old; through the API, a token of a `first_party` client with `sesame:account`.
     pub fn check_sensitive(&self, by: &Authority<'_>) -> Result<(), AccountError> {
+        self.check_token(by)?;
         let auth_time = match by {
             Authority::Session { auth_time } => Some(*auth_time),
-            Authority::Token {
-                client,
-                scope,
-                auth_time,
-                ..
-            } => {
-                if !client.first_party {
-                    return Err(AccountError::NotPermitted(
-                        "only a first-party client's token may change the account's credentials",
-                    ));
-                }
-                if !scope.contains(ACCOUNT_SCOPE) {
-                    return Err(AccountError::NotPermitted("the token needs the `sesame:account` scope"));
-                }
-                *auth_time
-            }
+            Authority::Token { auth_time, .. } => *auth_time,
         };
         let fresh_after = now() - self.settings.account.reauth_after.as_secs() as i64;
         match auth_time {
             Some(t) if t >= fresh_after => Ok(()),
             _ => Err(AccountError::ReauthRequired),
         }
+    }
+
+    /// A token may change the account only when it is a `first_party`
+    /// client's and carries `sesame:account` (SPEC §9).
+    fn check_token(&self, by: &Authority<'_>) -> Result<(), AccountError> {
+        let Authority::Token { client, scope, .. } = by else {
+            return Ok(());
+        };
+        if !client.first_party {
+            return Err(AccountError::NotPermitted(
+                "only a first-party client's token may change the account",
+            ));
+        }
+        if !scope.contains(ACCOUNT_SCOPE) {
+            return Err(AccountError::NotPermitted("the token needs the `sesame:account` scope"));
+        }
+        Ok(())
     }
 
     /// Sets a username and/or a password. A password is a sensitive change:
@@ -216,16 +229,15 @@ impl<'a> Accounts<'a> {
         if username.is_none() && password.is_none() {
             return Err(AccountError::Invalid(Invalid::NothingToChange));
         }
+        // Any change through the API is the first-party app's; a password needs a recent sign-in too.
+        self.check_token(by)?;
         let password_hash = match password {
             Some(pw) => {
                 passwords::acceptable(pw)?;
                 self.check_sensitive(by)?;
                 if user.has_password && !proof.fresh_code {
                     let current = proof.current.ok_or(AccountError::CurrentPasswordRequired)?;
-                    let hash = self.store.password_hash(&user.id).await?;
-                    if !passwords::verify(hash, current.to_string()).await? {
-                        return Err(AccountError::WrongPassword);
-                    }
+                    passwords::check_current(self.store, &self.settings.passwords, &user.id, current, ip).await?;
                 }
                 Some(passwords::hash(pw.to_string()).await?)
             }
@@ -380,4 +392,21 @@ pub fn verified_identifiers(user: &User, region: &str) -> Vec<Identifier> {
         .flatten()
         .filter_map(|v| crate::domain::parse_identifier(v, region))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ip_bucket;
+
+    #[test]
+    fn ipv6_addresses_share_a_bucket_per_64_and_ipv4_stands_alone() {
+        assert_eq!(
+            ip_bucket(Some("2001:db8:1:2:aaaa::1")),
+            ip_bucket(Some("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(ip_bucket(Some("2001:db8:1:2::1")), ip_bucket(Some("2001:db8:1:3::1")));
+        assert_eq!(ip_bucket(Some("::ffff:192.0.2.7")), "192.0.2.7");
+        assert_eq!(ip_bucket(Some("192.0.2.7")), "192.0.2.7");
+        assert_eq!(ip_bucket(None), "-");
+    }
 }

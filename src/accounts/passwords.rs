@@ -3,10 +3,11 @@
 //!
 //! - **Bounded hashing.** argon2id at its default parameters takes 19 MiB and
 //!   ~50 ms per hash. Hashes run on `passwords.max_concurrent_hashes` threads of
-//!   their own (default: the cores), so at most that many blocks of 19 MiB
-//!   exist at once, and the allocator keeps no more than that between bursts;
-//!   a bounded queue in front answers `Busy` (503) when full, rather than
-//!   growing without end.
+//!   their own (default: the cores), each with its 19 MiB allocated once and
+//!   reused: allocating it per hash let glibc spread the blocks over many
+//!   arenas and keep them (387 MB peak RSS for 32 concurrent sign-ups, see
+//!   `bench/RESULTS.md`). A bounded queue in front answers `Busy` (503) when
+//!   full, rather than growing without end.
 //! - **Counted before checked.** A password try is counted (one atomic
 //!   statement) before its hash is compared, against the source address and
 //!   against the login. Of any number of parallel guesses, at most the limit
@@ -18,13 +19,18 @@
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use std::cell::RefCell;
+
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use super::AccountError;
+use crate::config::PasswordSettings;
 use crate::crypto;
 use crate::state::AppState;
 use crate::store::audit::Event;
 use crate::store::users::User;
+use crate::store::Store;
 
 /// Jobs waiting for a hashing thread, at most.
 const QUEUE: usize = 256;
@@ -56,6 +62,77 @@ pub fn init(threads: Option<usize>) {
     });
 }
 
+thread_local! {
+    /// This hashing thread's argon2 memory, kept from one hash to the next.
+    static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The most memory a stored hash may ask for (64 MiB); a larger one never matches.
+const MAX_BLOCKS: usize = 64 * 1024;
+
+/// Computes argon2 into `out` with this thread's reused memory.
+fn argon2_into(argon: &Argon2<'_>, blocks: usize, password: &[u8], salt: &[u8], out: &mut [u8]) -> anyhow::Result<()> {
+    MEMORY.with(|memory| {
+        let mut memory = memory.borrow_mut();
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::default());
+        }
+        argon
+            .hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
+            .map_err(|e| anyhow::anyhow!("argon2: {e}"))
+    })
+}
+
+/// A PHC string `$argon2id$v=19$m=19456,t=2,p=1$…` for `password`.
+fn hash_here(password: &str) -> anyhow::Result<String> {
+    let params = Params::default();
+    let salt = SaltString::encode_b64(&crypto::random_bytes::<16>()).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    let mut raw_salt = [0u8; 64];
+    let salt_bytes = salt
+        .as_salt()
+        .decode_b64(&mut raw_salt)
+        .map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    argon2_into(&argon, params.block_count(), password.as_bytes(), salt_bytes, &mut out)?;
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|e| anyhow::anyhow!("argon2 params: {e}"))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|e| anyhow::anyhow!("argon2 output: {e}"))?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Whether `password` matches the PHC string `hash` (any argon2 variant and version).
+fn matches_here(hash: &str, password: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (Algorithm::try_from(parsed.algorithm), Params::try_from(&parsed)) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let mut raw_salt = [0u8; 64];
+    let Ok(salt_bytes) = salt.decode_b64(&mut raw_salt) else {
+        return false;
+    };
+    if params.block_count() > MAX_BLOCKS {
+        return false;
+    }
+    let mut out = vec![0u8; expected.len()];
+    let argon = Argon2::new(algorithm, version, params.clone());
+    argon2_into(&argon, params.block_count(), password.as_bytes(), salt_bytes, &mut out).is_ok()
+        && crypto::ct_eq(&out, expected.as_bytes())
+}
+
 fn work(rx: Arc<Mutex<Receiver<Job>>>) {
     loop {
         let job = match rx.lock() {
@@ -75,7 +152,10 @@ async fn on_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> R
     let pool = POOL.get().expect("initialized above");
     let (done, result) = tokio::sync::oneshot::channel();
     let job: Job = Box::new(move || {
-        let _ = done.send(f());
+        // The caller went away (its request was dropped): no hash for nobody.
+        if !done.is_closed() {
+            let _ = done.send(f());
+        }
     });
     match pool.tx.try_send(job) {
         Ok(()) => {}
@@ -89,15 +169,9 @@ async fn on_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> R
 
 /// argon2id with its default parameters, on the hashing pool.
 pub async fn hash(password: String) -> Result<String, AccountError> {
-    on_pool(move || {
-        let salt = SaltString::encode_b64(&crypto::random_bytes::<16>()).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-        argon2::Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| anyhow::anyhow!("argon2: {e}"))
-    })
-    .await?
-    .map_err(AccountError::Internal)
+    on_pool(move || hash_here(&password))
+        .await?
+        .map_err(AccountError::Internal)
 }
 
 /// A fixed argon2id hash checked when the account is unknown or has no
@@ -109,14 +183,7 @@ const DUMMY_HASH: &str =
 pub async fn verify(hash: Option<String>, password: String) -> Result<bool, AccountError> {
     let real = hash.is_some();
     let hash = hash.unwrap_or_else(|| DUMMY_HASH.to_string());
-    let ok = on_pool(move || {
-        PasswordHash::new(&hash).is_ok_and(|parsed| {
-            argon2::Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-    })
-    .await?;
+    let ok = on_pool(move || matches_here(&hash, &password)).await?;
     Ok(ok && real)
 }
 
@@ -134,9 +201,9 @@ struct Counted {
 }
 
 /// Counts one try against `key`; refuses once over `max` in `passwords.lockout`.
-async fn count(state: &AppState, key: String, max: u32) -> Result<Counted, AccountError> {
-    let window = state.settings.passwords.lockout.as_secs() as i64;
-    let (n, retry_after) = state.store.hit(&key, window).await?;
+async fn count(store: &Store, limits: &PasswordSettings, key: String, max: u32) -> Result<Counted, AccountError> {
+    let window = limits.lockout.as_secs() as i64;
+    let (n, retry_after) = store.hit(&key, window).await?;
     if n > max as i64 {
         return Err(AccountError::Locked {
             retry_after: retry_after.max(1) as u64,
@@ -157,19 +224,26 @@ pub async fn check(
     ip: Option<&str>,
 ) -> Result<User, AccountError> {
     let limits = &state.settings.passwords;
-    // An email is looked up in its canonical form; a username lower-cased.
-    let login_key = match crate::domain::Email::parse(login) {
-        Ok(e) if login.contains('@') => e.key().to_string(),
-        _ => login.trim().to_lowercase(),
+    let store = &state.store;
+    // An email is looked up in its canonical form, a username lower-cased;
+    // an address that does not parse (a look-alike letter) finds nobody.
+    let login_key = match (login.contains('@'), crate::domain::Email::parse(login)) {
+        (true, Ok(e)) => Some(e.key().to_string()),
+        (true, Err(_)) => None,
+        (false, _) => Some(login.trim().to_lowercase()),
     };
-    let by_ip = count(state, format!("pwip:{}", super::ip_bucket(ip)), limits.ip_max_failures).await?;
-    let found = state.store.user_for_password(&login_key).await?;
+    let by_ip = count(store, limits, ip_key(ip), limits.ip_max_failures).await?;
+    let found = match &login_key {
+        Some(key) => store.user_for_password(key).await?,
+        None => None,
+    };
+    let login_key = login_key.unwrap_or_else(|| login.trim().to_lowercase());
     // The account's counter, or for an unknown login one of its own: the same answers either way.
     let account_key = match &found {
         Some((u, _)) => format!("pwuser:{}", u.id),
         None => format!("pwlogin:{}", state.digester.digest("login", &login_key)),
     };
-    let by_account = count(state, account_key, limits.max_failures).await?;
+    let by_account = count(store, limits, account_key, limits.max_failures).await?;
     let (user, hash) = match found {
         Some((u, h)) => (Some(u), h),
         None => (None, None),
@@ -192,6 +266,31 @@ pub async fn check(
     Err(AccountError::WrongPassword)
 }
 
+fn ip_key(ip: Option<&str>) -> String {
+    format!("pwip:{}", super::ip_bucket(ip))
+}
+
+/// Checks the account's current password before replacing it: counted
+/// against the account and the source address like a sign-in try, so a
+/// stolen session cannot guess it without limit.
+pub async fn check_current(
+    store: &Store,
+    limits: &PasswordSettings,
+    user_id: &str,
+    password: &str,
+    ip: Option<&str>,
+) -> Result<(), AccountError> {
+    let by_ip = count(store, limits, ip_key(ip), limits.ip_max_failures).await?;
+    let by_account = count(store, limits, format!("pwuser:{user_id}"), limits.max_failures).await?;
+    if !verify(store.password_hash(user_id).await?, password.to_string()).await? {
+        return Err(AccountError::WrongPassword);
+    }
+    for c in [by_ip, by_account] {
+        store.unhit(&c.key).await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +299,27 @@ mod tests {
     fn the_dummy_hash_is_a_real_argon2id_hash_so_unknown_logins_cost_the_same() {
         let parsed = PasswordHash::new(DUMMY_HASH).expect("parses");
         assert_eq!(parsed.algorithm.as_str(), "argon2id");
+    }
+
+    #[test]
+    fn hashes_are_standard_phc_strings_that_argon2_itself_verifies() {
+        use argon2::password_hash::PasswordVerifier;
+        let h = hash_here("correct horse battery").unwrap();
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        let parsed = PasswordHash::new(&h).unwrap();
+        assert!(Argon2::default()
+            .verify_password(b"correct horse battery", &parsed)
+            .is_ok());
+        // And a hash made by argon2 itself (as before this pool) verifies here.
+        use argon2::password_hash::PasswordHasher;
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let theirs = Argon2::default()
+            .hash_password(b"old password", &salt)
+            .unwrap()
+            .to_string();
+        assert!(matches_here(&theirs, "old password"));
+        assert!(!matches_here(&theirs, "old passwore"));
+        assert!(!matches_here("$argon2id$v=19$m=1048576,t=2,p=1$c2FsdHNhbHQ$AAAA", "x"));
     }
 
     #[tokio::test]

@@ -53,9 +53,13 @@ impl Profile {
     }
 }
 
-/// 3 to 32 letters, digits, `.`, `_` or `-`.
+/// 3 to 32 letters, digits, `.`, `_` or `-`, and not shaped like a `sub`
+/// (32 hex digits), which the CLI and admin pages also look users up by.
 pub fn valid_username(u: &str) -> Result<String, AccountError> {
-    let ok = (3..=32).contains(&u.len()) && u.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    let like_a_sub = u.len() == 32 && u.bytes().all(|b| b.is_ascii_hexdigit());
+    let ok = !like_a_sub
+        && (3..=32).contains(&u.len())
+        && u.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     match ok {
         true => Ok(u.to_string()),
         false => Err(AccountError::Invalid(Invalid::Username)),
@@ -104,6 +108,12 @@ impl Accounts<'_> {
             }
             None => None,
         };
+        // Taken already: say so before spending a password hash on it.
+        if let Some(v) = &p.verified {
+            if self.store.user_by_identifier(v.kind(), v.key()).await?.is_some() {
+                return Err(AccountError::Taken(v.kind()));
+            }
+        }
         let (email, phone) = match &p.verified {
             Some(Identifier::Email(e)) => (Some(e), None),
             Some(Identifier::Phone(ph)) => (None, Some(ph)),

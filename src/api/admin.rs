@@ -48,6 +48,8 @@ pub struct Metadata {
     token_endpoint_auth_method: Option<String>,
     skip_consent: Option<bool>,
     first_party: Option<bool>,
+    /// `""` removes it.
+    magic_link_uri: Option<String>,
 }
 
 /// RFC 7591 §3.2.2.
@@ -124,6 +126,7 @@ pub async fn create(
         public: public_from(m.token_endpoint_auth_method.as_deref())?.unwrap_or(false),
         skip_consent: m.skip_consent.unwrap_or(false),
         first_party: m.first_party.unwrap_or(false),
+        magic_link_uri: m.magic_link_uri.filter(|u| !u.is_empty()),
     };
     let (client, secret) = clients::register(&state.store, new, "api").await.map_err(|e| match e {
         RegisterError::Invalid(d) => bad_metadata(d),
@@ -177,6 +180,9 @@ pub async fn update(
     }
     c.skip_consent = m.skip_consent.unwrap_or(c.skip_consent);
     c.first_party = m.first_party.unwrap_or(c.first_party);
+    if let Some(uri) = m.magic_link_uri {
+        c.magic_link_uri = Some(uri).filter(|u| !u.is_empty());
+    }
     clients::update(&state.store, &c).await.map_err(|e| match e {
         RegisterError::Store(cause) => ApiError::Internal(cause),
         other => bad_metadata(other.to_string()),

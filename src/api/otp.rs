@@ -7,7 +7,7 @@ use serde_json::json;
 use super::otp_client;
 use crate::domain::Identifier;
 use crate::error::{invalid_request, ApiError};
-use crate::otp::{self, Origin};
+use crate::otp::{self, Origin, Proof};
 use crate::params::{peer_ip, Params};
 use crate::state::AppState;
 
@@ -61,7 +61,7 @@ pub async fn verifycode(
 ) -> Result<HttpResponse, ApiError> {
     let client = otp_client(&state, &http, &params).await?;
     let ident = identifier(&state, &params)?;
-    let code = params.required("code")?;
+    let proof = Proof::from_params(params.get("code"), params.get("magic_token"))?;
     let ip = peer_ip(&http);
     let origin = Origin {
         client: &client,
@@ -71,7 +71,7 @@ pub async fn verifycode(
     let (secret, exists) = state
         .store
         .grouped(async {
-            otp::verify_code(&state, &origin, &ident, code).await?;
+            proof.verify(&state, &origin, &ident).await?;
             let secret = otp::issue_secret_identifier(&state, &client, &ident).await?;
             let exists = state.store.user_by_identifier(ident.kind(), ident.key()).await?;
             Ok::<_, ApiError>((secret, exists.is_some()))

@@ -70,6 +70,9 @@ pub struct AddArgs {
     /// Your own app: may receive the `sesame:account` scope (account changes through the API).
     #[arg(long)]
     first_party: bool,
+    /// Where the OTP API's emails link to (`?token=…` is added); default: code only.
+    #[arg(long, value_name = "URI")]
+    magic_link_uri: Option<String>,
     #[arg(long)]
     json: bool,
 }
@@ -91,6 +94,9 @@ pub struct UpdateArgs {
     skip_consent: Option<bool>,
     #[arg(long, value_name = "BOOL")]
     first_party: Option<bool>,
+    /// `""` removes it.
+    #[arg(long, value_name = "URI")]
+    magic_link_uri: Option<String>,
     #[arg(long)]
     json: bool,
 }
@@ -130,6 +136,7 @@ pub async fn run(cmd: ClientCommand, store: &Store) -> anyhow::Result<()> {
                 public: a.public,
                 skip_consent: a.skip_consent,
                 first_party: a.first_party,
+                magic_link_uri: a.magic_link_uri.filter(|u| !u.is_empty()),
             };
             let (client, secret) = clients::register(store, new, "cli").await?;
             if a.json {
@@ -204,6 +211,9 @@ pub async fn run(cmd: ClientCommand, store: &Store) -> anyhow::Result<()> {
             }
             if let Some(v) = a.first_party {
                 c.first_party = v;
+            }
+            if let Some(v) = a.magic_link_uri {
+                c.magic_link_uri = Some(v).filter(|u| !u.is_empty());
             }
             if let Err(e) = client::validate(&c) {
                 bail!("{e}");

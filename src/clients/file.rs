@@ -42,6 +42,9 @@ struct Entry {
     skip_consent: bool,
     #[serde(default)]
     first_party: bool,
+    /// Empty: code only.
+    #[serde(default)]
+    magic_link_uri: String,
 }
 
 /// Applies the file; returns how many clients it lists. A missing file is not an error.
@@ -73,6 +76,7 @@ pub async fn apply(store: &Store, path: &Path, issuer: &str) -> anyhow::Result<u
             public: entry.public,
             skip_consent: entry.skip_consent,
             first_party: entry.first_party,
+            magic_link_uri: Some(entry.magic_link_uri).filter(|u| !u.is_empty()),
         };
         let mut client = new
             .into_client("file")

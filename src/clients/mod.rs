@@ -33,6 +33,7 @@ pub struct NewClient {
     pub public: bool,
     pub skip_consent: bool,
     pub first_party: bool,
+    pub magic_link_uri: Option<String>,
 }
 
 impl NewClient {
@@ -58,6 +59,7 @@ impl NewClient {
             public: self.public,
             skip_consent: self.skip_consent,
             first_party: self.first_party,
+            magic_link_uri: self.magic_link_uri,
             source: source.into(),
             created_at: 0,
             updated_at: 0,
@@ -113,6 +115,7 @@ pub fn metadata(c: &Client) -> serde_json::Value {
         "token_endpoint_auth_method": if c.public { "none" } else { "client_secret_basic" },
         "skip_consent": c.skip_consent,
         "first_party": c.first_party,
+        "magic_link_uri": c.magic_link_uri,
         "source": c.source,
         "created_at": c.created_at,
         "updated_at": c.updated_at,

@@ -26,6 +26,8 @@ pub struct Client {
     pub skip_consent: bool,
     /// Sesame's operator's own app: may receive `sesame:account` (SPEC §9).
     pub first_party: bool,
+    /// Where the OTP API's emails link to, with `?token=…` (SPEC §3); `None`: code only.
+    pub magic_link_uri: Option<String>,
     /// Where the client was registered: `file`, `cli` or `api`.
     pub source: String,
     pub created_at: i64,
@@ -64,6 +66,12 @@ pub fn is_secret_hash(text: &str) -> bool {
 
 /// Checks the parts of a registration every entry point shares.
 pub fn validate(client: &Client) -> Result<(), String> {
+    if let Some(uri) = &client.magic_link_uri {
+        let ok = (uri.starts_with("https://") || uri.starts_with("http://")) && !uri.contains('#') && uri.len() <= 2000;
+        if !ok {
+            return Err("magic_link_uri must be an absolute http(s) URL without a fragment".into());
+        }
+    }
     if client.id.is_empty()
         || client.id.len() > 128
         || !client
@@ -132,6 +140,7 @@ mod tests {
             public: false,
             skip_consent: false,
             first_party: false,
+            magic_link_uri: None,
             source: "cli".into(),
             created_at: 0,
             updated_at: 0,

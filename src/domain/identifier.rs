@@ -83,10 +83,9 @@ impl Email {
             return Err(bad());
         }
         let address = format!("{local}@{}", domain.to_lowercase());
-        Ok(Email {
-            key: address.to_lowercase(),
-            address,
-        })
+        // Lower case, with final sigma folded as case folding does (`σας` = `ΣΑΣ`).
+        let key = address.to_lowercase().replace('ς', "σ");
+        Ok(Email { key, address })
     }
 
     pub fn address(&self) -> &str {

@@ -4,25 +4,24 @@
 //! `otp.lockout`. All counted in the database, so they hold across nodes.
 
 use super::{audit, Origin};
-use crate::error::ApiError;
+use super::{Limit, OtpError};
 use crate::state::AppState;
 use crate::store::now;
 
-pub fn locked(secs: i64) -> ApiError {
-    ApiError::TooManyRequests {
+pub fn locked(secs: i64) -> OtpError {
+    OtpError::Locked {
         retry_after: secs.max(1) as u64,
-        description: "too many codes or wrong tries for this phone or email; try again later".into(),
     }
 }
 
-fn over(retry_after: i64, what: &str) -> ApiError {
-    ApiError::TooManyRequests {
+fn over(retry_after: i64, limit: Limit) -> OtpError {
+    OtpError::TooMany {
+        limit,
         retry_after: retry_after.max(1) as u64,
-        description: format!("too many codes requested {what}; try again later"),
     }
 }
 
-pub async fn check_send(state: &AppState, origin: &Origin<'_>, key: &str) -> Result<(), ApiError> {
+pub async fn check_send(state: &AppState, origin: &Origin<'_>, key: &str) -> Result<(), OtpError> {
     let otp = &state.settings.otp;
     let store = &state.store;
     let window = otp.send_window.as_secs() as i64;
@@ -32,21 +31,18 @@ pub async fn check_send(state: &AppState, origin: &Origin<'_>, key: &str) -> Res
     if let Some(ip) = origin.ip {
         let (n, retry) = store.hit(&format!("ip:{ip}"), window).await?;
         if n > otp.ip_max_sends as i64 {
-            return Err(over(retry, "from this address"));
+            return Err(over(retry, Limit::Address));
         }
     }
     let (n, retry) = store.hit(&format!("client:{}", origin.client.id), window).await?;
     if n > otp.client_max_sends as i64 {
-        return Err(over(retry, "by this client"));
+        return Err(over(retry, Limit::Client));
     }
     let gap = otp.resend_after.as_secs() as i64;
     if gap > 0 {
         let (n, retry) = store.hit(&format!("resend:{key}"), gap).await?;
         if n > 1 {
-            return Err(ApiError::TooManyRequests {
-                retry_after: retry as u64,
-                description: format!("a code was just sent; wait {retry} s before asking for another"),
-            });
+            return Err(over(retry, Limit::ResendGap));
         }
     }
     let (n, _) = store.hit(&format!("sends:{key}"), window).await?;

@@ -4,12 +4,14 @@
 use crate::crypto;
 use crate::delivery::Message;
 use crate::domain::{Client, Identifier};
-use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::audit::Event;
 use crate::store::otp::{NewCode, VerifiedIdentifier};
 
+mod error;
 mod limits;
+
+pub use error::{Limit, OtpError};
 
 /// What `send_code` tells the caller.
 pub struct Sent {
@@ -43,7 +45,7 @@ pub async fn send_code(
     origin: &Origin<'_>,
     ident: &Identifier,
     locale: &str,
-) -> Result<Sent, ApiError> {
+) -> Result<Sent, OtpError> {
     send(state, origin, ident, locale, false).await
 }
 
@@ -54,7 +56,7 @@ pub async fn send_sign_in_code(
     origin: &Origin<'_>,
     ident: &Identifier,
     locale: &str,
-) -> Result<Sent, ApiError> {
+) -> Result<Sent, OtpError> {
     send(state, origin, ident, locale, true).await
 }
 
@@ -64,7 +66,7 @@ async fn send(
     ident: &Identifier,
     locale: &str,
     with_magic_link: bool,
-) -> Result<Sent, ApiError> {
+) -> Result<Sent, OtpError> {
     let otp = &state.settings.otp;
     let key = ident_key(state, ident);
     // An email with an account goes to the address stored on it (SPEC §9),
@@ -78,8 +80,15 @@ async fn send(
         .and_then(|u| u.email.clone())
         .unwrap_or_else(|| ident.address().to_string());
     let code = crypto::random_digits(otp.length);
-    let magic = (with_magic_link && ident.channel() == "email").then(crypto::random_token::<32>);
-    let match_number = magic.as_ref().map(|_| match_number());
+    // Sesame's pages link to `/login/magic` (number matching for another
+    // browser); an API client with a `magic_link_uri` gets a link to its own URL.
+    let link_base = match (ident, with_magic_link) {
+        (Identifier::Phone(_), _) => None,
+        (Identifier::Email(_), true) => Some(format!("{}/login/magic", state.issuer())),
+        (Identifier::Email(_), false) => origin.client.magic_link_uri.clone(),
+    };
+    let magic = link_base.as_ref().map(|_| crypto::random_token::<32>());
+    let match_number = (with_magic_link && magic.is_some()).then(match_number);
     let id = crypto::random_token::<16>();
     let code_digest = state.digester.digest("code", &code);
     let magic_digest = magic.as_deref().map(|m| state.digester.digest("magic", m));
@@ -100,7 +109,7 @@ async fn send(
         .grouped(async {
             limits::check_send(state, origin, &key).await?;
             state.store.insert_code(&new_code).await?;
-            Ok::<_, ApiError>(())
+            Ok::<_, OtpError>(())
         })
         .await?;
 
@@ -108,7 +117,10 @@ async fn send(
         channel: ident.channel(),
         to,
         code,
-        magic_link: magic.map(|m| format!("{}/login/magic?token={m}", state.issuer())),
+        magic_link: link_base.zip(magic).map(|(base, m)| {
+            let sep = if base.contains('?') { '&' } else { '?' };
+            format!("{base}{sep}token={m}")
+        }),
         locale: locale.to_string(),
         app: origin.client.name.clone(),
         minutes: otp.ttl.as_secs().div_ceil(60),
@@ -119,7 +131,7 @@ async fn send(
         tracing::warn!(error = format!("{e:#}"), channel = ident.channel(), client_id = %origin.client.id, "delivery failed");
         state.metrics.delivery_failed(ident.channel());
         audit(state, origin, "delivery_failed", &key, Some(ident.channel()));
-        return Err(ApiError::DeliveryFailed);
+        return Err(OtpError::DeliveryFailed);
     }
     state.metrics.code_sent(ident.channel());
     audit(state, origin, "code_sent", &key, Some(ident.channel()));
@@ -150,10 +162,10 @@ pub async fn verify_code(
     origin: &Origin<'_>,
     ident: &Identifier,
     code: &str,
-) -> Result<(), ApiError> {
+) -> Result<(), OtpError> {
     let otp = &state.settings.otp;
     let key = ident_key(state, ident);
-    let wrong = || ApiError::InvalidCode("the code is wrong, expired or already used".into());
+    let wrong = || OtpError::WrongCode;
     let code = code.trim();
     let well_formed = code.len() == otp.length && code.bytes().all(|b| b.is_ascii_digit());
     // No attempt is reserved while the identifier is locked; only then is the lock read.
@@ -199,6 +211,66 @@ pub async fn verify_code(
     Err(wrong())
 }
 
+/// Checks a magic link token of the OTP API (sent to a client's
+/// `magic_link_uri`) for this identifier and client, consuming it with its
+/// code. A wrong, used, expired or foreign token is `invalid_code`; the
+/// token has ≥ 256 bits, so guessing needs no attempt counter.
+pub async fn verify_magic_token(
+    state: &AppState,
+    origin: &Origin<'_>,
+    ident: &Identifier,
+    token: &str,
+) -> Result<(), OtpError> {
+    let key = ident_key(state, ident);
+    let digest = state.digester.digest("magic", token.trim());
+    match state
+        .store
+        .consume_client_magic(&digest, &origin.client.id, &key)
+        .await?
+    {
+        Some(channel) => {
+            state.metrics.code_verified();
+            audit(
+                state,
+                origin,
+                "code_verified",
+                &key,
+                Some(&format!("{channel} magic link")),
+            );
+            Ok(())
+        }
+        None => {
+            audit(state, origin, "code_failed", &key, Some("magic link invalid or used"));
+            Err(OtpError::WrongMagicLink)
+        }
+    }
+}
+
+/// A code or a magic link token, whichever the caller sent (exactly one).
+pub enum Proof<'a> {
+    Code(&'a str),
+    MagicToken(&'a str),
+}
+
+impl<'a> Proof<'a> {
+    /// `code` or `magic_token` from a request's parameters.
+    pub fn from_params(code: Option<&'a str>, magic_token: Option<&'a str>) -> Result<Proof<'a>, OtpError> {
+        match (code, magic_token) {
+            (Some(c), None) => Ok(Proof::Code(c)),
+            (None, Some(t)) => Ok(Proof::MagicToken(t)),
+            (Some(_), Some(_)) => Err(OtpError::BadRequest("send `code` or `magic_token`, not both")),
+            (None, None) => Err(OtpError::BadRequest("missing parameter `code` (or `magic_token`)")),
+        }
+    }
+
+    pub async fn verify(&self, state: &AppState, origin: &Origin<'_>, ident: &Identifier) -> Result<(), OtpError> {
+        match self {
+            Proof::Code(code) => verify_code(state, origin, ident, code).await,
+            Proof::MagicToken(token) => verify_magic_token(state, origin, ident, token).await,
+        }
+    }
+}
+
 /// Tells the old phone or email that the account now uses another one. A
 /// failed delivery is logged: the change itself has happened.
 pub async fn notify_change(state: &AppState, old: &Identifier, new_address: &str, locale: &str) {
@@ -231,7 +303,7 @@ pub async fn issue_secret_identifier(
     state: &AppState,
     client: &Client,
     ident: &Identifier,
-) -> Result<String, ApiError> {
+) -> Result<String, OtpError> {
     let secret = crypto::random_token::<24>();
     let verified = VerifiedIdentifier {
         kind: ident.kind().into(),

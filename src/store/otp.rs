@@ -151,7 +151,8 @@ impl Store {
                 "UPDATE otp_codes SET magic_used_at = $2,
                handoff_allowed = CASE WHEN id = $3 OR match_number = $4 THEN 1 ELSE 0 END,
                used_at = CASE WHEN id = $3 OR match_number = $4 THEN $2 ELSE used_at END
-             WHERE magic_digest = $1 AND magic_used_at IS NULL AND used_at IS NULL AND dead = 0 AND expires_at > $2
+             WHERE magic_digest = $1 AND match_number IS NOT NULL
+               AND magic_used_at IS NULL AND used_at IS NULL AND dead = 0 AND expires_at > $2
              RETURNING id, ident_key, client_id, user_id, handoff_allowed",
             )
             .bind(magic_digest)
@@ -170,6 +171,33 @@ impl Store {
             })
         })
         .transpose()
+    }
+
+    /// Uses a magic link token of the OTP API (a client's `magic_link_uri`):
+    /// once, only by the client it was sent for and for its identifier, and
+    /// never on Sesame's own pages (those links carry a match number). The
+    /// code it came with is used up too. Returns the code's channel.
+    pub async fn consume_client_magic(
+        &self,
+        magic_digest: &str,
+        client_id: &str,
+        ident_key: &str,
+    ) -> anyhow::Result<Option<String>> {
+        let row = self
+            .db
+            .query(
+                "UPDATE otp_codes SET used_at = $2, magic_used_at = $2
+             WHERE magic_digest = $1 AND client_id = $3 AND ident_key = $4 AND match_number IS NULL
+               AND magic_used_at IS NULL AND used_at IS NULL AND dead = 0 AND expires_at > $2
+             RETURNING channel",
+            )
+            .bind(magic_digest)
+            .bind(now())
+            .bind(client_id)
+            .bind(ident_key)
+            .fetch_optional()
+            .await?;
+        Ok(row.map(|r| r.try_get("channel")).transpose()?)
     }
 
     /// The tab that asked for a code takes over a sign-in its magic link made

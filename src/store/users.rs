@@ -159,7 +159,8 @@ impl Store {
     /// The user whose `sub`, username, email or phone (E.164) this is.
     pub async fn find_user(&self, key: &str) -> anyhow::Result<Option<User>> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM users WHERE id = $1 OR username_key = $2 OR email_key = $2 OR phone = $1 LIMIT 1"
+            "SELECT {COLUMNS} FROM users WHERE id = $1 OR username_key = $2 OR email_key = $2 OR phone = $1
+             ORDER BY CASE WHEN id = $1 THEN 0 ELSE 1 END LIMIT 1"
         );
         let row = self
             .db

@@ -13,8 +13,7 @@ use super::reauth;
 use super::session::{self, SessionInfo};
 use crate::accounts::{AccountError, Accounts, PasswordProof};
 use crate::domain::Identifier;
-use crate::error::ApiError;
-use crate::otp::{self, Origin};
+use crate::otp::{self, Origin, OtpError};
 use crate::params::peer_ip;
 use crate::state::AppState;
 use crate::store::audit::Event;
@@ -256,8 +255,8 @@ pub async fn change_identifier(
             session::set(&session, "change", &flow::PendingLogin::sent(&ident, &client.id, sent));
             Ok(page::see_other("/account/identifier"))
         }
-        Err(ApiError::TooManyRequests { .. }) => invalid("account.too_many"),
-        Err(ApiError::DeliveryFailed) => invalid("login.delivery_failed"),
+        Err(OtpError::Locked { .. } | OtpError::TooMany { .. }) => invalid("account.too_many"),
+        Err(OtpError::DeliveryFailed) => invalid("login.delivery_failed"),
         Err(e) => Err(e.into()),
     }
 }

@@ -87,6 +87,7 @@ struct ClientForm {
     public: bool,
     skip_consent: bool,
     first_party: bool,
+    magic_link_uri: String,
 }
 
 impl ClientForm {
@@ -100,6 +101,7 @@ impl ClientForm {
             public: c.public,
             skip_consent: c.skip_consent,
             first_party: c.first_party,
+            magic_link_uri: c.magic_link_uri.clone().unwrap_or_default(),
         }
     }
 
@@ -126,6 +128,7 @@ impl ClientForm {
             public: form.get("type") == Some("public"),
             skip_consent: form.get("skip_consent").is_some(),
             first_party: form.get("first_party").is_some(),
+            magic_link_uri: form.get("magic_link_uri").unwrap_or("").trim().to_string(),
         }
     }
 
@@ -197,6 +200,7 @@ pub async fn create_client(
         public: f.public,
         skip_consent: f.skip_consent,
         first_party: f.first_party,
+        magic_link_uri: Some(f.magic_link_uri.clone()).filter(|u| !u.is_empty()),
     };
     match clients::register(&state.store, new, "admin").await {
         Ok((client, secret)) => {
@@ -271,6 +275,7 @@ pub async fn update_client(
             c.scopes = s;
             c.skip_consent = f.skip_consent;
             c.first_party = f.first_party;
+            c.magic_link_uri = Some(f.magic_link_uri.clone()).filter(|u| !u.is_empty());
             clients::update(&state.store, &c).await
         }
         Err(e) => Err(RegisterError::Invalid(e.to_string())),

@@ -102,6 +102,7 @@ pub fn account_client() -> Client {
         public: true,
         skip_consent: true,
         first_party: true,
+        magic_link_uri: None,
         source: "builtin".into(),
         created_at: 0,
         updated_at: 0,

@@ -13,8 +13,7 @@ use super::i18n::T;
 use super::page::{self, csrf_token, take_flash, Flash, Form, MessagePage, PageError};
 use crate::accounts::{passwords, AccountError, Accounts, Actor, Profile};
 use crate::domain::{Client, Identifier};
-use crate::error::ApiError;
-use crate::otp::{self, Origin};
+use crate::otp::{self, Origin, OtpError};
 use crate::params::peer_ip;
 use crate::state::AppState;
 use crate::store::now;
@@ -138,7 +137,7 @@ async fn send(
     client: &Client,
     ident: &Identifier,
     t: T,
-) -> Result<PendingLogin, ApiError> {
+) -> Result<PendingLogin, OtpError> {
     let ip = peer_ip(req);
     let origin = Origin {
         client,
@@ -149,19 +148,23 @@ async fn send(
 }
 
 /// What to tell the user when a code could not be sent; other errors pass on.
-fn send_failure(t: T, e: ApiError) -> Result<String, PageError> {
+fn send_failure(t: T, e: OtpError) -> Result<String, PageError> {
     match e {
-        ApiError::TooManyRequests { retry_after, .. } => Ok(t.with("login.too_many", wait_text(retry_after))),
-        ApiError::DeliveryFailed => Ok(t.get("login.delivery_failed").into()),
+        OtpError::Locked { retry_after } | OtpError::TooMany { retry_after, .. } => {
+            Ok(t.with("login.too_many", wait_text(retry_after)))
+        }
+        OtpError::DeliveryFailed => Ok(t.get("login.delivery_failed").into()),
         e => Err(e.into()),
     }
 }
 
 /// What to tell the user when a code was refused; other errors pass on.
-pub(super) fn verify_failure(t: T, e: ApiError) -> Result<String, PageError> {
+pub(super) fn verify_failure(t: T, e: OtpError) -> Result<String, PageError> {
     match e {
-        ApiError::InvalidCode(_) => Ok(t.get("verify.wrong").into()),
-        ApiError::TooManyRequests { retry_after, .. } => Ok(t.with("verify.locked", wait_text(retry_after))),
+        OtpError::WrongCode | OtpError::WrongMagicLink => Ok(t.get("verify.wrong").into()),
+        OtpError::Locked { retry_after } | OtpError::TooMany { retry_after, .. } => {
+            Ok(t.with("verify.locked", wait_text(retry_after)))
+        }
         e => Err(e.into()),
     }
 }
@@ -261,7 +264,7 @@ pub async fn verify_code(
             .await?;
             return Ok(page::see_other(&next));
         }
-        Err(ApiError::InvalidCode(_)) if code.is_empty() => t.get("verify.empty").to_string(),
+        Err(OtpError::WrongCode) if code.is_empty() => t.get("verify.empty").to_string(),
         Err(e) => verify_failure(t, e)?,
     };
     let page = verify_page_for(&state, &req, &session, &pending, Some(error)).await?;
@@ -424,16 +427,19 @@ pub async fn magic_use(
         (false, true) => t.get("magic.number_mismatch"),
         (false, false) => t.get("magic.other_needs_code"),
     };
-    // Another browser: this one is signed in to the account the link was sent for.
+    // Another browser: this one is signed in to the account the link was
+    // sent for, if that account still signs in with the address it went to.
     match used.user_id {
         Some(id) => match state.store.user(&id).await? {
-            Some(user) if !user.disabled => {
+            Some(user) if !user.disabled && still_holds(&state, &user, &used.ident_key) => {
                 let next =
                     flow::sign_in(&state, &session, &user, flow::amr_for("email"), ua(&req), ip.as_deref()).await?;
                 page::flash(&session, if used.handoff_allowed { "success" } else { "info" }, follows);
                 Ok(page::see_other(&next))
             }
-            _ => Err(PageError::Forbidden(t.get("login.disabled").into())),
+            Some(user) if user.disabled => Err(PageError::Forbidden(t.get("login.disabled").into())),
+            // Deleted, or the address moved to another account since the link was sent.
+            _ => Err(page::bad_request(t.get("magic.bad_title"), t.get("magic.bad_text"))),
         },
         // No account yet: the address is only known to the tab that asked,
         // so only that tab can sign up, and only after number matching.
@@ -450,6 +456,18 @@ pub async fn magic_use(
             flash: None,
         })),
     }
+}
+
+/// Whether the account still has the email whose key a code was sent to (it
+/// may have moved to another address since).
+fn still_holds(state: &AppState, user: &crate::store::users::User, ident_key: &str) -> bool {
+    let current = user.email.as_deref().and_then(|e| crate::domain::Email::parse(e).ok());
+    current.is_some_and(|e| {
+        crate::crypto::ct_eq(
+            otp::ident_key(state, &Identifier::Email(e)).as_bytes(),
+            ident_key.as_bytes(),
+        )
+    })
 }
 
 #[derive(Template)]

@@ -276,6 +276,17 @@ impl From<crate::accounts::AccountError> for PageError {
     }
 }
 
+impl From<crate::otp::OtpError> for PageError {
+    fn from(e: crate::otp::OtpError) -> Self {
+        use crate::otp::OtpError;
+        match e {
+            OtpError::Internal(cause) => PageError::Internal(cause),
+            OtpError::Locked { .. } | OtpError::TooMany { .. } => PageError::TooMany(e.to_string()),
+            other => PageError::Internal(anyhow::anyhow!("unexpected refusal on a page: {other}")),
+        }
+    }
+}
+
 impl From<ApiError> for PageError {
     fn from(e: ApiError) -> Self {
         match e {

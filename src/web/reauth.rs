@@ -15,8 +15,7 @@ use super::i18n::T;
 use super::page::{self, csrf_token, take_flash, CurrentUser, Flash, Form, PageError};
 use super::session::{self, SignedIn};
 use crate::accounts::{verified_identifiers, Authority};
-use crate::error::ApiError;
-use crate::otp::{self, Origin};
+use crate::otp::{self, Origin, OtpError};
 use crate::params::peer_ip;
 use crate::state::AppState;
 use crate::store::now;
@@ -129,8 +128,10 @@ pub async fn send(
     };
     match otp::send_code(&state, &origin, &ident, t.lang()).await {
         Ok(sent) => session::set(&session, PENDING, &PendingLogin::sent(&ident, &client.id, sent)),
-        Err(ApiError::TooManyRequests { .. }) => page::flash(&session, "error", t.get("account.too_many")),
-        Err(ApiError::DeliveryFailed) => page::flash(&session, "error", t.get("login.delivery_failed")),
+        Err(OtpError::Locked { .. } | OtpError::TooMany { .. }) => {
+            page::flash(&session, "error", t.get("account.too_many"))
+        }
+        Err(OtpError::DeliveryFailed) => page::flash(&session, "error", t.get("login.delivery_failed")),
         Err(e) => return Err(e.into()),
     }
     Ok(page::see_other("/account/reauth"))

@@ -21,6 +21,9 @@ db_test!(
     parallel_wrong_passwords_never_exceed_the_limit,
     unknown_and_real_accounts_answer_wrong_passwords_alike,
     console_delivery_and_the_outbox_are_refused_on_a_public_issuer,
+    guessing_the_current_password_is_limited,
+    a_username_cannot_take_the_shape_of_a_sub,
+    a_look_alike_email_does_not_sign_in_with_a_password,
 );
 
 /// Test settings in which one identifier may get codes back to back.
@@ -87,6 +90,10 @@ async fn third_party_token_cannot_set_password(db: Db) {
     // Nothing was set: the password does not sign in.
     let res = password_grant(&app, "ada@example.com", "chosen by the app").await;
     assert_error(res, 400, "invalid_grant").await;
+
+    // Nor the username (it signs in with the password and is every app's preferred_username).
+    let res = patch_user(&app, &token(&tokens, "access_token"), json!({"username": "renamed"})).await;
+    assert_error(res, 403, "insufficient_scope").await;
 
     // Even the first-party app needs the `sesame:account` scope in the token.
     let t = code_tokens(&app, MINE, Who::Email("ada@example.com"), "openid").await;
@@ -356,4 +363,49 @@ async fn console_delivery_and_the_outbox_are_refused_on_a_public_issuer(db: Db) 
     real_delivery(&mut settings);
     let app = spawn_with(settings).await;
     assert_eq!(app.get("/dev/outbox").await.status(), 404);
+}
+
+async fn guessing_the_current_password_is_limited(db: Db) {
+    let app = spawn_with(settings(&db)).await;
+    account_with_password(&app, "ada@example.com", "the real password").await;
+    let t = code_tokens(&app, MINE, Who::Email("ada@example.com"), "openid sesame:account").await;
+    let access = token(&t, "access_token");
+    let mut statuses = vec![];
+    for i in 0..6 {
+        let body = json!({"password": "taken over now", "current_password": format!("guess {i}")});
+        statuses.push(patch_user(&app, &access, body).await.status().as_u16());
+    }
+    assert_eq!(statuses, [400, 400, 400, 400, 400, 429]);
+    // The account's password sign-in is locked too: the same counter.
+    let res = password_grant(&app, "ada@example.com", "the real password").await;
+    assert_error(res, 429, "too_many_requests").await;
+}
+
+async fn a_username_cannot_take_the_shape_of_a_sub(db: Db) {
+    let app = spawn_with(settings(&db)).await;
+    let victim = app.signed_up(APP, Who::Email("victim@example.com")).await;
+    let victim_sub = crate::helpers::jwt_parts(&token(&victim, "access_token")).1["sub"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.signed_up(MINE, Who::Email("eve@example.com")).await;
+    let t = code_tokens(&app, MINE, Who::Email("eve@example.com"), "openid sesame:account").await;
+    let res = patch_user(&app, &token(&t, "access_token"), json!({"username": victim_sub})).await;
+    assert_error(res, 400, "invalid_request").await;
+    // Looking a user up by sub finds that user.
+    let found = app.state.store.find_user(&victim_sub).await.unwrap().unwrap();
+    assert_eq!(found.id, victim_sub);
+}
+
+async fn a_look_alike_email_does_not_sign_in_with_a_password(db: Db) {
+    let app = spawn_with(settings(&db)).await;
+    account_with_password(&app, "kevin@example.com", "kevins password").await;
+    let res = password_grant(&app, "\u{212A}evin@example.com", "kevins password").await;
+    assert_error(res, 400, "invalid_grant").await;
+    assert_eq!(
+        password_grant(&app, "kevin@example.com", "kevins password")
+            .await
+            .status(),
+        200
+    );
 }

@@ -41,6 +41,9 @@ pub const SPA: &str = "spa";
 pub const ADMIN: (&str, &str) = ("admin", "admin-secret-0123456789abcdef");
 /// A second OTP client, for binding tests.
 pub const APP2: (&str, &str) = ("app2", "app2-secret-0123456789abcdef");
+/// An OTP client whose emails carry a magic link to its own URL.
+pub const LINKED: (&str, &str) = ("linked", "linked-secret-0123456789abcdef");
+pub const LINKED_URI: &str = "https://linked.example.com/signin?from=email";
 /// The operator's own (`first_party`) app: may get `sesame:account`.
 pub const MINE: (&str, &str) = ("mine", "mine-secret-0123456789abcdef");
 
@@ -172,6 +175,14 @@ grant_types = ["otp", "refresh_token", "password"]
 scopes = ["openid", "email", "phone", "offline_access", "sesame:account"]
 
 [[client]]
+id = "{linked}"
+name = "Linked app"
+secret_hash = "{linked_hash}"
+grant_types = ["otp", "refresh_token"]
+scopes = ["openid", "email"]
+magic_link_uri = "{linked_uri}"
+
+[[client]]
 id = "first"
 name = "First party"
 public = true
@@ -199,6 +210,9 @@ scopes = ["openid", "profile"]
         admin = ADMIN.0,
         admin_hash = hash(ADMIN.1),
         app2_hash = hash(APP2.1),
+        linked = LINKED.0,
+        linked_hash = hash(LINKED.1),
+        linked_uri = LINKED_URI,
         mine = MINE.0,
         mine_hash = hash(MINE.1),
     )

@@ -16,6 +16,7 @@ mod delivery;
 mod discovery;
 mod introspect_revoke;
 mod keys_and_restart;
+mod magic_links_api;
 mod migrations;
 mod multi_node;
 mod otp_api_errors;

@@ -473,6 +473,27 @@ async fn magic_link_opened_elsewhere_with_the_matching_number_moves_the_asking_t
     );
 }
 
+async fn magic_link_sent_before_the_address_moved_does_not_sign_in(db: Db) {
+    let app = spawn_app(&db).await;
+    let user = app.account_for("old@example.com").await;
+    // Someone with the old mailbox asks for a link...
+    let mut holder = Browser::new(&app);
+    let (token, _) = asked_for_a_link(&app, &mut holder, "old@example.com").await;
+    // ...the owner moves the account to a new address...
+    assert!(app
+        .state
+        .store
+        .set_identifier(&user.id, "email", "new@example.com", "new@example.com")
+        .await
+        .unwrap());
+    // ...and the old link no longer signs in to it.
+    let mut other = Browser::new(&app);
+    other.get(&format!("/login/magic?token={token}")).await;
+    let used = other.post("/login/magic", &[("token", &token)]).await;
+    assert_eq!(used.status, 400, "{:?}", used.location);
+    assert!(other.get("/account").await.redirects_to("/login"));
+}
+
 async fn magic_link_for_a_new_address_opened_elsewhere_does_not_reach_signup(db: Db) {
     let app = spawn_app(&db).await;
     let mut attacker = Browser::new(&app);
@@ -594,6 +615,7 @@ db_test!(
     magic_link_opened_elsewhere_does_not_sign_in_the_asking_tab,
     magic_link_opened_elsewhere_with_the_matching_number_moves_the_asking_tab_on,
     magic_link_for_a_new_address_opened_elsewhere_does_not_reach_signup,
+    magic_link_sent_before_the_address_moved_does_not_sign_in,
     a_disabled_account_is_signed_out_everywhere,
     cookies_are_secure_with_the_host_prefix_on_https,
 );

@@ -101,7 +101,11 @@ async fn prove_and_find_account(
         ApiError::InvalidGrant("no account for this identifier: create the account first (PUT /api/v1/user/)".into())
     };
 
-    match (params.get("secret_identifier"), params.get("code")) {
+    let proof = match (params.get("code"), params.get("magic_token")) {
+        (None, None) => None,
+        (code, token) => Some(otp::Proof::from_params(code, token)?),
+    };
+    match (params.get("secret_identifier"), proof) {
         (Some(secret), None) => {
             let digest = otp::secret_identifier_digest(state, secret);
             let key = otp::ident_key(state, ident);
@@ -125,18 +129,21 @@ async fn prove_and_find_account(
                 .await?
                 .ok_or_else(bad)?;
         }
-        (None, Some(code)) => {
-            otp::verify_code(state, origin, ident, code)
-                .await
-                .map_err(|e| match e {
-                    ApiError::InvalidCode(d) => ApiError::InvalidGrant(d),
-                    other => other,
-                })?;
+        (None, Some(proof)) => {
+            proof.verify(state, origin, ident).await.map_err(|e| match e {
+                // RFC 6749 §5.2: a bad grant at the token endpoint.
+                otp::OtpError::WrongCode | otp::OtpError::WrongMagicLink => ApiError::InvalidGrant(e.to_string()),
+                other => other.into(),
+            })?;
         }
-        (Some(_), Some(_)) => return Err(invalid_request("send `secret_identifier` or `code`, not both")),
+        (Some(_), Some(_)) => {
+            return Err(invalid_request(
+                "send one of `secret_identifier`, `code` or `magic_token`",
+            ))
+        }
         (None, None) => {
             return Err(invalid_request(
-                "`secret_identifier` (from /otp/verifycode/) or `code` is required",
+                "`secret_identifier` (from /otp/verifycode/), `code` or `magic_token` is required",
             ));
         }
     }
