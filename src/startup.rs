@@ -253,7 +253,12 @@ fn routes(cfg: &mut web::ServiceConfig) {
 /// The browser pages, each behind the session middleware (the APIs never load a session).
 fn page_routes(cfg: &mut web::ServiceConfig, sessions: SessionMiddleware<pages::session::DbSessions>) {
     use pages::{account, admin, consent, login};
-    let page = |path: &str| resource(path).wrap(sessions.clone());
+    // Sessions outside, so that `form_targets` reads the session after the handler.
+    let page = |path: &str| {
+        resource(path)
+            .wrap(actix_web::middleware::from_fn(pages::page::form_targets))
+            .wrap(sessions.clone())
+    };
     cfg.service(
         page("/oauth2/authorize")
             .route(web::get().to(oauth::authorize::authorize))

@@ -15,6 +15,8 @@ pub enum AccountEvent {
     AdminRevoked,
     CredentialsChanged,
     IdentifierChanged,
+    ProfileChanged,
+    SessionsEnded,
 }
 
 impl AccountEvent {
@@ -28,6 +30,8 @@ impl AccountEvent {
             AccountEvent::AdminRevoked => "admin_revoked",
             AccountEvent::CredentialsChanged => "credentials_changed",
             AccountEvent::IdentifierChanged => "identifier_changed",
+            AccountEvent::ProfileChanged => "profile_changed",
+            AccountEvent::SessionsEnded => "signed_out_everywhere",
         }
     }
 }

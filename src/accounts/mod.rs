@@ -121,6 +121,21 @@ impl<'a> Accounts<'a> {
         Ok(ended)
     }
 
+    /// Changes the profile names (at most 100 characters each).
+    pub async fn set_names(&self, user: &User, first: &str, last: &str, actor: Actor<'_>) -> Result<(), AccountError> {
+        let (first, last) = (valid_name(first)?, valid_name(last)?);
+        self.store.set_names(&user.id, &first, &last).await?;
+        events::record(self.audit, AccountEvent::ProfileChanged, &user.id, actor, None, None);
+        Ok(())
+    }
+
+    /// Signs the user out of every browser (their tokens stay).
+    pub async fn end_sessions(&self, user: &User, actor: Actor<'_>) -> Result<u64, AccountError> {
+        let ended = self.store.end_sessions_of(&user.id).await?;
+        events::record(self.audit, AccountEvent::SessionsEnded, &user.id, actor, None, None);
+        Ok(ended)
+    }
+
     /// Disables (ending every session and token family) or enables the account.
     pub async fn set_disabled(&self, user: &User, disabled: bool, actor: Actor<'_>) -> Result<usize, AccountError> {
         if !self.store.set_user_flag(&user.id, UserFlag::Disabled, disabled).await? {

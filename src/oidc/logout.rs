@@ -104,7 +104,7 @@ pub async fn logout(
     let hint_sub = hint.as_ref().and_then(|c| c.get("sub")).and_then(Value::as_str);
     let matches_hint = who.as_ref().is_some_and(|w| Some(w.sub.as_str()) == hint_sub);
     if who.is_some() && !confirmed && !matches_hint {
-        return Ok(page::ok(&ConfirmPage {
+        let mut res = page::ok(&ConfirmPage {
             t,
             csrf: csrf_token(&session),
             flash: None,
@@ -112,10 +112,14 @@ pub async fn logout(
             post_logout_redirect_uri: params.get("post_logout_redirect_uri").unwrap_or("").into(),
             state: params.get("state").unwrap_or("").into(),
             client_id: client_id.unwrap_or_default(),
-        }));
+        });
+        if let Some(url) = &target {
+            page::allow_form_target(res.headers_mut(), url);
+        }
+        return Ok(res);
     }
     if who.is_some() {
-        sign_out(&state, &session, false);
+        sign_out(&state, &session);
     }
     match target {
         Some(url) if confirmed => Ok(page::see_other(&url)),

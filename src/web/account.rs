@@ -11,7 +11,7 @@ use super::i18n::T;
 use super::page::{self, csrf_token, take_flash, CurrentUser, Flash, Form, PageError};
 use super::reauth;
 use super::session::{self, SessionInfo};
-use crate::accounts::{AccountError, Accounts, PasswordProof};
+use crate::accounts::{AccountError, Accounts, Actor, Invalid, PasswordProof};
 use crate::domain::Identifier;
 use crate::otp::{self, Origin, OtpError};
 use crate::params::peer_ip;
@@ -102,13 +102,17 @@ pub async fn profile(
     form: Form,
 ) -> Result<HttpResponse, PageError> {
     let t = page::texts(&req, None);
-    let first = form.get("first_name").unwrap_or("").trim();
-    let last = form.get("last_name").unwrap_or("").trim();
-    if first.chars().count() > 100 || last.chars().count() > 100 {
-        let page = account_page(&state, &req, &session, user, Some(t.get("signup.too_long").into())).await?;
+    let first = form.get("first_name").unwrap_or("");
+    let last = form.get("last_name").unwrap_or("");
+    let actor = Actor::User { client_id: None };
+    if let Err(e) = Accounts::of(&state).set_names(&user, first, last, actor).await {
+        let error = match e {
+            AccountError::Invalid(Invalid::NameTooLong) => t.get("signup.too_long").to_string(),
+            e => page::account_error_text(t, e)?,
+        };
+        let page = account_page(&state, &req, &session, user, Some(error)).await?;
         return Ok(page::render(StatusCode::UNPROCESSABLE_ENTITY, &page));
     }
-    state.store.set_names(&user.id, first, last).await?;
     page::flash(&session, "success", t.get("account.saved"));
     Ok(page::see_other("/account"))
 }
@@ -166,14 +170,10 @@ pub async fn end_session(
 }
 
 /// Ends this browser's session (the row is deleted: every node sees it).
-pub fn sign_out(state: &AppState, session: &Session, everywhere: bool) {
+pub fn sign_out(state: &AppState, session: &Session) {
     if let Some(who) = session::signed_in(session) {
         state.audit.record(Event {
-            event: if everywhere {
-                "signed_out_everywhere"
-            } else {
-                "signed_out"
-            },
+            event: "signed_out",
             user_id: Some(&who.sub),
             ..Default::default()
         });
@@ -186,7 +186,7 @@ pub async fn sign_out_here(
     session: Session,
     _checked: Form,
 ) -> Result<HttpResponse, PageError> {
-    sign_out(&state, &session, false);
+    sign_out(&state, &session);
     Ok(page::see_other("/login?signed_out=1"))
 }
 
@@ -196,8 +196,10 @@ pub async fn sign_out_everywhere(
     CurrentUser(user): CurrentUser,
     _checked: Form,
 ) -> Result<HttpResponse, PageError> {
-    state.store.end_sessions_of(&user.id).await?;
-    sign_out(&state, &session, true);
+    Accounts::of(&state)
+        .end_sessions(&user, Actor::User { client_id: None })
+        .await?;
+    session.purge();
     Ok(page::see_other("/login?signed_out=1"))
 }
 

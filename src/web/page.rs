@@ -21,15 +21,64 @@ use crate::params::Params;
 use crate::state::AppState;
 use crate::store::users::User;
 
-/// Pages load only our own CSS and JS, and may not be framed.
+/// Pages load only our own CSS and JS, may not be framed, and their forms
+/// post only to Sesame (SPEC §9 `form-action`; `allow_form_target` adds the
+/// one app a form may lead to).
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                   connect-src 'self'; frame-ancestors 'none'; base-uri 'none'";
+                   connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// Lets the forms of a page lead to `url`'s origin: browsers apply
+/// `form-action` to the redirects after a form is sent too, so a page whose
+/// form ends at an app (consent, code entry, signup, sign-out) must name it.
+pub fn allow_form_target(headers: &mut header::HeaderMap, url: &str) {
+    let Some(source) = csp_source(url) else { return };
+    let Some(csp) = headers
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return;
+    };
+    let widened = csp.replacen("form-action 'self'", &format!("form-action 'self' {source}"), 1);
+    if let Ok(v) = header::HeaderValue::from_str(&widened) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+}
+
+/// The CSP source for a URL: `scheme://host[:port]`, or `scheme:` for an
+/// app's custom scheme; `None` for anything that could break the header.
+fn csp_source(url: &str) -> Option<String> {
+    let safe = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b".-+:/[]".contains(&b));
+    let source = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+            let authority = authority.rsplit('@').next().unwrap_or("");
+            format!("{scheme}://{authority}")
+        }
+        None => format!("{}:", url.split(':').next()?),
+    };
+    safe(&source).then_some(source)
+}
 
 fn secure_headers(res: &mut actix_web::HttpResponseBuilder) {
     res.insert_header((header::CONTENT_SECURITY_POLICY, CSP))
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"));
+}
+
+/// Page middleware: while an authorization request is pending in the
+/// session, its redirect URI's origin is a form target of every page.
+pub async fn form_targets(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_session::SessionExt;
+    let session = req.get_session();
+    let mut res = next.call(req).await?;
+    if let Some(authz) = super::flow::authz(&session) {
+        allow_form_target(res.headers_mut(), &authz.redirect_uri);
+    }
+    Ok(res)
 }
 
 /// The localized text for an account service refusal; internal errors pass on.
@@ -342,5 +391,35 @@ impl ResponseError for PageError {
             }
             Err(_) => HttpResponse::InternalServerError().finish(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_targets_are_origins_and_nothing_that_could_break_the_header() {
+        assert_eq!(
+            csp_source("https://app.example.com/cb?x=1").as_deref(),
+            Some("https://app.example.com")
+        );
+        assert_eq!(
+            csp_source("http://localhost:3000/callback").as_deref(),
+            Some("http://localhost:3000")
+        );
+        assert_eq!(csp_source("http://[::1]:8080/cb").as_deref(), Some("http://[::1]:8080"));
+        assert_eq!(
+            csp_source("com.example.app:/oauth").as_deref(),
+            Some("com.example.app:")
+        );
+        assert_eq!(csp_source("https://evil.example; script-src *"), None);
+        assert_eq!(csp_source("https://a.example'/"), None);
+
+        let mut headers = header::HeaderMap::new();
+        headers.insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static(CSP));
+        allow_form_target(&mut headers, "https://app.example.com/cb");
+        let csp = headers.get(header::CONTENT_SECURITY_POLICY).unwrap().to_str().unwrap();
+        assert!(csp.ends_with("form-action 'self' https://app.example.com"), "{csp}");
     }
 }

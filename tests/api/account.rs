@@ -217,3 +217,25 @@ db_test!(
     changing_a_phone_number_takes_a_code_and_tells_the_old_one,
     deleting_the_account_revokes_its_tokens_and_sessions,
 );
+
+/// SPEC §9: a browser session ends `account.session_max_age` after its sign-in,
+/// however busy it is.
+async fn a_session_ends_at_its_absolute_lifetime(db: Db) {
+    let mut settings = test_settings(&db);
+    settings.account.session_max_age = std::time::Duration::from_secs(2);
+    let app = spawn_with(settings).await;
+    let mut b = Browser::new(&app);
+    b.sign_in_with_code("busy@example.com").await;
+    b.get("/signup").await;
+    b.post("/signup", &[]).await;
+    // Used now and then within the first second (whole seconds: under 2 s old)...
+    for _ in 0..2 {
+        assert_eq!(b.get("/account").await.status, 200);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    // ...and over at 2 s, used or not.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert!(b.get("/account").await.redirects_to("/login"));
+}
+
+db_test!(a_session_ends_at_its_absolute_lifetime);

@@ -599,7 +599,27 @@ async fn sessions_that_never_signed_in_are_purged_and_signed_in_ones_kept(db: Db
     assert_eq!(member.get("/account").await.status, 200, "a signed-in session stays");
 }
 
+/// SPEC §9: forms post only to Sesame, and to the app of the pending
+/// request (browsers check `form-action` on the redirects after a form too).
+async fn pages_limit_where_forms_may_lead(db: Db) {
+    let app = spawn_app(&db).await;
+    let mut b = Browser::new(&app);
+    let csp = |p: &crate::browser::Page| p.headers["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp(&b.get("/login").await).ends_with("form-action 'self'"));
+    assert!(b
+        .get(&authorize_path(APP.0, CB, &[("scope", "openid")]))
+        .await
+        .redirects_to("/login"));
+    let login = b.get("/login").await;
+    assert!(
+        csp(&login).ends_with("form-action 'self' http://localhost:3000"),
+        "{}",
+        csp(&login)
+    );
+}
+
 db_test!(
+    pages_limit_where_forms_may_lead,
     sessions_that_never_signed_in_are_purged_and_signed_in_ones_kept,
     a_skip_consent_client_never_shows_the_consent_page,
     new_user_signs_up_consents_and_gets_tokens,
