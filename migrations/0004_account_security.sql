@@ -22,3 +22,9 @@ ALTER TABLE otp_codes ADD COLUMN handoff_allowed BIGINT NOT NULL DEFAULT 0;
 -- SPEC §3: where the OTP API's emails link to for a client (its own URL,
 -- with `?token=…`); NULL: code only.
 ALTER TABLE clients ADD COLUMN magic_link_uri TEXT;
+
+-- Email keys fold final sigma as case folding does (`ς` = `σ`); re-key the
+-- few stored ones, unless the folded key is another account's already.
+UPDATE users SET email_key = REPLACE(email_key, 'ς', 'σ')
+  WHERE email_key LIKE '%ς%'
+    AND NOT EXISTS (SELECT 1 FROM users AS other WHERE other.email_key = REPLACE(users.email_key, 'ς', 'σ'));

@@ -270,24 +270,22 @@ fn ip_key(ip: Option<&str>) -> String {
     format!("pwip:{}", super::ip_bucket(ip))
 }
 
-/// Checks the account's current password before replacing it: counted
-/// against the account and the source address like a sign-in try, so a
-/// stolen session cannot guess it without limit.
+/// Checks the account's current password before replacing it, counted
+/// before the hash like a sign-in try, so a stolen session or token cannot
+/// guess it without limit. The counter is the account's own for changes:
+/// not the source address (a first-party backend is one address for all
+/// its users) and not the sign-in counter (which strangers can fill).
 pub async fn check_current(
     store: &Store,
     limits: &PasswordSettings,
     user_id: &str,
     password: &str,
-    ip: Option<&str>,
 ) -> Result<(), AccountError> {
-    let by_ip = count(store, limits, ip_key(ip), limits.ip_max_failures).await?;
-    let by_account = count(store, limits, format!("pwuser:{user_id}"), limits.max_failures).await?;
+    let counted = count(store, limits, format!("pwchange:{user_id}"), limits.max_failures).await?;
     if !verify(store.password_hash(user_id).await?, password.to_string()).await? {
         return Err(AccountError::WrongPassword);
     }
-    for c in [by_ip, by_account] {
-        store.unhit(&c.key).await?;
-    }
+    store.unhit(&counted.key).await?;
     Ok(())
 }
 

@@ -67,9 +67,16 @@ pub fn is_secret_hash(text: &str) -> bool {
 /// Checks the parts of a registration every entry point shares.
 pub fn validate(client: &Client) -> Result<(), String> {
     if let Some(uri) = &client.magic_link_uri {
-        let ok = (uri.starts_with("https://") || uri.starts_with("http://")) && !uri.contains('#') && uri.len() <= 2000;
+        let loopback = crate::config::issuer_is_loopback_http(uri);
+        let ok = (uri.starts_with("https://") || loopback)
+            && !uri.contains('#')
+            && uri.len() <= 2000
+            && !uri.chars().any(|c| c.is_whitespace() || c.is_control());
         if !ok {
-            return Err("magic_link_uri must be an absolute http(s) URL without a fragment".into());
+            return Err(
+                "magic_link_uri must be an https URL (http only on a loopback host) without spaces or a fragment"
+                    .into(),
+            );
         }
     }
     if client.id.is_empty()

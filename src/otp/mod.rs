@@ -222,6 +222,9 @@ pub async fn verify_magic_token(
     token: &str,
 ) -> Result<(), OtpError> {
     let key = ident_key(state, ident);
+    if let Some(secs) = state.store.identifier_locked_for(&key).await? {
+        return Err(limits::locked(secs));
+    }
     let digest = state.digester.digest("magic", token.trim());
     match state
         .store

@@ -50,8 +50,12 @@ fn csp_source(url: &str) -> Option<String> {
     let safe = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b".-+:/[]".contains(&b));
     let source = match url.split_once("://") {
         Some((scheme, rest)) => {
-            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-            let authority = authority.rsplit('@').next().unwrap_or("");
+            // Userinfo (`a@b`) is refused by the character check, not stripped:
+            // browsers and parsers disagree about where such a host starts.
+            let authority = rest.split(['/', '?', '#', '\\']).next().unwrap_or("");
+            if rest.contains('\\') {
+                return None;
+            }
             format!("{scheme}://{authority}")
         }
         None => format!("{}:", url.split(':').next()?),
@@ -331,7 +335,10 @@ impl From<crate::otp::OtpError> for PageError {
         match e {
             OtpError::Internal(cause) => PageError::Internal(cause),
             OtpError::Locked { .. } | OtpError::TooMany { .. } => PageError::TooMany(e.to_string()),
-            other => PageError::Internal(anyhow::anyhow!("unexpected refusal on a page: {other}")),
+            other => PageError::BadRequest {
+                title: "The code was not accepted".into(),
+                text: other.to_string(),
+            },
         }
     }
 }
@@ -415,6 +422,8 @@ mod tests {
         );
         assert_eq!(csp_source("https://evil.example; script-src *"), None);
         assert_eq!(csp_source("https://a.example'/"), None);
+        assert_eq!(csp_source("https://app.example\\@evil.example/cb"), None);
+        assert_eq!(csp_source("https://user@evil.example/cb"), None);
 
         let mut headers = header::HeaderMap::new();
         headers.insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static(CSP));

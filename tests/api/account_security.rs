@@ -376,9 +376,10 @@ async fn guessing_the_current_password_is_limited(db: Db) {
         statuses.push(patch_user(&app, &access, body).await.status().as_u16());
     }
     assert_eq!(statuses, [400, 400, 400, 400, 400, 429]);
-    // The account's password sign-in is locked too: the same counter.
+    // The change has a counter of its own: strangers failing at sign-in do
+    // not block it, and it does not lock the account's sign-in.
     let res = password_grant(&app, "ada@example.com", "the real password").await;
-    assert_error(res, 429, "too_many_requests").await;
+    assert_eq!(res.status(), 200);
 }
 
 async fn a_username_cannot_take_the_shape_of_a_sub(db: Db) {

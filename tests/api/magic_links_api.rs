@@ -12,6 +12,7 @@ db_test!(
     an_api_magic_link_is_bound_to_its_client_and_identifier,
     verifycode_takes_a_magic_token_instead_of_the_code,
     clients_without_a_magic_link_uri_get_the_code_only,
+    a_magic_link_uri_must_be_https_without_spaces,
 );
 
 async fn app(db: &Db) -> TestApp {
@@ -111,4 +112,30 @@ async fn clients_without_a_magic_link_uri_get_the_code_only(db: Db) {
     let (token, code) = sent(&app, APP, "plain@example.com").await;
     assert!(token.is_none());
     assert_eq!(code.len(), 6);
+}
+
+async fn a_magic_link_uri_must_be_https_without_spaces(db: Db) {
+    let app = app(&db).await;
+    let res = app
+        .client_credentials(crate::helpers::ADMIN, Some("sesame:admin"))
+        .await;
+    let admin: Value = res.json().await.unwrap();
+    let register = |uri: &str| {
+        app.http
+            .post(app.url("/admin/api/clients"))
+            .bearer_auth(admin["access_token"].as_str().unwrap())
+            .json(&serde_json::json!({"client_name": "x", "grant_types": ["otp"], "magic_link_uri": uri}))
+            .send()
+    };
+    for bad in [
+        "http://app.example.com/in",
+        "https://app.example.com/in#x",
+        "https://app.example.com/a b",
+        "https://a.example.com/\r\nBcc: x",
+    ] {
+        assert_error(register(bad).await.unwrap(), 400, "invalid_client_metadata").await;
+    }
+    for good in ["https://app.example.com/in?from=mail", "http://localhost:3000/in"] {
+        assert_eq!(register(good).await.unwrap().status(), 201, "{good}");
+    }
 }
