@@ -2,8 +2,9 @@
 //! `GET, PUT, DELETE /admin/api/clients/{client_id}`,
 //! `POST /admin/api/clients/{client_id}/secret` (rotate). RFC 7591 metadata
 //! names; the secret appears only in the answers to creation and rotation.
-//! Needs a Bearer token with scope `sesame:admin`, which only clients that
-//! list that scope can get.
+//! Needs a Bearer token with scope `sesame:admin`: a `client_credentials`
+//! token of a client that lists it, or a user token whose user has the admin
+//! role now (checked on every call; `oauth::policy` grants the scope).
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -20,10 +21,26 @@ use crate::params::{body_limit, read_body};
 use crate::state::AppState;
 use crate::store::audit::Event;
 
-pub const ADMIN_SCOPE: &str = "sesame:admin";
+pub use crate::oauth::policy::ADMIN_SCOPE;
 
-/// The caller's client id, when its Bearer token carries `sesame:admin`.
-pub async fn admin(state: &AppState, req: &HttpRequest) -> Result<String, ApiError> {
+/// Who called the admin API: the token's client, and its user for a user token.
+pub struct AdminCaller {
+    pub client_id: String,
+    pub sub: Option<String>,
+}
+
+impl AdminCaller {
+    pub fn actor(&self) -> crate::accounts::Actor<'_> {
+        crate::accounts::Actor::AdminApi {
+            client_id: &self.client_id,
+            sub: self.sub.as_deref(),
+        }
+    }
+}
+
+/// The caller, when its Bearer token carries `sesame:admin` and, for a user
+/// token, its user is an admin still.
+pub async fn admin(state: &AppState, req: &HttpRequest) -> Result<AdminCaller, ApiError> {
     let invalid = || ApiError::InvalidToken("a Bearer access token is required".into());
     let token = bearer(req).ok_or_else(invalid)?;
     let verified = access_token::verify_active(state, token).await?.ok_or_else(invalid)?;
@@ -32,7 +49,17 @@ pub async fn admin(state: &AppState, req: &HttpRequest) -> Result<String, ApiErr
             "the token lacks the {ADMIN_SCOPE} scope"
         )));
     }
-    Ok(verified.client_id().to_string())
+    let client_id = verified.client_id().to_string();
+    let sub = verified.str("sub").filter(|s| *s != client_id).map(str::to_string);
+    if let Some(sub) = &sub {
+        let admin_now = state.store.user(sub).await?.is_some_and(|u| u.is_admin && !u.disabled);
+        if !admin_now {
+            return Err(ApiError::InsufficientScope(
+                "the token's user does not have the admin role".into(),
+            ));
+        }
+    }
+    Ok(AdminCaller { client_id, sub })
 }
 
 /// RFC 7591 §2 client metadata, as sent by an admin. Unknown fields are ignored (§2).
@@ -133,7 +160,7 @@ pub async fn create(
         RegisterError::Taken(_) => ApiError::Conflict(e.to_string()),
         RegisterError::Store(cause) => ApiError::Internal(cause),
     })?;
-    audit(&state, "client_created", &who, &client.id, &req);
+    audit(&state, "client_created", &who.client_id, &client.id, &req);
     let mut body = clients::metadata(&client);
     if let Some(secret) = secret {
         body["client_secret"] = secret.into();
@@ -187,7 +214,7 @@ pub async fn update(
         RegisterError::Store(cause) => ApiError::Internal(cause),
         other => bad_metadata(other.to_string()),
     })?;
-    audit(&state, "client_updated", &who, &c.id, &req);
+    audit(&state, "client_updated", &who.client_id, &c.id, &req);
     Ok(HttpResponse::Ok().json(clients::metadata(&found(&state, &c.id).await?)))
 }
 
@@ -200,7 +227,7 @@ pub async fn delete(
     if !state.store.delete_client(&id).await? {
         return Err(ApiError::NotFound(format!("no client with id `{id}`")));
     }
-    audit(&state, "client_deleted", &who, &id, &req);
+    audit(&state, "client_deleted", &who.client_id, &id, &req);
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -215,7 +242,7 @@ pub async fn rotate_secret(
         return Err(bad_metadata("a public client has no secret"));
     }
     let secret = clients::rotate_secret(&state.store, &c.id).await?;
-    audit(&state, "client_secret_rotated", &who, &c.id, &req);
+    audit(&state, "client_secret_rotated", &who.client_id, &c.id, &req);
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(json!({ "client_id": c.id, "client_secret": secret, "client_secret_expires_at": 0 })))

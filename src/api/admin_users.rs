@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::admin::admin;
-use crate::accounts::{user_json, Accounts, Actor};
+use crate::accounts::{user_json, Accounts};
 use crate::error::{invalid_request, ApiError};
 use crate::params::{body_limit, read_body};
 use crate::state::AppState;
@@ -77,10 +77,7 @@ pub async fn update(
     let body = read_body(&mut payload, body_limit(&req)).await?;
     let change: Change = serde_json::from_slice(&body)
         .map_err(|e| invalid_request(format!("expected {{\"disabled\": bool, \"is_admin\": bool}}: {e}")))?;
-    let actor = Actor::AdminApi {
-        client_id: &who,
-        sub: None,
-    };
+    let actor = who.actor();
     let accounts = Accounts::of(&state);
     if let Some(disabled) = change.disabled {
         accounts.set_disabled(&user, disabled, actor).await?;
@@ -98,10 +95,7 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let who = admin(&state, &req).await?;
     let user = found(&state, &sub).await?;
-    let actor = Actor::AdminApi {
-        client_id: &who,
-        sub: None,
-    };
+    let actor = who.actor();
     Accounts::of(&state).delete(&user, actor).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -66,6 +66,9 @@ pub fn is_secret_hash(text: &str) -> bool {
 
 /// Checks the parts of a registration every entry point shares.
 pub fn validate(client: &Client) -> Result<(), String> {
+    if client.scopes.contains(crate::oauth::policy::ACCOUNT_SCOPE) && !client.first_party {
+        return Err("only a first_party client may list the sesame:account scope".into());
+    }
     if let Some(uri) = &client.magic_link_uri {
         let loopback = crate::config::issuer_is_loopback_http(uri);
         let ok = (uri.starts_with("https://") || loopback)

@@ -64,6 +64,15 @@ pub fn error_url(state: &AppState, authz: &AuthzRequest, error: &str, descriptio
 
 /// Issues the code for a finished request and returns where to send the browser.
 pub async fn code_url(state: &AppState, authz: &AuthzRequest, who: &session::SignedIn) -> Result<String, PageError> {
+    // What the signed-in user may carry (SPEC §9): e.g. `sesame:admin` only for an admin.
+    let client = state.store.client(&authz.client_id).await?;
+    let user = state.store.user(&who.sub).await?;
+    if let (Some(client), Some(user)) = (&client, &user) {
+        if let Err(refusal) = super::policy::grant_scope(client, Some(&authz.scope), super::policy::Holder::User(user))
+        {
+            return Ok(error_url(state, authz, "invalid_scope", &refusal.to_string()));
+        }
+    }
     let code = crypto::random_token::<32>();
     state
         .store
@@ -209,14 +218,8 @@ fn check(params: &Params, client: &Client, authz: &mut AuthzRequest) -> Result<P
     let scope_text = params
         .get("scope")
         .ok_or_else(|| ("invalid_scope", "scope is required".to_string()))?;
+    super::policy::precheck(client, Some(scope_text)).map_err(|e| ("invalid_scope", e.to_string()))?;
     let scope = Scope::parse(scope_text).map_err(|e| ("invalid_scope", e.0))?;
-    let excess: Vec<&str> = scope.excess(&client.scopes).collect();
-    if !excess.is_empty() {
-        return Err((
-            "invalid_scope",
-            format!("scope not allowed for this client: {}", excess.join(" ")),
-        ));
-    }
     authz.scope = scope.to_string();
     if authz.state.as_ref().is_some_and(|s| s.len() > 2048) || authz.nonce.as_ref().is_some_and(|n| n.len() > 1024) {
         return Err(invalid("state or nonce is too long"));

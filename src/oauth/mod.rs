@@ -6,6 +6,7 @@ pub mod client_auth;
 pub mod grants;
 pub mod introspect;
 pub mod issue;
+pub mod policy;
 pub mod revocations;
 pub mod revoke;
 pub mod token;

@@ -44,6 +44,9 @@ pub const APP2: (&str, &str) = ("app2", "app2-secret-0123456789abcdef");
 /// An OTP client whose emails carry a magic link to its own URL.
 pub const LINKED: (&str, &str) = ("linked", "linked-secret-0123456789abcdef");
 pub const LINKED_URI: &str = "https://linked.example.com/signin?from=email";
+/// A first-party app with every grant that lists `sesame:admin` and
+/// `sesame:account`: what a token may carry is then up to the policy alone.
+pub const ALL: (&str, &str) = ("all", "all-secret-0123456789abcdef");
 /// The operator's own (`first_party`) app: may get `sesame:account`.
 pub const MINE: (&str, &str) = ("mine", "mine-secret-0123456789abcdef");
 
@@ -183,6 +186,15 @@ scopes = ["openid", "email"]
 magic_link_uri = "{linked_uri}"
 
 [[client]]
+id = "{all}"
+name = "Everything"
+secret_hash = "{all_hash}"
+first_party = true
+redirect_uris = ["http://localhost:3000/callback"]
+grant_types = ["otp", "authorization_code", "refresh_token", "password", "client_credentials"]
+scopes = ["openid", "email", "sesame:admin", "sesame:account"]
+
+[[client]]
 id = "first"
 name = "First party"
 public = true
@@ -213,6 +225,8 @@ scopes = ["openid", "profile"]
         linked = LINKED.0,
         linked_hash = hash(LINKED.1),
         linked_uri = LINKED_URI,
+        all = ALL.0,
+        all_hash = hash(ALL.1),
         mine = MINE.0,
         mine_hash = hash(MINE.1),
     )
@@ -483,6 +497,11 @@ impl TestApp {
 
     /// A user signed up through the OTP API; returns the token response.
     pub async fn signed_up(&self, client: (&str, &str), who: Who<'_>) -> Value {
+        self.signed_up_with_scope(client, who, None).await
+    }
+
+    /// As `signed_up`, asking the token endpoint for `scope`.
+    pub async fn signed_up_with_scope(&self, client: (&str, &str), who: Who<'_>, scope: Option<&str>) -> Value {
         let secret = self.verified(client, who).await;
         let res = self
             .create_user(
@@ -491,7 +510,11 @@ impl TestApp {
             )
             .await;
         assert_eq!(res.status(), 201);
-        let res = self.otp_token(client, who, &secret).await;
+        let mut form = vec![who.field(), ("secret_identifier", secret.as_str())];
+        if let Some(s) = scope {
+            form.push(("scope", s));
+        }
+        let res = self.post_form("/o/extended_token/", client, &form).await;
         assert_eq!(res.status(), 200);
         res.json().await.unwrap()
     }

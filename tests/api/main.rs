@@ -26,3 +26,4 @@ mod page_limits;
 mod passwords;
 mod refresh;
 mod sign_in;
+mod token_policy;

@@ -20,6 +20,8 @@ db_test!(
 );
 
 const PASSWORD: &str = "correct horse battery";
+/// What the first-party app asks for to change the account (never granted unasked).
+const ACCOUNT: &str = "openid sesame:account";
 
 async fn set_credentials(app: &TestApp, token: &str, body: Value) -> reqwest::Response {
     app.patch_user(token, &body).await
@@ -27,7 +29,7 @@ async fn set_credentials(app: &TestApp, token: &str, body: Value) -> reqwest::Re
 
 /// A user with username `name` and the password above.
 async fn user_with_password(app: &TestApp, email: &str, name: &str) {
-    let tokens = app.signed_up(MINE, Who::Email(email)).await;
+    let tokens = app.signed_up_with_scope(MINE, Who::Email(email), Some(ACCOUNT)).await;
     let res = set_credentials(
         app,
         tokens["access_token"].as_str().unwrap(),
@@ -53,7 +55,9 @@ async fn password_grant(app: &TestApp, client: (&str, &str), login: &str, passwo
 
 async fn a_user_sets_a_password_and_signs_in_with_it(db: Db) {
     let app = spawn_app(&db).await;
-    let tokens = app.signed_up(MINE, Who::Email("ada@example.com")).await;
+    let tokens = app
+        .signed_up_with_scope(MINE, Who::Email("ada@example.com"), Some(ACCOUNT))
+        .await;
     let res = set_credentials(
         &app,
         tokens["access_token"].as_str().unwrap(),
@@ -154,7 +158,9 @@ async fn wrong_passwords_from_one_address_lock_the_address(db: Db) {
 async fn setting_credentials_needs_the_users_token_and_valid_input(db: Db) {
     let app = spawn_app(&db).await;
     user_with_password(&app, "first@example.com", "taken").await;
-    let tokens = app.signed_up(MINE, Who::Email("second@example.com")).await;
+    let tokens = app
+        .signed_up_with_scope(MINE, Who::Email("second@example.com"), Some(ACCOUNT))
+        .await;
     let token = tokens["access_token"].as_str().unwrap();
     let res = app
         .http

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use actix_web::HttpRequest;
 use serde::Serialize;
 
-use crate::domain::{Client, Scope};
+use crate::domain::Client;
 use crate::error::ApiError;
 use crate::params::Params;
 use crate::state::AppState;
@@ -71,21 +71,4 @@ pub fn advertised() -> Vec<&'static str> {
         .iter()
         .flat_map(|g| std::iter::once(g.name).chain(g.aliases.iter().copied()))
         .collect()
-}
-
-/// The requested `scope`, or `default` when absent; `invalid_scope` when it
-/// asks for more than the client is registered for (RFC 6749 §3.3).
-pub fn requested_scope(params: &Params, client: &Client, default: impl FnOnce() -> Scope) -> Result<Scope, ApiError> {
-    let Some(text) = params.get("scope") else {
-        return Ok(default());
-    };
-    let scope = Scope::parse(text).map_err(|e| ApiError::InvalidScope(e.to_string()))?;
-    let excess: Vec<&str> = scope.excess(&client.scopes).collect();
-    if !excess.is_empty() {
-        return Err(ApiError::InvalidScope(format!(
-            "scope not allowed for this client: {}",
-            excess.join(" ")
-        )));
-    }
-    Ok(scope)
 }

@@ -4,11 +4,12 @@
 //! client and identifier) or a code directly, for the user's tokens. The
 //! phone number or email alone never yields tokens.
 
-use super::{requested_scope, Grant, GrantFuture, GrantRequest};
+use super::{Grant, GrantFuture, GrantRequest};
 use crate::accounts::{Accounts, Actor, Profile};
 use crate::domain::{Client, Identifier, Scope};
 use crate::error::{invalid_request, ApiError};
 use crate::oauth::issue::{self, UserTokens};
+use crate::oauth::policy::{self, Holder};
 use crate::otp::{self, Origin};
 use crate::params::{peer_ip, Params};
 use crate::state::AppState;
@@ -29,7 +30,8 @@ fn handle(req: GrantRequest) -> GrantFuture {
             &state.settings.otp.default_region,
         )
         .map_err(invalid_request)?;
-        let scope = requested_scope(params, client, || client.scopes.clone())?;
+        // What can be checked before the proof is spent; the rest once the account is known.
+        policy::precheck(client, params.get("scope"))?;
         let ip = peer_ip(&req.http);
         let origin = Origin {
             client,
@@ -42,19 +44,20 @@ fn handle(req: GrantRequest) -> GrantFuture {
         let auth_time = crate::store::now();
         // Everything stored is one group, so one commit on SQLite; the
         // tokens are signed after it.
-        let (user, stored) = state
+        let (user, scope, stored) = state
             .store
             .grouped(async {
                 let user = prove_and_find_account(state, &origin, params, &ident).await?;
                 if user.disabled {
                     return Err(ApiError::InvalidGrant("this account is disabled".into()));
                 }
+                let scope = policy::grant_scope(client, params.get("scope"), Holder::User(&user))?;
                 let stored = issue::store(
                     state,
                     &tokens_for(client, &user, &scope, &amr, auth_time, ip.as_deref()),
                 )
                 .await?;
-                Ok((user, stored))
+                Ok((user, scope, stored))
             })
             .await?;
         issue::sign(

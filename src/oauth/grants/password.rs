@@ -5,9 +5,10 @@
 //! tries are counted per account and per source IP before the hash is
 //! compared, answering 429 with `Retry-After` once over `passwords.*`.
 
-use super::{requested_scope, Grant, GrantFuture, GrantRequest};
+use super::{Grant, GrantFuture, GrantRequest};
 use crate::accounts::passwords;
 use crate::oauth::issue::{self, UserTokens};
+use crate::oauth::policy::{self, Holder};
 use crate::params::peer_ip;
 use crate::store::now;
 
@@ -22,9 +23,10 @@ fn handle(req: GrantRequest) -> GrantFuture {
         let (state, client, params) = (&req.state, &req.client, &req.params);
         let login = params.required("username")?;
         let password = params.required("password")?;
-        let scope = requested_scope(params, client, || client.scopes.clone())?;
+        policy::precheck(client, params.get("scope"))?;
         let ip = peer_ip(&req.http);
         let user = passwords::check(state, &client.id, login, password, ip.as_deref()).await?;
+        let scope = policy::grant_scope(client, params.get("scope"), Holder::User(&user))?;
         issue::issue(
             state,
             UserTokens {

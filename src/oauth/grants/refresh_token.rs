@@ -8,6 +8,7 @@ use crate::domain::Client;
 use crate::domain::Scope;
 use crate::error::ApiError;
 use crate::oauth::issue::{self, refresh_digest, UserTokens};
+use crate::oauth::policy;
 use crate::params::peer_ip;
 use crate::state::AppState;
 use crate::store::audit::Event;
@@ -34,30 +35,21 @@ fn handle(req: GrantRequest) -> GrantFuture {
             Some((f, false)) => f,
             None => return Err(invalid()),
         };
-        // Check the requested scope before the token is spent: a bad request must not burn it.
-        let granted = Scope::parse(&family.scope).unwrap_or_default();
-        let scope = match params.get("scope") {
-            None => granted,
-            Some(text) => {
-                let asked = Scope::parse(text).map_err(|e| ApiError::InvalidScope(e.to_string()))?;
-                if !asked.is_subset(&granted) {
-                    return Err(ApiError::InvalidScope(
-                        "a refresh cannot add scopes that were not granted".into(),
-                    ));
-                }
-                asked
-            }
-        };
-        // Single use: of two racing requests, the loser is treated as a replay.
-        if !state.store.consume_refresh_token(&digest).await? {
-            return Err(reused(state, client, &family, ip.as_deref()).await?);
-        }
         let user = state
             .store
             .user(&family.user_id)
             .await?
             .filter(|u| !u.disabled)
             .ok_or_else(invalid)?;
+        // The scope, checked before the token is spent (a bad request must not
+        // burn it): what was granted, narrowed to what the client and the user
+        // may carry now (SPEC §9).
+        let granted = Scope::parse(&family.scope).unwrap_or_default();
+        let scope = policy::refresh_scope(client, &granted, params.get("scope"), &user)?;
+        // Single use: of two racing requests, the loser is treated as a replay.
+        if !state.store.consume_refresh_token(&digest).await? {
+            return Err(reused(state, client, &family, ip.as_deref()).await?);
+        }
         issue::issue(
             state,
             UserTokens {
