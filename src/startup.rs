@@ -74,7 +74,8 @@ impl Application {
         let cookie_key: [u8; 64] = decode_key(&cookie_key)?;
         let discovery = serde_json::to_vec(&oidc::discovery::document(&settings))?.into();
         let delivery = crate::delivery::Delivery::from_settings(&settings)?;
-        let revocations = Revocations::load(&store, settings.server.revocation_sync).await?;
+        let revocations =
+            Revocations::load(&store, settings.server.revocation_sync, settings.tokens.access_ttl).await?;
         // On PostgreSQL the audit writer has a connection of its own, opened
         // from its own task: pooled connections opened by a request belong
         // to that worker's runtime, which is gone by the final flush.

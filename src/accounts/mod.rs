@@ -104,6 +104,19 @@ impl<'a> Accounts<'a> {
         self.settings.tokens.access_ttl
     }
 
+    /// Ends every access token issued to the user so far, those without a
+    /// refresh-token family too (disable, delete).
+    async fn end_access_tokens(&self, user_id: &str) -> Result<(), AccountError> {
+        match self.revocations {
+            Some(r) => r.revoke_subject(self.store, user_id).await?,
+            None => {
+                let ttl = self.access_ttl().as_secs() as i64;
+                crate::oauth::revocations::revoke_subject_in(self.store, user_id, ttl).await?
+            }
+        }
+        Ok(())
+    }
+
     /// Ends the user's refresh-token families (and the access tokens issued
     /// from them), but `keep`; returns how many ended.
     pub async fn end_tokens(&self, user_id: &str, keep: Option<&str>) -> Result<usize, AccountError> {
@@ -144,6 +157,7 @@ impl<'a> Accounts<'a> {
         let ended = match disabled {
             true => {
                 self.store.end_sessions_of(&user.id).await?;
+                self.end_access_tokens(&user.id).await?;
                 self.end_tokens(&user.id, None).await?
             }
             false => 0,
@@ -174,6 +188,7 @@ impl<'a> Accounts<'a> {
     /// Deletes the account by an admin or the CLI: its token families,
     /// sessions and consents end with it. Returns the families ended.
     pub async fn delete(&self, user: &User, actor: Actor<'_>) -> Result<usize, AccountError> {
+        self.end_access_tokens(&user.id).await?;
         let ended = self.end_tokens(&user.id, None).await?;
         if !self.store.delete_user(&user.id).await? {
             return Err(AccountError::NotFound);
@@ -186,6 +201,7 @@ impl<'a> Accounts<'a> {
     pub async fn delete_own(&self, user: &User, by: &Authority<'_>, ip: Option<&str>) -> Result<(), AccountError> {
         self.check_sensitive(by)?;
         let verified = verified_identifiers(user, &self.settings.otp.default_region);
+        self.end_access_tokens(&user.id).await?;
         self.end_tokens(&user.id, None).await?;
         if !self.store.delete_user(&user.id).await? {
             return Err(AccountError::NotFound);

@@ -98,7 +98,12 @@ pub async fn verify_active(state: &AppState, token: &str) -> Result<Option<Verif
     };
     if state
         .revocations
-        .is_revoked(&state.store, v.jti(), v.str("sid"))
+        .is_revoked(
+            &state.store,
+            v.jti(),
+            v.str("sid"),
+            v.str("sub").map(|s| (s, v.int("iat"))),
+        )
         .await?
     {
         return Ok(None);

@@ -43,6 +43,10 @@ pub struct AuthzRequest {
     pub login_required: bool,
     /// The user answered the consent page for this request.
     pub consented: bool,
+    /// Names this request: the consent page carries it, so an answer posted
+    /// from a page that showed another request is refused (SPEC §9).
+    #[serde(default)]
+    pub id: String,
 }
 
 /// Where an authorization response goes: the redirect URI with `params`,
@@ -144,6 +148,7 @@ pub async fn authorize(
         ui_locales: params.get("ui_locales").map(|l| l.chars().take(64).collect()),
         login_required: false,
         consented: false,
+        id: crypto::random_token::<16>(),
     };
     let checked = check(&params, &client, &mut authz);
     let redirect_err = |e: &str, d: &str| Ok(page::found(&error_url(&state, &authz, e, d)));

@@ -16,7 +16,7 @@ pub async fn introspect(
     http: HttpRequest,
     params: Params,
 ) -> Result<HttpResponse, ApiError> {
-    client_auth::authenticate_confidential(&state, &http, &params).await?;
+    let caller = client_auth::authenticate_confidential(&state, &http, &params).await?;
     let token = params.required("token")?;
     let body = match access_token::verify_active(&state, token).await? {
         Some(v) => {
@@ -39,23 +39,27 @@ pub async fn introspect(
             }
             body
         }
-        None => refresh_token(&state, token).await?,
+        None => refresh_token(&state, &caller.id, token).await?,
     };
     Ok(no_store(body))
 }
 
-/// A refresh token is active while unused, unrevoked and within its lifetime.
-async fn refresh_token(state: &AppState, token: &str) -> Result<Value, ApiError> {
+/// A refresh token is active while unused, unrevoked and within its
+/// lifetime, and only its own client learns anything about it (SPEC §9);
+/// resource servers introspect access tokens.
+async fn refresh_token(state: &AppState, caller: &str, token: &str) -> Result<Value, ApiError> {
     match state.store.peek_refresh_token(&refresh_digest(state, token)).await? {
-        Some((f, used)) if !used && !f.revoked && f.expires_at > crate::store::now() => Ok(json!({
-            "active": true,
-            "token_type": "refresh_token",
-            "client_id": f.client_id,
-            "sub": f.user_id,
-            "scope": f.scope,
-            "exp": f.expires_at,
-            "iss": state.issuer(),
-        })),
+        Some((f, used)) if f.client_id == caller && !used && !f.revoked && f.expires_at > crate::store::now() => {
+            Ok(json!({
+                "active": true,
+                "token_type": "refresh_token",
+                "client_id": f.client_id,
+                "sub": f.user_id,
+                "scope": f.scope,
+                "exp": f.expires_at,
+                "iss": state.issuer(),
+            }))
+        }
         _ => Ok(json!({ "active": false })),
     }
 }

@@ -13,13 +13,22 @@ use crate::store::{now, Store};
 
 pub struct Revocations {
     sync: Duration,
+    /// `tokens.access_ttl` in seconds: a user's revocation covers the tokens
+    /// issued up to this long before it ends.
+    access_ttl: i64,
     live: RwLock<HashMap<String, i64>>,
 }
 
+/// The revocation-list entry that ends every access token issued to `sub` so far.
+fn subject_key(sub: &str) -> String {
+    format!("user:{sub}")
+}
+
 impl Revocations {
-    pub async fn load(store: &Store, sync: Duration) -> anyhow::Result<Revocations> {
+    pub async fn load(store: &Store, sync: Duration, access_ttl: Duration) -> anyhow::Result<Revocations> {
         let r = Revocations {
             sync,
+            access_ttl: access_ttl.as_secs() as i64,
             live: RwLock::default(),
         };
         if !sync.is_zero() {
@@ -39,15 +48,48 @@ impl Revocations {
         Ok(())
     }
 
-    /// True when the token id or its family is revoked.
-    pub async fn is_revoked(&self, store: &Store, jti: &str, family: Option<&str>) -> anyhow::Result<bool> {
+    /// True when the token id or its family is revoked, or its user's tokens
+    /// issued up to `iat` are (a disabled or deleted account).
+    pub async fn is_revoked(
+        &self,
+        store: &Store,
+        jti: &str,
+        family: Option<&str>,
+        user: Option<(&str, i64)>,
+    ) -> anyhow::Result<bool> {
+        // Tokens issued no later than the revocation (it lasts one access_ttl past it).
+        let covers = |until: i64, iat: i64| iat <= until - self.access_ttl;
         if self.sync.is_zero() {
-            return store.is_revoked(jti, family).await;
+            if store.is_revoked(jti, family).await? {
+                return Ok(true);
+            }
+            return Ok(match user {
+                Some((sub, iat)) => store
+                    .revoked_until(&subject_key(sub))
+                    .await?
+                    .is_some_and(|until| covers(until, iat)),
+                None => false,
+            });
         }
         let now = now();
         let live = self.live.read().expect("revocations lock");
         let revoked = |id: &str| live.get(id).is_some_and(|exp| *exp >= now);
-        Ok(revoked(jti) || family.is_some_and(revoked))
+        let user_revoked = user.is_some_and(|(sub, iat)| {
+            live.get(&subject_key(sub))
+                .is_some_and(|until| *until >= now && covers(*until, iat))
+        });
+        Ok(revoked(jti) || family.is_some_and(revoked) || user_revoked)
+    }
+
+    /// Ends every access token issued to `sub` so far, on every node within
+    /// `server.revocation_sync`, without a read per token check.
+    pub async fn revoke_subject(&self, store: &Store, sub: &str) -> anyhow::Result<()> {
+        revoke_subject_in(store, sub, self.access_ttl).await?;
+        let until = now() + self.access_ttl;
+        let mut live = self.live.write().expect("revocations lock");
+        let entry = live.entry(subject_key(sub)).or_insert(until);
+        *entry = (*entry).max(until);
+        Ok(())
     }
 
     /// Revokes an access token by `jti` until it would have expired.
@@ -84,4 +126,10 @@ impl Revocations {
             .insert(family_id.to_string(), until);
         Ok(())
     }
+}
+
+/// `Revocations::revoke_subject` for a process without a revocation list
+/// (the CLI): the nodes read it at their next sync.
+pub async fn revoke_subject_in(store: &Store, sub: &str, access_ttl: i64) -> anyhow::Result<()> {
+    store.revoke_until(&subject_key(sub), now() + access_ttl).await
 }

@@ -20,10 +20,9 @@ pub struct AuthCode {
 pub enum Exchange {
     /// First use: the code, now consumed.
     Fresh(AuthCode),
-    /// Used before; the family its first use started (if it got that far).
-    Reused {
-        family_id: Option<String>,
-    },
+    /// Used before by its own client; the family its first use started (if it got that far).
+    Reused { family_id: Option<String> },
+    /// Unknown, or another client's code: nothing was spent or revoked.
     Unknown,
 }
 
@@ -53,16 +52,19 @@ impl Store {
 
     /// Consumes the code and records `family_id` as what this use issues.
     /// Of two racing requests exactly one gets `Fresh`.
-    pub async fn exchange_auth_code(&self, digest: &str, family_id: &str) -> anyhow::Result<Exchange> {
+    pub async fn exchange_auth_code(&self, digest: &str, client_id: &str, family_id: &str) -> anyhow::Result<Exchange> {
+        // Only the client the code was issued to can spend it (SPEC §9).
         let row = self
             .db
             .query(
-                "UPDATE auth_codes SET used_at = $2, family_id = $3 WHERE digest = $1 AND used_at IS NULL
+                "UPDATE auth_codes SET used_at = $2, family_id = $3
+             WHERE digest = $1 AND client_id = $4 AND used_at IS NULL
              RETURNING client_id, user_id, redirect_uri, scope, nonce, code_challenge, auth_time, amr, expires_at",
             )
             .bind(digest)
             .bind(now())
             .bind(family_id)
+            .bind(client_id)
             .fetch_optional()
             .await?;
         if let Some(r) = row {
@@ -80,8 +82,9 @@ impl Store {
         }
         let used = self
             .db
-            .query("SELECT family_id FROM auth_codes WHERE digest = $1")
+            .query("SELECT family_id FROM auth_codes WHERE digest = $1 AND client_id = $2 AND used_at IS NOT NULL")
             .bind(digest)
+            .bind(client_id)
             .fetch_optional()
             .await?;
         Ok(match used {

@@ -24,6 +24,8 @@ struct ConsentPage {
     /// Text keys of what the app asks for.
     asks: Vec<String>,
     user: String,
+    /// The request this page shows (`AuthzRequest::id`).
+    request: String,
 }
 
 /// The consent page's line for each scope (scopes without one, like
@@ -60,6 +62,7 @@ pub async fn consent_page(
         flash: take_flash(&session),
         asks: asks(&Scope::parse(&authz.scope).unwrap_or_default()),
         user: display_name(&user),
+        request: authz.id.clone(),
     }))
 }
 
@@ -71,11 +74,25 @@ pub fn display_name(u: &crate::store::users::User) -> String {
         .unwrap_or_else(|| u.id.clone())
 }
 
-pub async fn decide(state: web::Data<AppState>, session: Session, form: Form) -> Result<HttpResponse, PageError> {
+pub async fn decide(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+    form: Form,
+) -> Result<HttpResponse, PageError> {
     let (Some(mut authz), Some((who, user))) = (flow::authz(&session), flow::current_user(&state, &session).await?)
     else {
         return Ok(page::see_other("/login"));
     };
+    // The answer is for the request the page showed, not for one that took
+    // the session over since (another tab, another app's redirect).
+    if form.get("request") != Some(authz.id.as_str()) || authz.id.is_empty() {
+        let t = page::texts(&req, authz.ui_locales.as_deref());
+        return Err(page::bad_request(
+            t.get("consent.stale_title"),
+            t.get("consent.stale_text"),
+        ));
+    }
     if form.get("decision") != Some("allow") {
         session.remove("authz");
         state.audit.record(Event {

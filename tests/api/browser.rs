@@ -11,6 +11,8 @@ pub struct Browser<'a> {
     pub cookies: HashMap<String, String>,
     /// The CSRF token of the last page that had a form.
     pub csrf: String,
+    /// The body of the last page that had a form.
+    form_page: String,
 }
 
 /// One answer: status, `Location`, `Set-Cookie` lines and body.
@@ -50,6 +52,7 @@ impl<'a> Browser<'a> {
                 .unwrap(),
             cookies: HashMap::new(),
             csrf: String::new(),
+            form_page: String::new(),
         }
     }
 
@@ -82,6 +85,7 @@ impl<'a> Browser<'a> {
         let body = res.text().await.unwrap();
         if let Some(token) = csrf_in(&body) {
             self.csrf = token;
+            self.form_page = body.clone();
         }
         Page {
             status,
@@ -130,6 +134,25 @@ impl<'a> Browser<'a> {
         let mut all = vec![("csrf", csrf.as_str())];
         all.extend_from_slice(form);
         self.post_raw(path, &all).await
+    }
+
+    /// The value of a hidden field of the last page that had a form.
+    pub fn hidden(&self, name: &str) -> String {
+        let marker = format!("name=\"{name}\" value=\"");
+        let at = self
+            .form_page
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no hidden `{name}`"))
+            + marker.len();
+        let rest = &self.form_page[at..];
+        rest[..rest.find('"').unwrap()].to_string()
+    }
+
+    /// Answers the consent page last shown, as its form does.
+    pub async fn consent(&mut self, decision: &str) -> Page {
+        let request = self.hidden("request");
+        self.post("/consent", &[("decision", decision), ("request", &request)])
+            .await
     }
 
     /// Asks for a code on `/login` and enters it (read from the console outbox).
@@ -227,7 +250,7 @@ pub async fn sign_up_through_authorize(b: &mut Browser<'_>, email: &str) -> (Pag
     assert!(created.redirects_to("/consent"), "{:?}", created.location);
     let consent = b.get("/consent").await;
     assert!(consent.body.contains("App"), "the consent page names the client");
-    let allowed = b.post("/consent", &[("decision", "allow")]).await;
+    let allowed = b.consent("allow").await;
     assert!(allowed.redirects_to(CB), "{:?}", allowed.location);
     (allowed, verifier)
 }

@@ -41,6 +41,8 @@ pub const SPA: &str = "spa";
 pub const ADMIN: (&str, &str) = ("admin", "admin-secret-0123456789abcdef");
 /// A second OTP client, for binding tests.
 pub const APP2: (&str, &str) = ("app2", "app2-secret-0123456789abcdef");
+/// An OTP client without refresh tokens: its access tokens belong to no family.
+pub const NOREFRESH: (&str, &str) = ("norefresh", "norefresh-secret-0123456789abcdef");
 /// An OTP client whose emails carry a magic link to its own URL.
 pub const LINKED: (&str, &str) = ("linked", "linked-secret-0123456789abcdef");
 pub const LINKED_URI: &str = "https://linked.example.com/signin?from=email";
@@ -195,6 +197,13 @@ grant_types = ["otp", "authorization_code", "refresh_token", "password", "client
 scopes = ["openid", "email", "sesame:admin", "sesame:account"]
 
 [[client]]
+id = "{norefresh}"
+name = "No refresh"
+secret_hash = "{norefresh_hash}"
+grant_types = ["otp"]
+scopes = ["openid", "email"]
+
+[[client]]
 id = "first"
 name = "First party"
 public = true
@@ -225,6 +234,8 @@ scopes = ["openid", "profile"]
         linked = LINKED.0,
         linked_hash = hash(LINKED.1),
         linked_uri = LINKED_URI,
+        norefresh = NOREFRESH.0,
+        norefresh_hash = hash(NOREFRESH.1),
         all = ALL.0,
         all_hash = hash(ALL.1),
         mine = MINE.0,
@@ -346,8 +357,14 @@ impl TestApp {
         body["access_token"].as_str().unwrap().to_string()
     }
 
+    /// Introspection by `svc`, a resource server.
     pub async fn introspect(&self, token: &str) -> Value {
-        let res = self.post_form("/oauth2/introspect", SVC, &[("token", token)]).await;
+        self.introspect_as(SVC, token).await
+    }
+
+    /// Introspection by `client` (a refresh token answers only its own client).
+    pub async fn introspect_as(&self, client: (&str, &str), token: &str) -> Value {
+        let res = self.post_form("/oauth2/introspect", client, &[("token", token)]).await;
         assert_eq!(res.status(), 200);
         res.json().await.unwrap()
     }

@@ -26,4 +26,5 @@ mod page_limits;
 mod passwords;
 mod refresh;
 mod sign_in;
+mod token_binding;
 mod token_policy;

@@ -31,9 +31,9 @@ async fn refresh_rotates_and_a_reused_token_revokes_the_family(db: Db) {
     assert!(second["id_token"].as_str().is_some());
     let access2 = field(&second, "access_token");
     assert_eq!(app.introspect(&access2).await["active"], true);
-    assert_eq!(app.introspect(&r2).await["active"], true);
+    assert_eq!(app.introspect_as(APP, &r2).await["active"], true);
     assert_eq!(
-        app.introspect(&r1).await["active"],
+        app.introspect_as(APP, &r1).await["active"],
         false,
         "a rotated refresh token is no longer active"
     );
@@ -109,7 +109,7 @@ async fn revoking_a_refresh_token_revokes_its_family(db: Db) {
         200
     );
     assert_eq!(
-        app.introspect(&r).await["active"],
+        app.introspect_as(APP, &r).await["active"],
         true,
         "another client cannot revoke it"
     );
@@ -123,7 +123,7 @@ async fn revoking_a_refresh_token_revokes_its_family(db: Db) {
         .status(),
         200
     );
-    assert_eq!(app.introspect(&r).await["active"], false);
+    assert_eq!(app.introspect_as(APP, &r).await["active"], false);
     assert_eq!(app.introspect(&a).await["active"], false);
     assert_error(app.refresh(APP, &r).await, 400, "invalid_grant").await;
 }
@@ -171,6 +171,6 @@ async fn a_refresh_token_family_ends_at_its_absolute_lifetime(db: Db) {
     let rotated = field(&res.json::<Value>().await.unwrap(), "refresh_token");
     // Rotation does not extend the family: it ends 2 s after the sign-in.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    assert_eq!(app.introspect(&rotated).await["active"], false);
+    assert_eq!(app.introspect_as(APP, &rotated).await["active"], false);
     assert_error(app.refresh(APP, &rotated).await, 400, "invalid_grant").await;
 }

@@ -225,7 +225,7 @@ async fn prompt_none_answers_without_showing_a_page(db: Db) {
     let (page, _) = start(&mut b, &[]).await;
     assert!(page.redirects_to("/consent"));
     b.get("/consent").await;
-    assert!(b.post("/consent", &[("decision", "allow")]).await.redirects_to(CB));
+    assert!(b.consent("allow").await.redirects_to(CB));
     let (page, _) = start(&mut b, &[("prompt", "none")]).await;
     assert!(page.location_param("code").is_some(), "{:?}", page.location);
 
@@ -256,7 +256,7 @@ async fn prompt_none_answers_without_showing_a_page(db: Db) {
         v.location
     );
     third.get("/consent").await;
-    let denied = third.post("/consent", &[("decision", "deny")]).await;
+    let denied = third.consent("deny").await;
     assert_eq!(denied.location_param("error").as_deref(), Some("access_denied"));
 }
 
@@ -316,7 +316,7 @@ async fn sign_in_renews_the_session_id_and_logout_ends_it(db: Db) {
     // RP-initiated logout with a hint for this user ends the session at once and goes back with state.
     let (page, verifier) = start(&mut b, &[]).await;
     b.get(page.location.as_deref().unwrap()).await;
-    let allowed = b.post("/consent", &[("decision", "allow")]).await;
+    let allowed = b.consent("allow").await;
     let tokens: Value = exchange(&app, &allowed.location_param("code").unwrap(), &verifier)
         .await
         .json()
@@ -618,7 +618,49 @@ async fn pages_limit_where_forms_may_lead(db: Db) {
     );
 }
 
+/// A consent page answers only the request it showed: after another app's
+/// request took the session over, "Allow" from the old page is refused.
+async fn consent_answers_only_the_request_it_showed(db: Db) {
+    let app = spawn_app(&db).await;
+    let mut b = Browser::new(&app);
+    let (page, _) = start(&mut b, &[]).await;
+    assert!(page.redirects_to("/login"));
+    b.sign_in_with_code("ada@example.com").await;
+    b.get("/signup").await;
+    assert!(b.post("/signup", &[]).await.redirects_to("/consent"));
+    b.get("/consent").await;
+    let shown_for_app = b.hidden("request");
+    // Another app's request (the SPA) takes the session over and shows its consent page.
+    let (verifier, challenge) = pkce();
+    let _ = verifier;
+    let spa = authorize_path(
+        SPA,
+        "http://localhost:5173/cb",
+        &[
+            ("scope", "openid"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    assert!(b.get(&spa).await.redirects_to("/consent"));
+    // "Allow" posted from the first page is refused and sends nobody a code.
+    let stale = b
+        .post("/consent", &[("decision", "allow"), ("request", &shown_for_app)])
+        .await;
+    assert_eq!(stale.status, 400);
+    assert!(stale.location.is_none());
+    // The page that shows the SPA's request answers it.
+    b.get("/consent").await;
+    let allowed = b.consent("allow").await;
+    assert!(
+        allowed.redirects_to("http://localhost:5173/cb"),
+        "{:?}",
+        allowed.location
+    );
+}
+
 db_test!(
+    consent_answers_only_the_request_it_showed,
     pages_limit_where_forms_may_lead,
     sessions_that_never_signed_in_are_purged_and_signed_in_ones_kept,
     a_skip_consent_client_never_shows_the_consent_page,

@@ -98,7 +98,7 @@ async fn code_flow(app: &TestApp, email: &str, scope: Option<&str>) -> (u16, Val
     let mut page = b.sign_in_with_code(email).await;
     if page.redirects_to("/consent") {
         b.get("/consent").await;
-        page = b.post("/consent", &[("decision", "allow")]).await;
+        page = b.consent("allow").await;
     }
     assert!(page.redirects_to(CB), "{:?}", page.location);
     if let Some(error) = page.location_param("error") {

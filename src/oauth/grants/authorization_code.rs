@@ -1,7 +1,8 @@
 //! RFC 6749 §4.1.3 with PKCE (RFC 7636): exchanges a code from
 //! `/oauth2/authorize` for tokens. The code is single use (one atomic
-//! statement), lives 60 s, and is bound to the client, the redirect URI and
-//! the PKCE challenge. A second use is `invalid_grant` and revokes what the
+//! statement), lives 60 s, and is bound to the client (another client's
+//! attempt neither spends nor revokes it), the redirect URI and the PKCE
+//! challenge. A second use is `invalid_grant` and revokes what the
 //! first use issued (RFC 6749 §4.1.2, RFC 9700 §4.2.1).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -37,7 +38,7 @@ fn handle(req: GrantRequest) -> GrantFuture {
         let family_id = crypto::random_token::<16>();
         let code = match state
             .store
-            .exchange_auth_code(&code_digest(state, code), &family_id)
+            .exchange_auth_code(&code_digest(state, code), &client.id, &family_id)
             .await?
         {
             Exchange::Fresh(c) => c,
@@ -61,9 +62,6 @@ fn handle(req: GrantRequest) -> GrantFuture {
             Exchange::Unknown => return Err(bad("the authorization code is invalid")),
         };
         // The code is spent from here on, whatever the checks below say.
-        if code.client_id != client.id {
-            return Err(bad("the authorization code was issued to another client"));
-        }
         if code.expires_at <= now() {
             return Err(bad("the authorization code has expired"));
         }
