@@ -28,3 +28,10 @@ ALTER TABLE clients ADD COLUMN magic_link_uri TEXT;
 UPDATE users SET email_key = REPLACE(email_key, 'ς', 'σ')
   WHERE email_key LIKE '%ς%'
     AND NOT EXISTS (SELECT 1 FROM users AS other WHERE other.email_key = REPLACE(users.email_key, 'ς', 'σ'));
+
+-- Audiences (RFC 8707, RFC 9068 §3): the resource servers a client may ask
+-- tokens for (JSON array), and the ones an authorization code or a token
+-- family was granted for (space-separated; empty: the client itself).
+ALTER TABLE clients ADD COLUMN resources TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE auth_codes ADD COLUMN resources TEXT NOT NULL DEFAULT '';
+ALTER TABLE token_families ADD COLUMN resources TEXT NOT NULL DEFAULT '';

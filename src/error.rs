@@ -26,6 +26,9 @@ pub enum ApiError {
     UnsupportedGrantType(String),
     #[error("invalid_scope")]
     InvalidScope(String),
+    /// RFC 8707 §2: a `resource` the client may not ask for.
+    #[error("invalid_target")]
+    InvalidTarget(String),
     /// RFC 6750 §3.1: 401 with a `Bearer` challenge.
     #[error("invalid_token")]
     InvalidToken(String),
@@ -63,6 +66,7 @@ impl ApiError {
             | ForbiddenClient(d)
             | UnsupportedGrantType(d)
             | InvalidScope(d)
+            | InvalidTarget(d)
             | InvalidToken(d)
             | InsufficientScope(d)
             | InvalidCode(d)
@@ -100,6 +104,7 @@ impl ResponseError for ApiError {
             | UnauthorizedClient(_)
             | UnsupportedGrantType(_)
             | InvalidScope(_)
+            | InvalidTarget(_)
             | InvalidCode(_)
             | InvalidClientMetadata(_) => StatusCode::BAD_REQUEST,
             PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

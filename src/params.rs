@@ -35,13 +35,29 @@ impl Params {
     }
 
     pub fn from_pairs(pairs: Vec<(String, String)>) -> Result<Params, ApiError> {
-        let mut map = HashMap::with_capacity(pairs.len());
+        let mut map: HashMap<String, String> = HashMap::with_capacity(pairs.len());
         for (k, v) in pairs {
-            if map.insert(k.clone(), v).is_some() {
-                return Err(invalid_request(format!("parameter `{k}` is repeated")));
+            match map.get_mut(&k) {
+                // RFC 8707 §2: `resource` may be given several times; URIs hold no spaces.
+                Some(values) if k == "resource" => {
+                    values.push(' ');
+                    values.push_str(&v);
+                }
+                Some(_) => return Err(invalid_request(format!("parameter `{k}` is repeated"))),
+                None => {
+                    map.insert(k, v);
+                }
             }
         }
         Ok(Params(map))
+    }
+
+    /// Every value of a parameter that may repeat (`resource`).
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .get(name)
+            .map(|v| v.split(' ').filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default()
     }
 
     fn parse(content_type: &str, body: &[u8]) -> Result<Params, ApiError> {

@@ -77,6 +77,8 @@ pub struct Metadata {
     first_party: Option<bool>,
     /// `""` removes it.
     magic_link_uri: Option<String>,
+    /// RFC 8707 resource servers the client may ask tokens for.
+    resources: Option<Vec<String>>,
 }
 
 /// RFC 7591 §3.2.2.
@@ -154,6 +156,7 @@ pub async fn create(
         skip_consent: m.skip_consent.unwrap_or(false),
         first_party: m.first_party.unwrap_or(false),
         magic_link_uri: m.magic_link_uri.filter(|u| !u.is_empty()),
+        resources: m.resources.unwrap_or_default(),
     };
     let (client, secret) = clients::register(&state.store, new, "api").await.map_err(|e| match e {
         RegisterError::Invalid(d) => bad_metadata(d),
@@ -207,6 +210,9 @@ pub async fn update(
     }
     c.skip_consent = m.skip_consent.unwrap_or(c.skip_consent);
     c.first_party = m.first_party.unwrap_or(c.first_party);
+    if let Some(resources) = m.resources {
+        c.resources = resources;
+    }
     if let Some(uri) = m.magic_link_uri {
         c.magic_link_uri = Some(uri).filter(|u| !u.is_empty());
     }

@@ -73,6 +73,9 @@ pub struct AddArgs {
     /// Where the OTP API's emails link to (`?token=…` is added); default: code only.
     #[arg(long, value_name = "URI")]
     magic_link_uri: Option<String>,
+    /// Resource servers the client may ask tokens for (RFC 8707).
+    #[arg(long = "resource", value_name = "URI", num_args = 1..)]
+    resources: Vec<String>,
     #[arg(long)]
     json: bool,
 }
@@ -137,6 +140,7 @@ pub async fn run(cmd: ClientCommand, store: &Store) -> anyhow::Result<()> {
                 skip_consent: a.skip_consent,
                 first_party: a.first_party,
                 magic_link_uri: a.magic_link_uri.filter(|u| !u.is_empty()),
+                resources: a.resources,
             };
             let (client, secret) = clients::register(store, new, "cli").await?;
             if a.json {

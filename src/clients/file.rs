@@ -45,6 +45,8 @@ struct Entry {
     /// Empty: code only.
     #[serde(default)]
     magic_link_uri: String,
+    #[serde(default)]
+    resources: Vec<String>,
 }
 
 /// Applies the file; returns how many clients it lists. A missing file is not an error.
@@ -77,6 +79,7 @@ pub async fn apply(store: &Store, path: &Path, issuer: &str) -> anyhow::Result<u
             skip_consent: entry.skip_consent,
             first_party: entry.first_party,
             magic_link_uri: Some(entry.magic_link_uri).filter(|u| !u.is_empty()),
+            resources: entry.resources,
         };
         let mut client = new
             .into_client("file")

@@ -34,6 +34,7 @@ pub struct NewClient {
     pub skip_consent: bool,
     pub first_party: bool,
     pub magic_link_uri: Option<String>,
+    pub resources: Vec<String>,
 }
 
 impl NewClient {
@@ -60,6 +61,7 @@ impl NewClient {
             skip_consent: self.skip_consent,
             first_party: self.first_party,
             magic_link_uri: self.magic_link_uri,
+            resources: self.resources,
             source: source.into(),
             created_at: 0,
             updated_at: 0,
@@ -116,6 +118,7 @@ pub fn metadata(c: &Client) -> serde_json::Value {
         "skip_consent": c.skip_consent,
         "first_party": c.first_party,
         "magic_link_uri": c.magic_link_uri,
+        "resources": c.resources,
         "source": c.source,
         "created_at": c.created_at,
         "updated_at": c.updated_at,

@@ -28,6 +28,9 @@ pub struct Client {
     pub first_party: bool,
     /// Where the OTP API's emails link to, with `?token=…` (SPEC §3); `None`: code only.
     pub magic_link_uri: Option<String>,
+    /// Resource servers the client may ask tokens for (RFC 8707 `resource`):
+    /// absolute URIs without a fragment. A token for none is for the client itself.
+    pub resources: Vec<String>,
     /// Where the client was registered: `file`, `cli` or `api`.
     pub source: String,
     pub created_at: i64,
@@ -66,6 +69,15 @@ pub fn is_secret_hash(text: &str) -> bool {
 
 /// Checks the parts of a registration every entry point shares.
 pub fn validate(client: &Client) -> Result<(), String> {
+    if let Some(bad) = client
+        .resources
+        .iter()
+        .find(|r| !crate::oauth::policy::is_resource_uri(r))
+    {
+        return Err(format!(
+            "resource `{bad}` must be an absolute URI without a fragment or spaces"
+        ));
+    }
     if client.scopes.contains(crate::oauth::policy::ACCOUNT_SCOPE) && !client.first_party {
         return Err("only a first_party client may list the sesame:account scope".into());
     }
@@ -151,6 +163,7 @@ mod tests {
             skip_consent: false,
             first_party: false,
             magic_link_uri: None,
+            resources: vec![],
             source: "cli".into(),
             created_at: 0,
             updated_at: 0,

@@ -20,6 +20,8 @@ pub struct Grant<'a> {
     /// The refresh-token family the token was issued from, if any.
     pub family: Option<&'a str>,
     pub auth_time: Option<i64>,
+    /// The resources it is for (RFC 8707); empty: the client itself.
+    pub audience: &'a [String],
 }
 
 pub struct Issued {
@@ -34,7 +36,7 @@ pub fn issue(state: &AppState, grant: &Grant<'_>) -> Result<Issued, ApiError> {
     let mut claims = Map::new();
     claims.insert("iss".into(), state.issuer().into());
     claims.insert("sub".into(), grant.sub.into());
-    claims.insert("aud".into(), state.issuer().into());
+    claims.insert("aud".into(), super::policy::aud_claim(&grant.client.id, grant.audience));
     claims.insert("client_id".into(), grant.client.id.clone().into());
     claims.insert("scope".into(), grant.scope.to_string().into());
     claims.insert("jti".into(), crypto::random_token::<16>().into());

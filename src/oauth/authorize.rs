@@ -47,6 +47,9 @@ pub struct AuthzRequest {
     /// from a page that showed another request is refused (SPEC §9).
     #[serde(default)]
     pub id: String,
+    /// RFC 8707 resources the tokens are for (checked against the client's).
+    #[serde(default)]
+    pub resources: Vec<String>,
 }
 
 /// Where an authorization response goes: the redirect URI with `params`,
@@ -92,6 +95,7 @@ pub async fn code_url(state: &AppState, authz: &AuthzRequest, who: &session::Sig
                 auth_time: who.auth_time,
                 amr: who.amr.join(" "),
                 expires_at: now() + CODE_TTL,
+                resources: authz.resources.join(" "),
             },
         )
         .await?;
@@ -149,6 +153,7 @@ pub async fn authorize(
         login_required: false,
         consented: false,
         id: crypto::random_token::<16>(),
+        resources: vec![],
     };
     let checked = check(&params, &client, &mut authz);
     let redirect_err = |e: &str, d: &str| Ok(page::found(&error_url(&state, &authz, e, d)));
@@ -226,6 +231,8 @@ fn check(params: &Params, client: &Client, authz: &mut AuthzRequest) -> Result<P
     super::policy::precheck(client, Some(scope_text)).map_err(|e| ("invalid_scope", e.to_string()))?;
     let scope = Scope::parse(scope_text).map_err(|e| ("invalid_scope", e.0))?;
     authz.scope = scope.to_string();
+    authz.resources =
+        super::policy::audience(client, &params.all("resource")).map_err(|e| ("invalid_target", e.to_string()))?;
     if authz.state.as_ref().is_some_and(|s| s.len() > 2048) || authz.nonce.as_ref().is_some_and(|n| n.len() > 1024) {
         return Err(invalid("state or nonce is too long"));
     }

@@ -32,6 +32,8 @@ pub struct UserTokens<'a> {
     pub new_family: Option<String>,
     pub ip: Option<&'a str>,
     pub grant: &'a str,
+    /// The resources the access token is for (RFC 8707); empty: the client.
+    pub audience: Vec<String>,
 }
 
 pub fn refresh_digest(state: &AppState, token: &str) -> String {
@@ -73,6 +75,7 @@ pub async fn store(state: &AppState, t: &UserTokens<'_>) -> Result<Stored, ApiEr
                 auth_time: t.auth_time,
                 expires_at: now() + state.settings.tokens.refresh_ttl.as_secs() as i64,
                 revoked: false,
+                resources: t.audience.join(" "),
             };
             let digest = token.as_deref().map(|t| refresh_digest(state, t));
             state.store.insert_family(&family, digest.as_deref()).await?;
@@ -100,6 +103,7 @@ pub fn sign(state: &AppState, t: UserTokens<'_>, stored: Stored) -> Result<Token
             scope: t.scope,
             family: family_id.as_deref(),
             auth_time: Some(t.auth_time),
+            audience: &t.audience,
         },
     )?;
     let id_token = if t.scope.contains("openid") {

@@ -45,11 +45,69 @@ pub enum ScopeRefusal {
     NeedsAUser(String),
     #[error("a refresh cannot add scopes that were not granted")]
     NotGranted,
+    /// RFC 8707 §2: `invalid_target`.
+    #[error("resource not allowed for this client: {0}")]
+    NotAResourceOfTheClient(String),
+    #[error("a refresh cannot add resources that were not granted: {0}")]
+    ResourceNotGranted(String),
 }
 
 impl From<ScopeRefusal> for ApiError {
     fn from(e: ScopeRefusal) -> Self {
-        ApiError::InvalidScope(e.to_string())
+        match e {
+            ScopeRefusal::NotAResourceOfTheClient(_) | ScopeRefusal::ResourceNotGranted(_) => {
+                ApiError::InvalidTarget(e.to_string())
+            }
+            _ => ApiError::InvalidScope(e.to_string()),
+        }
+    }
+}
+
+/// An absolute URI without a fragment or spaces (RFC 8707 §2).
+pub fn is_resource_uri(uri: &str) -> bool {
+    let scheme = uri.split_once(':').map(|(s, _)| s).unwrap_or("");
+    !scheme.is_empty()
+        && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        && uri.len() > scheme.len() + 1
+        && uri.len() <= 2000
+        && !uri.contains('#')
+        && !uri.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// A token's audience (RFC 9068 §3, RFC 8707): the `resource`s asked for,
+/// each one the client is registered for; none asked: `[]`, which stands for
+/// the client itself (see `aud_claim`).
+pub fn audience(client: &Client, requested: &[&str]) -> Result<Vec<String>, ScopeRefusal> {
+    let mut out: Vec<String> = vec![];
+    for r in requested {
+        if !client.resources.iter().any(|allowed| allowed == r) {
+            return Err(ScopeRefusal::NotAResourceOfTheClient(r.to_string()));
+        }
+        if !out.iter().any(|o| o == r) {
+            out.push(r.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// A refresh's audience: the `resource`s asked for, each among those granted
+/// (RFC 8707 §2.2); none asked: all granted.
+pub fn refresh_audience(granted: &[String], requested: &[&str]) -> Result<Vec<String>, ScopeRefusal> {
+    if requested.is_empty() {
+        return Ok(granted.to_vec());
+    }
+    match requested.iter().find(|r| !granted.iter().any(|g| g == *r)) {
+        Some(r) => Err(ScopeRefusal::ResourceNotGranted(r.to_string())),
+        None => Ok(requested.iter().map(|r| r.to_string()).collect()),
+    }
+}
+
+/// The `aud` claim of an access token: its resources, else the client's id.
+pub fn aud_claim(client_id: &str, resources: &[String]) -> serde_json::Value {
+    match resources {
+        [] => client_id.into(),
+        [one] => one.clone().into(),
+        many => many.to_vec().into(),
     }
 }
 

@@ -14,6 +14,8 @@ pub struct AuthCode {
     pub auth_time: i64,
     pub amr: String,
     pub expires_at: i64,
+    /// RFC 8707 resources of the authorization request, space-separated.
+    pub resources: String,
 }
 
 /// What presenting a code found.
@@ -31,8 +33,8 @@ impl Store {
         self.db
             .query(
                 "INSERT INTO auth_codes (digest, client_id, user_id, redirect_uri, scope, nonce, code_challenge,
-                                     auth_time, amr, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                                     auth_time, amr, created_at, expires_at, resources)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .bind(digest)
             .bind(&c.client_id)
@@ -45,6 +47,7 @@ impl Store {
             .bind(&c.amr)
             .bind(now())
             .bind(c.expires_at)
+            .bind(&c.resources)
             .execute()
             .await?;
         Ok(())
@@ -59,7 +62,7 @@ impl Store {
             .query(
                 "UPDATE auth_codes SET used_at = $2, family_id = $3
              WHERE digest = $1 AND client_id = $4 AND used_at IS NULL
-             RETURNING client_id, user_id, redirect_uri, scope, nonce, code_challenge, auth_time, amr, expires_at",
+             RETURNING client_id, user_id, redirect_uri, scope, nonce, code_challenge, auth_time, amr, expires_at, resources",
             )
             .bind(digest)
             .bind(now())
@@ -78,6 +81,7 @@ impl Store {
                 auth_time: r.try_get("auth_time")?,
                 amr: r.try_get("amr")?,
                 expires_at: r.try_get("expires_at")?,
+                resources: r.try_get("resources")?,
             }));
         }
         let used = self

@@ -9,7 +9,7 @@ use super::{Query, Row};
 use super::{now, Store};
 use crate::domain::{Client, Scope};
 
-const COLUMNS: &str = "id, name, secret_digest, redirect_uris, post_logout_redirect_uris, grant_types, scopes, public, skip_consent, source, created_at, updated_at, first_party, magic_link_uri";
+const COLUMNS: &str = "id, name, secret_digest, redirect_uris, post_logout_redirect_uris, grant_types, scopes, public, skip_consent, source, created_at, updated_at, first_party, magic_link_uri, resources";
 
 fn from_row(row: &Row) -> anyhow::Result<Client> {
     let list =
@@ -26,6 +26,7 @@ fn from_row(row: &Row) -> anyhow::Result<Client> {
         skip_consent: row.try_get::<i64, _>("skip_consent")? != 0,
         first_party: row.try_get::<i64, _>("first_party")? != 0,
         magic_link_uri: row.try_get("magic_link_uri")?,
+        resources: serde_json::from_str(&row.try_get::<String, _>("resources")?)?,
         source: row.try_get("source")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -97,12 +98,13 @@ impl Store {
     /// Inserts the client; `Ok(false)` when the id is taken.
     pub async fn insert_client(&self, c: &Client) -> anyhow::Result<bool> {
         let sql = format!(
-            "INSERT INTO clients ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13) ON CONFLICT (id) DO NOTHING"
+            "INSERT INTO clients ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14) ON CONFLICT (id) DO NOTHING"
         );
         let r = bind_client(self.db.query(sql), c)
             .bind(now())
             .bind(c.first_party as i64)
             .bind(c.magic_link_uri.clone())
+            .bind(serde_json::to_string(&c.resources)?)
             .execute()
             .await?;
         self.client_cache.forget(&c.id);
@@ -112,16 +114,17 @@ impl Store {
     /// Creates or replaces the client (used by the declarative `clients.toml`).
     pub async fn upsert_client(&self, c: &Client) -> anyhow::Result<()> {
         let sql = format!(
-            "INSERT INTO clients ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13)
+            "INSERT INTO clients ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14)
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, secret_digest = excluded.secret_digest,
                redirect_uris = excluded.redirect_uris, post_logout_redirect_uris = excluded.post_logout_redirect_uris,
                grant_types = excluded.grant_types, scopes = excluded.scopes, public = excluded.public,
-               skip_consent = excluded.skip_consent, first_party = excluded.first_party, magic_link_uri = excluded.magic_link_uri, source = excluded.source, updated_at = excluded.updated_at"
+               skip_consent = excluded.skip_consent, first_party = excluded.first_party, magic_link_uri = excluded.magic_link_uri, resources = excluded.resources, source = excluded.source, updated_at = excluded.updated_at"
         );
         bind_client(self.db.query(sql), c)
             .bind(now())
             .bind(c.first_party as i64)
             .bind(c.magic_link_uri.clone())
+            .bind(serde_json::to_string(&c.resources)?)
             .execute()
             .await?;
         self.client_cache.forget(&c.id);
@@ -134,7 +137,7 @@ impl Store {
             .db
             .query(
                 "UPDATE clients SET name = $2, redirect_uris = $3, post_logout_redirect_uris = $4, grant_types = $5,
-               scopes = $6, public = $7, skip_consent = $8, updated_at = $9, first_party = $10, magic_link_uri = $11 WHERE id = $1",
+               scopes = $6, public = $7, skip_consent = $8, updated_at = $9, first_party = $10, magic_link_uri = $11, resources = $12 WHERE id = $1",
             )
             .bind(&c.id)
             .bind(&c.name)
@@ -147,6 +150,7 @@ impl Store {
             .bind(now())
             .bind(c.first_party as i64)
             .bind(c.magic_link_uri.clone())
+            .bind(serde_json::to_string(&c.resources)?)
             .execute()
             .await?;
         self.client_cache.forget(&c.id);

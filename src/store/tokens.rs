@@ -13,6 +13,8 @@ pub struct Family {
     pub auth_time: i64,
     pub expires_at: i64,
     pub revoked: bool,
+    /// The resources its access tokens are for, space-separated; empty: the client.
+    pub resources: String,
 }
 
 impl Store {
@@ -24,8 +26,8 @@ impl Store {
         self.grouped(async {
             self.db
                 .query(
-                    "INSERT INTO token_families (id, client_id, user_id, scope, amr, auth_time, created_at, expires_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    "INSERT INTO token_families (id, client_id, user_id, scope, amr, auth_time, created_at, expires_at, resources)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(&f.id)
                 .bind(&f.client_id)
@@ -35,6 +37,7 @@ impl Store {
                 .bind(f.auth_time)
                 .bind(now)
                 .bind(f.expires_at)
+                .bind(&f.resources)
                 .execute()
                 .await?;
             if let Some(digest) = first_token_digest {
@@ -65,7 +68,7 @@ impl Store {
 
     async fn family_of(&self, digest: &str) -> anyhow::Result<Option<(Family, bool)>> {
         let row = self.db.query(
-            "SELECT f.id, f.client_id, f.user_id, f.scope, f.amr, f.auth_time, f.expires_at, f.revoked_at, t.used_at
+            "SELECT f.id, f.client_id, f.user_id, f.scope, f.amr, f.auth_time, f.expires_at, f.revoked_at, f.resources, t.used_at
              FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id WHERE t.digest = $1",
         )
         .bind(digest)
@@ -77,6 +80,7 @@ impl Store {
             client_id: r.try_get("client_id")?,
             user_id: r.try_get("user_id")?,
             scope: r.try_get("scope")?,
+            resources: r.try_get("resources")?,
             amr: r.try_get("amr")?,
             auth_time: r.try_get("auth_time")?,
             expires_at: r.try_get("expires_at")?,

@@ -201,6 +201,7 @@ pub async fn create_client(
         skip_consent: f.skip_consent,
         first_party: f.first_party,
         magic_link_uri: Some(f.magic_link_uri.clone()).filter(|u| !u.is_empty()),
+        resources: vec![],
     };
     match clients::register(&state.store, new, "admin").await {
         Ok((client, secret)) => {

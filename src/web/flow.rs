@@ -103,6 +103,7 @@ pub fn account_client() -> Client {
         skip_consent: true,
         first_party: true,
         magic_link_uri: None,
+        resources: vec![],
         source: "builtin".into(),
         created_at: 0,
         updated_at: 0,

@@ -220,9 +220,14 @@ pub async fn start(b: &mut Browser<'_>, extra: &[(&str, &str)]) -> (Page, String
 
 /// Exchanges a code for `app`'s tokens.
 pub async fn exchange(app: &TestApp, code: &str, verifier: &str) -> reqwest::Response {
+    exchange_for(app, APP, code, verifier).await
+}
+
+/// Exchanges a code (redirect URI `CB`) for `client`'s tokens.
+pub async fn exchange_for(app: &TestApp, client: (&str, &str), code: &str, verifier: &str) -> reqwest::Response {
     app.post_form(
         "/oauth2/token",
-        APP,
+        client,
         &[
             ("grant_type", "authorization_code"),
             ("code", code),

@@ -34,7 +34,8 @@ async fn client_credentials_issues_an_rfc9068_access_token(db: Db) {
     assert_eq!(claims["iss"], app.address.as_str());
     assert_eq!(claims["sub"], "svc");
     assert_eq!(claims["client_id"], "svc");
-    assert_eq!(claims["aud"], app.address.as_str());
+    // RFC 9068 §3: no `resource` asked for, so the token is for the client itself.
+    assert_eq!(claims["aud"], "svc");
     assert_eq!(claims["scope"], "api:read");
     assert!(claims["jti"].as_str().is_some_and(|j| j.len() >= 16));
     let (iat, exp) = (claims["iat"].as_i64().unwrap(), claims["exp"].as_i64().unwrap());

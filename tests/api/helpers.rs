@@ -49,6 +49,9 @@ pub const LINKED_URI: &str = "https://linked.example.com/signin?from=email";
 /// A first-party app with every grant that lists `sesame:admin` and
 /// `sesame:account`: what a token may carry is then up to the policy alone.
 pub const ALL: (&str, &str) = ("all", "all-secret-0123456789abcdef");
+/// The resource servers `all` may ask tokens for (RFC 8707).
+pub const API: &str = "https://api.example.com";
+pub const FILES: &str = "https://files.example.com/v1";
 /// The operator's own (`first_party`) app: may get `sesame:account`.
 pub const MINE: (&str, &str) = ("mine", "mine-secret-0123456789abcdef");
 
@@ -195,6 +198,7 @@ first_party = true
 redirect_uris = ["http://localhost:3000/callback"]
 grant_types = ["otp", "authorization_code", "refresh_token", "password", "client_credentials"]
 scopes = ["openid", "email", "sesame:admin", "sesame:account"]
+resources = ["{api}", "{files}"]
 
 [[client]]
 id = "{norefresh}"
@@ -236,6 +240,8 @@ scopes = ["openid", "profile"]
         linked_uri = LINKED_URI,
         norefresh = NOREFRESH.0,
         norefresh_hash = hash(NOREFRESH.1),
+        api = API,
+        files = FILES,
         all = ALL.0,
         all_hash = hash(ALL.1),
         mine = MINE.0,

@@ -9,6 +9,7 @@ mod account_security;
 mod admin_api;
 mod admin_pages;
 mod api_docs;
+mod audiences;
 mod bad_input;
 mod cli;
 mod client_credentials;

@@ -105,18 +105,7 @@ async fn code_flow(app: &TestApp, email: &str, scope: Option<&str>) -> (u16, Val
         return (400, json!({"error": error}));
     }
     let code = page.location_param("code").unwrap();
-    let res = app
-        .post_form(
-            "/oauth2/token",
-            ALL,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", CB),
-                ("code_verifier", &verifier),
-            ],
-        )
-        .await;
+    let res = crate::browser::exchange_for(app, ALL, &code, &verifier).await;
     (res.status().as_u16(), res.json().await.unwrap())
 }
 

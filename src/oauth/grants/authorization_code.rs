@@ -94,6 +94,13 @@ fn handle(req: GrantRequest) -> GrantFuture {
             .filter(|u| !u.disabled)
             .ok_or_else(|| bad("the account is disabled or gone"))?;
         let scope = Scope::parse(&code.scope).unwrap_or_default();
+        let granted: Vec<String> = code
+            .resources
+            .split(' ')
+            .filter(|r| !r.is_empty())
+            .map(str::to_string)
+            .collect();
+        let audience = crate::oauth::policy::refresh_audience(&granted, &params.all("resource"))?;
         issue::issue(
             state,
             UserTokens {
@@ -112,6 +119,7 @@ fn handle(req: GrantRequest) -> GrantFuture {
                 new_family: Some(family_id),
                 ip: ip.as_deref(),
                 grant: "authorization_code",
+                audience,
             },
         )
         .await

@@ -22,6 +22,7 @@ fn handle(req: GrantRequest) -> GrantFuture {
             ));
         }
         let scope = policy::grant_scope(client, req.params.get("scope"), Holder::Client)?;
+        let audience = policy::audience(client, &req.params.all("resource"))?;
         let issued = access_token::issue(
             &req.state,
             &access_token::Grant {
@@ -30,6 +31,7 @@ fn handle(req: GrantRequest) -> GrantFuture {
                 scope: &scope,
                 family: None,
                 auth_time: None,
+                audience: &audience,
             },
         )?;
         Ok(TokenResponse {

@@ -32,6 +32,7 @@ fn handle(req: GrantRequest) -> GrantFuture {
         .map_err(invalid_request)?;
         // What can be checked before the proof is spent; the rest once the account is known.
         policy::precheck(client, params.get("scope"))?;
+        let audience = policy::audience(client, &params.all("resource"))?;
         let ip = peer_ip(&req.http);
         let origin = Origin {
             client,
@@ -54,7 +55,7 @@ fn handle(req: GrantRequest) -> GrantFuture {
                 let scope = policy::grant_scope(client, params.get("scope"), Holder::User(&user))?;
                 let stored = issue::store(
                     state,
-                    &tokens_for(client, &user, &scope, &amr, auth_time, ip.as_deref()),
+                    &tokens_for(client, &user, &scope, &amr, auth_time, ip.as_deref(), &audience),
                 )
                 .await?;
                 Ok((user, scope, stored))
@@ -62,7 +63,7 @@ fn handle(req: GrantRequest) -> GrantFuture {
             .await?;
         issue::sign(
             state,
-            tokens_for(client, &user, &scope, &amr, auth_time, ip.as_deref()),
+            tokens_for(client, &user, &scope, &amr, auth_time, ip.as_deref(), &audience),
             stored,
         )
     })
@@ -75,6 +76,7 @@ fn tokens_for<'a>(
     amr: &[String],
     auth_time: i64,
     ip: Option<&'a str>,
+    audience: &[String],
 ) -> UserTokens<'a> {
     UserTokens {
         client,
@@ -87,6 +89,7 @@ fn tokens_for<'a>(
         new_family: None,
         ip,
         grant: "otp",
+        audience: audience.to_vec(),
     }
 }
 

@@ -24,6 +24,7 @@ fn handle(req: GrantRequest) -> GrantFuture {
         let login = params.required("username")?;
         let password = params.required("password")?;
         policy::precheck(client, params.get("scope"))?;
+        let audience = policy::audience(client, &params.all("resource"))?;
         let ip = peer_ip(&req.http);
         let user = passwords::check(state, &client.id, login, password, ip.as_deref()).await?;
         let scope = policy::grant_scope(client, params.get("scope"), Holder::User(&user))?;
@@ -40,6 +41,7 @@ fn handle(req: GrantRequest) -> GrantFuture {
                 new_family: None,
                 ip: ip.as_deref(),
                 grant: "password",
+                audience,
             },
         )
         .await

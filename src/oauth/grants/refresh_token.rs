@@ -46,6 +46,14 @@ fn handle(req: GrantRequest) -> GrantFuture {
         // may carry now (SPEC §9).
         let granted = Scope::parse(&family.scope).unwrap_or_default();
         let scope = policy::refresh_scope(client, &granted, params.get("scope"), &user)?;
+        // The resources granted, those the client may still ask for, or fewer (RFC 8707 §2.2).
+        let granted_resources: Vec<String> = family
+            .resources
+            .split(' ')
+            .filter(|r| !r.is_empty() && client.resources.iter().any(|c| c == r))
+            .map(str::to_string)
+            .collect();
+        let audience = policy::refresh_audience(&granted_resources, &params.all("resource"))?;
         // Single use: of two racing requests, the loser is treated as a replay.
         if !state.store.consume_refresh_token(&digest).await? {
             return Err(reused(state, client, &family, ip.as_deref()).await?);
@@ -63,6 +71,7 @@ fn handle(req: GrantRequest) -> GrantFuture {
                 new_family: None,
                 ip: ip.as_deref(),
                 grant: "refresh_token",
+                audience,
             },
         )
         .await
