@@ -71,7 +71,9 @@ pub fn error_url(state: &AppState, authz: &AuthzRequest, error: &str, descriptio
 
 /// Issues the code for a finished request and returns where to send the browser.
 pub async fn code_url(state: &AppState, authz: &AuthzRequest, who: &session::SignedIn) -> Result<String, PageError> {
-    // What the signed-in user may carry (SPEC §9): e.g. `sesame:admin` only for an admin.
+    // What the signed-in user may carry (SPEC §9): e.g. `sesame:admin` only
+    // for an admin. Asked again here: the role may have changed since the
+    // consent page.
     let client = state.store.client(&authz.client_id).await?;
     let user = state.store.user(&who.sub).await?;
     if let (Some(client), Some(user)) = (&client, &user) {

@@ -9,6 +9,7 @@ use super::page::PageError;
 use super::session::{self, SignedIn};
 use crate::domain::{Client, Identifier, Scope};
 use crate::oauth::authorize::{self, AuthzRequest};
+use crate::oauth::policy;
 use crate::state::AppState;
 use crate::store::audit::Event;
 use crate::store::now;
@@ -162,6 +163,17 @@ pub async fn next_step(state: &AppState, session: &Session, who: &SignedIn, user
         session.remove("authz");
         return Ok("/account".into());
     };
+    // What this user may carry (SPEC §9): asked before the consent page, so
+    // that it never offers what would be refused.
+    if let Err(refusal) = policy::grant_scope(&client, Some(&authz.scope), policy::Holder::User(user)) {
+        session.remove("authz");
+        return Ok(authorize::error_url(
+            state,
+            &authz,
+            "invalid_scope",
+            &refusal.to_string(),
+        ));
+    }
     let ask = (authz.prompt_consent && !authz.consented && !client.skip_consent)
         || !(authz.consented || consent_covers(state, &client, &user.id, &authz).await?);
     if ask {

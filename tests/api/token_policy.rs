@@ -15,6 +15,7 @@ db_test!(
     an_admin_token_stops_working_with_the_admin_role,
     narrowed_client_scopes_do_not_come_back_on_refresh,
     sesame_account_is_refused_to_a_third_party_client,
+    a_consent_page_never_offers_what_the_user_may_not_carry,
 );
 
 /// As a granted scope reads: sorted.
@@ -235,4 +236,26 @@ async fn sesame_account_is_refused_to_a_third_party_client(db: Db) {
         )
         .await;
     assert_error(res, 400, "invalid_scope").await;
+}
+
+async fn a_consent_page_never_offers_what_the_user_may_not_carry(db: Db) {
+    let app = app(&db).await;
+    app.account_for("staff@example.com").await;
+    let mut b = Browser::new(&app);
+    let (_, challenge) = pkce();
+    let path = crate::browser::authorize_path(
+        ALL.0,
+        CB,
+        &[
+            ("scope", "openid sesame:admin"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    assert!(b.get(&path).await.redirects_to("/login"));
+    // Straight back to the app with the reason, no consent page in between.
+    let page = b.sign_in_with_code("staff@example.com").await;
+    assert!(page.redirects_to(CB), "{:?}", page.location);
+    assert_eq!(page.location_param("error").as_deref(), Some("invalid_scope"));
+    assert!(page.location_param("code").is_none());
 }
