@@ -37,6 +37,11 @@ impl Params {
     pub fn from_pairs(pairs: Vec<(String, String)>) -> Result<Params, ApiError> {
         let mut map: HashMap<String, String> = HashMap::with_capacity(pairs.len());
         for (k, v) in pairs {
+            if k == "resource" && (v.is_empty() || v.chars().any(char::is_whitespace)) {
+                return Err(ApiError::InvalidTarget(
+                    "each `resource` must be one absolute URI (RFC 8707 §2)".into(),
+                ));
+            }
             match map.get_mut(&k) {
                 // RFC 8707 §2: `resource` may be given several times; URIs hold no spaces.
                 Some(values) if k == "resource" => {

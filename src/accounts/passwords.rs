@@ -249,11 +249,16 @@ pub async fn check(
         None => (None, None),
     };
     if verify(hash, password.to_string()).await? {
-        if let Some(user) = user.as_ref().filter(|u| !u.disabled) {
+        // Read again: the hash may have waited in the queue while the account was disabled.
+        let now = match &user {
+            Some(u) => store.user(&u.id).await?,
+            None => None,
+        };
+        if let Some(user) = now.filter(|u| !u.disabled) {
             for c in [by_ip, by_account] {
                 state.store.unhit(&c.key).await?;
             }
-            return Ok(user.clone());
+            return Ok(user);
         }
     }
     state.audit.record(Event {

@@ -53,6 +53,23 @@ impl Store {
         Ok(())
     }
 
+    /// The unused code of this client, without spending it: what the
+    /// exchange checks (PKCE, redirect URI) before it spends the code, so a
+    /// wrong guess by someone holding a public client's code burns nothing.
+    pub async fn peek_auth_code(&self, digest: &str, client_id: &str) -> anyhow::Result<Option<AuthCode>> {
+        let row = self
+            .db
+            .query(
+                "SELECT client_id, user_id, redirect_uri, scope, nonce, code_challenge, auth_time, amr, expires_at, resources
+             FROM auth_codes WHERE digest = $1 AND client_id = $2 AND used_at IS NULL",
+            )
+            .bind(digest)
+            .bind(client_id)
+            .fetch_optional()
+            .await?;
+        row.map(|r| code_from(&r)).transpose()
+    }
+
     /// Consumes the code and records `family_id` as what this use issues.
     /// Of two racing requests exactly one gets `Fresh`.
     pub async fn exchange_auth_code(&self, digest: &str, client_id: &str, family_id: &str) -> anyhow::Result<Exchange> {
@@ -71,18 +88,7 @@ impl Store {
             .fetch_optional()
             .await?;
         if let Some(r) = row {
-            return Ok(Exchange::Fresh(AuthCode {
-                client_id: r.try_get("client_id")?,
-                user_id: r.try_get("user_id")?,
-                redirect_uri: r.try_get("redirect_uri")?,
-                scope: r.try_get("scope")?,
-                nonce: r.try_get("nonce")?,
-                code_challenge: r.try_get("code_challenge")?,
-                auth_time: r.try_get("auth_time")?,
-                amr: r.try_get("amr")?,
-                expires_at: r.try_get("expires_at")?,
-                resources: r.try_get("resources")?,
-            }));
+            return Ok(Exchange::Fresh(code_from(&r)?));
         }
         let used = self
             .db
@@ -98,4 +104,19 @@ impl Store {
             None => Exchange::Unknown,
         })
     }
+}
+
+fn code_from(r: &super::Row) -> anyhow::Result<AuthCode> {
+    Ok(AuthCode {
+        client_id: r.try_get("client_id")?,
+        user_id: r.try_get("user_id")?,
+        redirect_uri: r.try_get("redirect_uri")?,
+        scope: r.try_get("scope")?,
+        nonce: r.try_get("nonce")?,
+        code_challenge: r.try_get("code_challenge")?,
+        auth_time: r.try_get("auth_time")?,
+        amr: r.try_get("amr")?,
+        expires_at: r.try_get("expires_at")?,
+        resources: r.try_get("resources")?,
+    })
 }

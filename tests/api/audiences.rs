@@ -45,6 +45,11 @@ async fn a_client_token_names_the_resources_asked_for(db: Db) {
     );
     let res = client_token(&app, &["https://elsewhere.example.com"]).await;
     assert_error(res, 400, "invalid_target").await;
+    // One value is one URI: two smuggled in one value, or an empty one, are refused.
+    let two_in_one = format!("{API} {FILES}");
+    for bad in [two_in_one.as_str(), ""] {
+        assert_error(client_token(&app, &[bad]).await, 400, "invalid_target").await;
+    }
 }
 
 async fn a_user_token_keeps_its_resources_through_refresh_and_may_narrow_them(db: Db) {

@@ -97,6 +97,8 @@ async fn codes_are_bound_to_client_redirect_and_expiry(db: Db) {
         )
         .await;
     assert_error(wrong_redirect, 400, "invalid_grant").await;
+    // Refused before the code is spent: its own request still gets the tokens, once.
+    assert_eq!(exchange(&app, &code, &verifier).await.status(), 200);
     assert_error(exchange(&app, &code, &verifier).await, 400, "invalid_grant").await;
 
     // Past its 60 seconds, a code is refused (the clock is moved in the database).

@@ -11,6 +11,7 @@ db_test!(
     another_client_cannot_burn_an_authorization_code,
     another_client_cannot_introspect_a_refresh_token,
     a_disabled_users_access_tokens_are_inactive_without_a_refresh_family,
+    a_wrong_verifier_does_not_burn_a_public_clients_code,
 );
 
 async fn another_client_cannot_burn_an_authorization_code(db: Db) {
@@ -87,4 +88,49 @@ async fn a_disabled_users_access_tokens_are_inactive_without_a_refresh_family(db
         true
     );
     assert_eq!(app.introspect(access).await["active"], false);
+}
+
+/// A public client proves itself with its id only: whoever sees its code
+/// (a log, a Referer) must not be able to spend it with a wrong verifier.
+async fn a_wrong_verifier_does_not_burn_a_public_clients_code(db: Db) {
+    let app = spawn_app(&db).await;
+    app.account_for("ada@example.com").await;
+    let mut b = Browser::new(&app);
+    let (verifier, challenge) = crate::browser::pkce();
+    let redirect = "http://localhost:5173/cb";
+    let path = crate::browser::authorize_path(
+        crate::helpers::SPA,
+        redirect,
+        &[
+            ("scope", "openid"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+    );
+    assert!(b.get(&path).await.redirects_to("/login"));
+    let mut page = b.sign_in_with_code("ada@example.com").await;
+    if page.redirects_to("/consent") {
+        b.get("/consent").await;
+        page = b.consent("allow").await;
+    }
+    let code = page.location_param("code").expect("a code");
+    let exchange = |verifier: String| {
+        let (app, code) = (&app, code.clone());
+        async move {
+            app.http
+                .post(app.url("/oauth2/token"))
+                .form(&[
+                    ("grant_type", "authorization_code"),
+                    ("client_id", crate::helpers::SPA),
+                    ("code", code.as_str()),
+                    ("redirect_uri", redirect),
+                    ("code_verifier", verifier.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_error(exchange(crate::browser::pkce().0).await, 400, "invalid_grant").await;
+    assert_eq!(exchange(verifier).await.status(), 200);
 }

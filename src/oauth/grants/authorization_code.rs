@@ -15,9 +15,10 @@ use crate::domain::Scope;
 use crate::error::ApiError;
 use crate::oauth::authorize::code_digest;
 use crate::oauth::issue::{self, UserTokens};
+use crate::oauth::policy;
 use crate::params::peer_ip;
 use crate::store::audit::Event;
-use crate::store::auth_codes::Exchange;
+use crate::store::auth_codes::{AuthCode, Exchange};
 use crate::store::now;
 
 pub const GRANT: Grant = Grant {
@@ -36,11 +37,13 @@ fn handle(req: GrantRequest) -> GrantFuture {
         let code = params.required("code")?;
         let ip = peer_ip(&req.http);
         let family_id = crypto::random_token::<16>();
-        let code = match state
-            .store
-            .exchange_auth_code(&code_digest(state, code), &client.id, &family_id)
-            .await?
-        {
+        let digest = code_digest(state, code);
+        // Checked before the code is spent: a wrong verifier or redirect URI
+        // (e.g. someone holding a public client's code) burns nothing.
+        if let Some(unused) = state.store.peek_auth_code(&digest, &client.id).await? {
+            check(&unused, params)?;
+        }
+        let code = match state.store.exchange_auth_code(&digest, &client.id, &family_id).await? {
             Exchange::Fresh(c) => c,
             Exchange::Reused { family_id } => {
                 if let Some(family) = family_id {
@@ -61,46 +64,23 @@ fn handle(req: GrantRequest) -> GrantFuture {
             }
             Exchange::Unknown => return Err(bad("the authorization code is invalid")),
         };
-        // The code is spent from here on, whatever the checks below say.
-        if code.expires_at <= now() {
-            return Err(bad("the authorization code has expired"));
-        }
-        if params.get("redirect_uri") != Some(code.redirect_uri.as_str()) {
-            return Err(bad("redirect_uri does not match the authorization request"));
-        }
-        match (&code.code_challenge, params.get("code_verifier")) {
-            (Some(challenge), Some(verifier)) => {
-                let well_formed = (43..=128).contains(&verifier.len())
-                    && verifier
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
-                let hashed = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
-                if !well_formed || !crypto::ct_eq(hashed.as_bytes(), challenge.as_bytes()) {
-                    return Err(bad("code_verifier does not match the code_challenge"));
-                }
-            }
-            (Some(_), None) => return Err(bad("code_verifier is required (PKCE)")),
-            (None, Some(_)) => {
-                return Err(bad(
-                    "code_verifier sent, but the authorization request had no code_challenge",
-                ))
-            }
-            (None, None) => {}
-        }
+        check(&code, params)?;
         let user = state
             .store
             .user(&code.user_id)
             .await?
             .filter(|u| !u.disabled)
             .ok_or_else(|| bad("the account is disabled or gone"))?;
-        let scope = Scope::parse(&code.scope).unwrap_or_default();
+        // Asked again: the user's role or the client's registration may have
+        // changed since the code was issued.
+        let scope = policy::refresh_scope(client, &Scope::parse(&code.scope).unwrap_or_default(), None, &user)?;
         let granted: Vec<String> = code
             .resources
             .split(' ')
-            .filter(|r| !r.is_empty())
+            .filter(|r| !r.is_empty() && client.resources.iter().any(|c| c == r))
             .map(str::to_string)
             .collect();
-        let audience = crate::oauth::policy::refresh_audience(&granted, &params.all("resource"))?;
+        let audience = policy::refresh_audience(&granted, &params.all("resource"))?;
         issue::issue(
             state,
             UserTokens {
@@ -124,4 +104,32 @@ fn handle(req: GrantRequest) -> GrantFuture {
         )
         .await
     })
+}
+
+/// Expiry, redirect URI and PKCE (RFC 6749 §4.1.3, RFC 7636 §4.6).
+fn check(code: &AuthCode, params: &crate::params::Params) -> Result<(), ApiError> {
+    if code.expires_at <= now() {
+        return Err(bad("the authorization code has expired"));
+    }
+    if params.get("redirect_uri") != Some(code.redirect_uri.as_str()) {
+        return Err(bad("redirect_uri does not match the authorization request"));
+    }
+    match (&code.code_challenge, params.get("code_verifier")) {
+        (Some(challenge), Some(verifier)) => {
+            let well_formed = (43..=128).contains(&verifier.len())
+                && verifier
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+            let hashed = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+            if !well_formed || !crypto::ct_eq(hashed.as_bytes(), challenge.as_bytes()) {
+                return Err(bad("code_verifier does not match the code_challenge"));
+            }
+            Ok(())
+        }
+        (Some(_), None) => Err(bad("code_verifier is required (PKCE)")),
+        (None, Some(_)) => Err(bad(
+            "code_verifier sent, but the authorization request had no code_challenge",
+        )),
+        (None, None) => Ok(()),
+    }
 }
