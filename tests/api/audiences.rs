@@ -119,11 +119,7 @@ async fn the_code_flow_carries_the_resources_of_the_authorization_request(db: Db
         ],
     );
     assert!(b.get(&path).await.redirects_to("/login"));
-    let mut page = b.sign_in_with_code("ada@example.com").await;
-    if page.redirects_to("/consent") {
-        b.get("/consent").await;
-        page = b.consent("allow").await;
-    }
+    let page = b.sign_in_and_allow("ada@example.com").await;
     let code = page.location_param("code").expect("a code");
     let res = crate::browser::exchange_for(&app, ALL, &code, &verifier).await;
     assert_eq!(res.status(), 200);

@@ -155,6 +155,18 @@ impl<'a> Browser<'a> {
             .await
     }
 
+    /// Signs `email` in with a code for the authorization request that led
+    /// to `/login`, allowing the consent page if it is shown; the answer
+    /// that goes back to the app.
+    pub async fn sign_in_and_allow(&mut self, email: &str) -> Page {
+        let page = self.sign_in_with_code(email).await;
+        if !page.redirects_to("/consent") {
+            return page;
+        }
+        self.get("/consent").await;
+        self.consent("allow").await
+    }
+
     /// Asks for a code on `/login` and enters it (read from the console outbox).
     pub async fn sign_in_with_code(&mut self, identifier: &str) -> Page {
         let login = self.get("/login").await;

@@ -108,11 +108,7 @@ async fn a_wrong_verifier_does_not_burn_a_public_clients_code(db: Db) {
         ],
     );
     assert!(b.get(&path).await.redirects_to("/login"));
-    let mut page = b.sign_in_with_code("ada@example.com").await;
-    if page.redirects_to("/consent") {
-        b.get("/consent").await;
-        page = b.consent("allow").await;
-    }
+    let page = b.sign_in_and_allow("ada@example.com").await;
     let code = page.location_param("code").expect("a code");
     let exchange = |verifier: String| {
         let (app, code) = (&app, code.clone());

@@ -96,11 +96,7 @@ async fn code_flow(app: &TestApp, email: &str, scope: Option<&str>) -> (u16, Val
     if !first.redirects_to("/login") {
         return (400, json!({"error": first.location_param("error")}));
     }
-    let mut page = b.sign_in_with_code(email).await;
-    if page.redirects_to("/consent") {
-        b.get("/consent").await;
-        page = b.consent("allow").await;
-    }
+    let page = b.sign_in_and_allow(email).await;
     assert!(page.redirects_to(CB), "{:?}", page.location);
     if let Some(error) = page.location_param("error") {
         return (400, json!({"error": error}));
