@@ -64,6 +64,18 @@ pub struct Delivery {
     email: Email,
     /// Present when either channel delivers to the console (`/dev/outbox`).
     pub outbox: Option<Outbox>,
+    /// The issuer's host without scheme or port: SMS codes end in `@host #code`.
+    host: String,
+}
+
+/// `https://id.example.com:8443/x` → `id.example.com` (WebOTP's origin host).
+fn issuer_host(issuer: &str) -> String {
+    let rest = issuer.split_once("://").map_or(issuer, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or("").to_string(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h).to_string(),
+    }
 }
 
 impl Delivery {
@@ -113,11 +125,12 @@ impl Delivery {
             sms,
             email,
             outbox: console.then(Outbox::default),
+            host: issuer_host(s.issuer()),
         })
     }
 
     pub async fn send(&self, m: &Message) -> anyhow::Result<()> {
-        let rendered = templates::render(m)?;
+        let rendered = templates::render(m, &self.host)?;
         let console = || {
             if let Some(o) = &self.outbox {
                 o.push(m, &rendered);
@@ -134,5 +147,19 @@ impl Delivery {
             ("email", _, Email::Webhook(w)) => w.send(m, &rendered).await,
             (other, _, _) => bail!("unknown channel {other}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_autofill_host_has_no_scheme_port_or_path() {
+        assert_eq!(super::issuer_host("https://id.example.com"), "id.example.com");
+        assert_eq!(super::issuer_host("http://127.0.0.1:8080/"), "127.0.0.1");
+        assert_eq!(
+            super::issuer_host("https://id.example.com:8443/tenant"),
+            "id.example.com"
+        );
+        assert_eq!(super::issuer_host("http://[::1]:9000"), "::1");
     }
 }

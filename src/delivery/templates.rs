@@ -11,6 +11,8 @@ struct Sms<'a> {
     code: &'a str,
     app: &'a str,
     minutes: u64,
+    /// The issuer's host, for the last line phones autofill from (WebOTP, iOS): `@host #code`.
+    host: &'a str,
 }
 
 #[derive(Template)]
@@ -59,7 +61,8 @@ pub struct Rendered {
     pub html: Option<String>,
 }
 
-pub fn render(m: &Message) -> anyhow::Result<Rendered> {
+/// Renders `m`; `host` is the issuer's host (no scheme or port) for SMS autofill.
+pub fn render(m: &Message, host: &str) -> anyhow::Result<Rendered> {
     if let Some(n) = &m.notice {
         let text = NoticeText {
             kind: &n.kind,
@@ -88,7 +91,15 @@ pub fn render(m: &Message) -> anyhow::Result<Rendered> {
     let (app, minutes, link) = (m.app.as_str(), m.minutes, m.magic_link.as_deref());
     Ok(match m.channel {
         "sms" => Rendered {
-            text: Sms { code, app, minutes }.render()?.trim().to_string(),
+            text: Sms {
+                code,
+                app,
+                minutes,
+                host,
+            }
+            .render()?
+            .trim()
+            .to_string(),
             subject: None,
             html: None,
         },

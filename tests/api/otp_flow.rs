@@ -47,6 +47,9 @@ async fn phone_sign_up_and_sign_in_over_a_signed_webhook(db: Db) {
     let code = msg["code"].as_str().unwrap().to_string();
     assert!(code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()));
     assert!(msg["message"].as_str().unwrap().contains(&code));
+    // SPEC §3: the last line is the WebOTP / iOS autofill form, the issuer's host without port.
+    let last = msg["message"].as_str().unwrap().lines().last().unwrap().to_string();
+    assert_eq!(last, format!("@127.0.0.1 #{code}"));
     // Standard Webhooks signature over "{id}.{timestamp}.{body}".
     let (id, ts) = (
         hook.header("webhook-id").unwrap(),
