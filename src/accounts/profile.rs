@@ -108,8 +108,9 @@ impl Accounts<'_> {
             }
             None => None,
         };
-        // Taken already: say so before spending a password hash on it.
-        if let Some(v) = &p.verified {
+        // Taken already: say so before spending a password hash on it (without
+        // a password the insert itself answers, with no extra query).
+        if let (Some(v), Some(_)) = (&p.verified, &p.password) {
             if self.store.user_by_identifier(v.kind(), v.key()).await?.is_some() {
                 return Err(AccountError::Taken(v.kind()));
             }

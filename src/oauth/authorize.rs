@@ -19,6 +19,7 @@ use crate::params::Params;
 use crate::state::AppState;
 use crate::store::auth_codes::AuthCode;
 use crate::store::now;
+use crate::store::users::User;
 use crate::web::page::{self, bad_request, PageError};
 use crate::web::{flow, session};
 
@@ -69,18 +70,18 @@ pub fn error_url(state: &AppState, authz: &AuthzRequest, error: &str, descriptio
     response_url(state, authz, &[("error", error), ("error_description", description)])
 }
 
-/// Issues the code for a finished request and returns where to send the browser.
-pub async fn code_url(state: &AppState, authz: &AuthzRequest, who: &session::SignedIn) -> Result<String, PageError> {
-    // What the signed-in user may carry (SPEC §9): e.g. `sesame:admin` only
-    // for an admin. Asked again here: the role may have changed since the
-    // consent page.
-    let client = state.store.client(&authz.client_id).await?;
-    let user = state.store.user(&who.sub).await?;
-    if let (Some(client), Some(user)) = (&client, &user) {
-        if let Err(refusal) = super::policy::grant_scope(client, Some(&authz.scope), super::policy::Holder::User(user))
-        {
-            return Ok(error_url(state, authz, "invalid_scope", &refusal.to_string()));
-        }
+/// Issues the code for a finished request and returns where to send the
+/// browser. The token policy is asked here, where every code is issued (the
+/// prompt=none path skips the consent step, which asks it first).
+pub async fn code_url(
+    state: &AppState,
+    authz: &AuthzRequest,
+    who: &session::SignedIn,
+    client: &Client,
+    user: &User,
+) -> Result<String, PageError> {
+    if let Err(refusal) = super::policy::grant_scope(client, Some(&authz.scope), super::policy::Holder::User(user)) {
+        return Ok(error_url(state, authz, "invalid_scope", &refusal.to_string()));
     }
     let code = crypto::random_token::<32>();
     state
@@ -182,7 +183,7 @@ pub async fn authorize(
         if !flow::consent_covers(&state, &client, &user.id, &authz).await? {
             return redirect_err("consent_required", "the user has not allowed this app (prompt=none)");
         }
-        return Ok(page::found(&code_url(&state, &authz, &who).await?));
+        return Ok(page::found(&code_url(&state, &authz, &who, &client, &user).await?));
     }
     authz.login_required = prompt.login || stale;
     session::set(&session, "authz", &authz);

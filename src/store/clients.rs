@@ -100,13 +100,7 @@ impl Store {
         let sql = format!(
             "INSERT INTO clients ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14) ON CONFLICT (id) DO NOTHING"
         );
-        let r = bind_client(self.db.query(sql), c)
-            .bind(now())
-            .bind(c.first_party as i64)
-            .bind(c.magic_link_uri.clone())
-            .bind(serde_json::to_string(&c.resources)?)
-            .execute()
-            .await?;
+        let r = bind_client(self.db.query(sql), c)?.execute().await?;
         self.client_cache.forget(&c.id);
         Ok(r.rows_affected() == 1)
     }
@@ -120,13 +114,7 @@ impl Store {
                grant_types = excluded.grant_types, scopes = excluded.scopes, public = excluded.public,
                skip_consent = excluded.skip_consent, first_party = excluded.first_party, magic_link_uri = excluded.magic_link_uri, resources = excluded.resources, source = excluded.source, updated_at = excluded.updated_at"
         );
-        bind_client(self.db.query(sql), c)
-            .bind(now())
-            .bind(c.first_party as i64)
-            .bind(c.magic_link_uri.clone())
-            .bind(serde_json::to_string(&c.resources)?)
-            .execute()
-            .await?;
+        bind_client(self.db.query(sql), c)?.execute().await?;
         self.client_cache.forget(&c.id);
         Ok(())
     }
@@ -182,15 +170,21 @@ impl Store {
     }
 }
 
-fn bind_client<'q>(q: Query<'q>, c: &Client) -> Query<'q> {
-    q.bind(c.id.clone())
+/// Binds every column of `COLUMNS` for an insert: `$11` is the time (created
+/// and updated), the columns after it follow.
+fn bind_client<'q>(q: Query<'q>, c: &Client) -> anyhow::Result<Query<'q>> {
+    Ok(q.bind(c.id.clone())
         .bind(c.name.clone())
         .bind(c.secret_digest.clone())
-        .bind(serde_json::to_string(&c.redirect_uris).unwrap_or_default())
-        .bind(serde_json::to_string(&c.post_logout_redirect_uris).unwrap_or_default())
-        .bind(serde_json::to_string(&c.grant_types).unwrap_or_default())
+        .bind(serde_json::to_string(&c.redirect_uris)?)
+        .bind(serde_json::to_string(&c.post_logout_redirect_uris)?)
+        .bind(serde_json::to_string(&c.grant_types)?)
         .bind(c.scopes.to_string())
         .bind(c.public as i64)
         .bind(c.skip_consent as i64)
         .bind(c.source.clone())
+        .bind(now())
+        .bind(c.first_party as i64)
+        .bind(c.magic_link_uri.clone())
+        .bind(serde_json::to_string(&c.resources)?))
 }

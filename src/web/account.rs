@@ -13,7 +13,7 @@ use super::reauth;
 use super::session::{self, SessionInfo};
 use crate::accounts::{AccountError, Accounts, Actor, Invalid, PasswordProof};
 use crate::domain::Identifier;
-use crate::otp::{self, Origin, OtpError};
+use crate::otp::{self, Origin};
 use crate::params::peer_ip;
 use crate::state::AppState;
 use crate::store::audit::Event;
@@ -246,20 +246,13 @@ pub async fn change_identifier(
             e => invalid(e.text_key().unwrap_or("account.not_permitted")),
         };
     }
-    let client = flow::account_client();
     let ip = peer_ip(&req);
-    let origin = Origin {
-        client: &client,
-        ip: ip.as_deref(),
-    };
-    match otp::send_code(&state, &origin, &ident, t.lang()).await {
-        Ok(sent) => {
-            session::set(&session, "change", &flow::PendingLogin::sent(&ident, &client.id, sent));
+    match flow::send_account_code(&state, ip.as_deref(), &ident, t.lang()).await? {
+        Ok(pending) => {
+            session::set(&session, "change", &pending);
             Ok(page::see_other("/account/identifier"))
         }
-        Err(OtpError::Locked { .. } | OtpError::TooMany { .. }) => invalid("account.too_many"),
-        Err(OtpError::DeliveryFailed) => invalid("login.delivery_failed"),
-        Err(e) => Err(e.into()),
+        Err(key) => invalid(key),
     }
 }
 

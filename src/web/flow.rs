@@ -180,10 +180,28 @@ pub async fn next_step(state: &AppState, session: &Session, who: &SignedIn, user
         return Ok("/consent".into());
     }
     session.remove("authz");
-    authorize::code_url(state, &authz, who).await
+    authorize::code_url(state, &authz, who, &client, user).await
 }
 
 pub use crate::domain::parse_identifier;
+
+/// Sends a code for the account pages (a new identifier, a re-check) under
+/// the OTP policy: the pending code, or the text key of why none was sent.
+pub async fn send_account_code(
+    state: &AppState,
+    ip: Option<&str>,
+    ident: &Identifier,
+    locale: &str,
+) -> Result<Result<PendingLogin, &'static str>, PageError> {
+    let client = account_client();
+    let origin = crate::otp::Origin { client: &client, ip };
+    match crate::otp::send_code(state, &origin, ident, locale).await {
+        Ok(sent) => Ok(Ok(PendingLogin::sent(ident, &client.id, sent))),
+        Err(crate::otp::OtpError::Locked { .. } | crate::otp::OtpError::TooMany { .. }) => Ok(Err("account.too_many")),
+        Err(crate::otp::OtpError::DeliveryFailed) => Ok(Err("login.delivery_failed")),
+        Err(e) => Err(e.into()),
+    }
+}
 
 /// RFC 8176 methods for a code sent to this kind of identifier.
 pub fn amr_for(kind: &str) -> Vec<String> {

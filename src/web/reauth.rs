@@ -15,7 +15,7 @@ use super::i18n::T;
 use super::page::{self, csrf_token, take_flash, CurrentUser, Flash, Form, PageError};
 use super::session::{self, SignedIn};
 use crate::accounts::{verified_identifiers, Authority};
-use crate::otp::{self, Origin, OtpError};
+use crate::otp::{self, Origin};
 use crate::params::peer_ip;
 use crate::state::AppState;
 use crate::store::now;
@@ -120,19 +120,10 @@ pub async fn send(
         page::flash(&session, "error", t.get("account.reauth_none"));
         return Ok(page::see_other("/account"));
     };
-    let client = flow::account_client();
     let ip = peer_ip(&req);
-    let origin = Origin {
-        client: &client,
-        ip: ip.as_deref(),
-    };
-    match otp::send_code(&state, &origin, &ident, t.lang()).await {
-        Ok(sent) => session::set(&session, PENDING, &PendingLogin::sent(&ident, &client.id, sent)),
-        Err(OtpError::Locked { .. } | OtpError::TooMany { .. }) => {
-            page::flash(&session, "error", t.get("account.too_many"))
-        }
-        Err(OtpError::DeliveryFailed) => page::flash(&session, "error", t.get("login.delivery_failed")),
-        Err(e) => return Err(e.into()),
+    match flow::send_account_code(&state, ip.as_deref(), &ident, t.lang()).await? {
+        Ok(pending) => session::set(&session, PENDING, &pending),
+        Err(key) => page::flash(&session, "error", t.get(key)),
     }
     Ok(page::see_other("/account/reauth"))
 }
