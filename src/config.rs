@@ -3,12 +3,15 @@
 //! Unknown keys and bad values stop start-up with a message naming the key.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
+mod abuse;
 mod duration;
+pub use abuse::{AbuseSettings, BotCheckProvider};
 pub use duration::parse_duration;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -25,6 +28,7 @@ pub struct Settings {
     pub email: EmailSettings,
     pub passwords: PasswordSettings,
     pub account: AccountSettings,
+    pub abuse: AbuseSettings,
     pub log: LogSettings,
 }
 
@@ -41,6 +45,7 @@ impl Default for Settings {
             email: EmailSettings::default(),
             passwords: PasswordSettings::default(),
             account: AccountSettings::default(),
+            abuse: AbuseSettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -65,6 +70,8 @@ pub struct ServerSettings {
     /// How long a browser stays signed in to Sesame without using it.
     #[serde(deserialize_with = "duration::de")]
     pub session_ttl: Duration,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` is believed (SPEC §10).
+    pub trusted_proxies: Vec<crate::net::Cidr>,
 }
 
 impl Default for ServerSettings {
@@ -76,6 +83,7 @@ impl Default for ServerSettings {
             client_cache: Duration::from_secs(5),
             revocation_sync: Duration::from_secs(1),
             session_ttl: Duration::from_secs(14 * 86_400),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -378,9 +386,45 @@ impl Settings {
             ("tokens.access_ttl", self.tokens.access_ttl),
             ("tokens.refresh_ttl", self.tokens.refresh_ttl),
             ("account.session_max_age", self.account.session_max_age),
+            ("abuse.failure_window", self.abuse.failure_window),
         ] {
             if d.is_zero() {
                 bail!("configuration key `{key}`: must be longer than zero");
+            }
+        }
+        self.validate_abuse()
+    }
+
+    fn validate_abuse(&self) -> anyhow::Result<()> {
+        let abuse = &self.abuse;
+        for cc in &abuse.allowed_countries {
+            if phonenumber::country::Id::from_str(&cc.to_ascii_uppercase()).is_err() {
+                bail!("configuration key `abuse.allowed_countries`: `{cc}` is not an ISO 3166-1 alpha-2 country code");
+            }
+        }
+        if abuse.max_failures == 0 {
+            bail!("configuration key `abuse.max_failures`: must be at least 1");
+        }
+        for (number, code) in &abuse.test_numbers {
+            if crate::domain::Phone::test_number(number).as_deref() != Some(number.as_str()) {
+                bail!("configuration key `abuse.test_numbers`: `{number}` must be written +<digits>, e.g. \"+15555550100\"");
+            }
+            if code.len() != self.otp.length || !code.bytes().all(|b| b.is_ascii_digit()) {
+                bail!(
+                    "configuration key `abuse.test_numbers`: the code for `{number}` must be {} digits (otp.length)",
+                    self.otp.length
+                );
+            }
+        }
+        if abuse.bot_check != BotCheckProvider::Off {
+            if abuse.bot_check_secret_env.is_empty() {
+                bail!("configuration key `abuse.bot_check_secret_env`: name the environment variable that holds the siteverify secret");
+            }
+            if abuse.bot_check_secret_env.starts_with("SESAME_") {
+                bail!("configuration key `abuse.bot_check_secret_env`: choose a name without the `SESAME_` prefix, which is read as configuration (e.g. TURNSTILE_SECRET)");
+            }
+            if abuse.bot_check_site_key.is_empty() {
+                bail!("configuration key `abuse.bot_check_site_key`: the pages need the widget's site key");
             }
         }
         Ok(())
@@ -405,6 +449,14 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// How phone numbers are read: `otp.default_region` and `abuse.test_numbers`.
+    pub fn phones(&self) -> crate::domain::PhoneRules<'_> {
+        crate::domain::PhoneRules {
+            region: &self.otp.default_region,
+            test_numbers: &self.abuse.test_numbers,
+        }
     }
 
     /// The issuer without a trailing slash.

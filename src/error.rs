@@ -43,6 +43,9 @@ pub enum ApiError {
     /// RFC 6749 §4.1.2.1's `temporarily_unavailable`: 503, try again.
     #[error("temporarily_unavailable")]
     Busy,
+    /// 503 `temporarily_unavailable` saying what could not be done.
+    #[error("temporarily_unavailable")]
+    Unavailable(String),
     #[error("conflict")]
     Conflict(String),
     /// RFC 7591 §3.2.2.
@@ -71,6 +74,7 @@ impl ApiError {
             | InsufficientScope(d)
             | InvalidCode(d)
             | Conflict(d)
+            | Unavailable(d)
             | NotFound(d)
             | InvalidClientMetadata(d) => d.clone(),
             TooManyRequests { description, .. } => description.clone(),
@@ -111,7 +115,7 @@ impl ResponseError for ApiError {
             InvalidClient | InvalidToken(_) => StatusCode::UNAUTHORIZED,
             ForbiddenClient(_) | InsufficientScope(_) => StatusCode::FORBIDDEN,
             TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            DeliveryFailed | Busy => StatusCode::SERVICE_UNAVAILABLE,
+            DeliveryFailed | Busy | Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Conflict(_) => StatusCode::CONFLICT,
             NotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -136,7 +140,7 @@ impl ResponseError for ApiError {
             ApiError::TooManyRequests { retry_after, .. } => {
                 res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
-            ApiError::Busy => {
+            ApiError::Busy | ApiError::Unavailable(_) => {
                 res.insert_header((header::RETRY_AFTER, "1"));
             }
             _ => {}

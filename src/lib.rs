@@ -1,5 +1,6 @@
 //! Sesame: a passwordless OAuth 2.0 / OpenID Connect identity provider.
 
+pub mod abuse;
 pub mod accounts;
 pub mod api;
 pub mod audit;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod health;
 pub mod jose;
 pub mod metrics;
+pub mod net;
 pub mod oauth;
 pub mod oidc;
 pub mod otp;

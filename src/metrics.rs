@@ -21,8 +21,24 @@ const GRANTS: [&str; 5] = [
     "password",
 ];
 
+/// Why code sends and tries were refused (SPEC §10), as `OtpError::reason` names them.
+const REFUSALS: [&str; 10] = [
+    "locked",
+    "ip_limit",
+    "client_limit",
+    "resend_gap",
+    "country_limit",
+    "global_sms_limit",
+    "country_not_allowed",
+    "number_type",
+    "bot_check_failed",
+    "bot_check_unavailable",
+];
+
 #[derive(Default)]
 pub struct Metrics {
+    refusals: [AtomicU64; REFUSALS.len()],
+    test_codes: AtomicU64,
     by_class: [AtomicU64; 5],
     buckets: [AtomicU64; BUCKETS.len()],
     latency_micros: AtomicU64,
@@ -58,6 +74,14 @@ impl Metrics {
     }
     pub fn code_failed(&self) {
         self.code_failures.fetch_add(1, Relaxed);
+    }
+    pub fn refused(&self, reason: &str) {
+        if let Some(i) = REFUSALS.iter().position(|r| *r == reason) {
+            self.refusals[i].fetch_add(1, Relaxed);
+        }
+    }
+    pub fn test_code_issued(&self) {
+        self.test_codes.fetch_add(1, Relaxed);
     }
     pub fn token_issued(&self, grant: &str) {
         if let Some(i) = GRANTS.iter().position(|g| *g == grant) {
@@ -129,6 +153,19 @@ impl Metrics {
             "Wrong, expired or used codes tried.",
             "",
             &[("", &self.code_failures)],
+        );
+        let refusals: Vec<_> = REFUSALS.iter().copied().zip(self.refusals.iter()).collect();
+        counter(
+            "sesame_code_refusals_total",
+            "Code sends and tries refused by a limit or an abuse rule, by reason.",
+            "reason",
+            &refusals,
+        );
+        counter(
+            "sesame_test_codes_total",
+            "Codes for abuse.test_numbers (fixed code, nothing sent).",
+            "",
+            &[("", &self.test_codes)],
         );
         let tokens: Vec<_> = GRANTS.iter().copied().zip(self.tokens.iter()).collect();
         counter(

@@ -115,10 +115,21 @@ where
     Ok(body)
 }
 
-/// The source IP of the request (the TCP peer; put Sesame's own address
-/// behind a proxy that rate-limits, or on the edge).
-pub fn peer_ip(req: &HttpRequest) -> Option<String> {
-    req.peer_addr().map(|a| a.ip().to_string())
+/// The client's address (SPEC §10): the TCP peer, or what the
+/// `server.trusted_proxies` in front of Sesame forwarded (`X-Forwarded-For`,
+/// else `Forwarded`), read right to left through trusted hops.
+pub fn client_ip(req: &HttpRequest) -> Option<String> {
+    let peer = req.peer_addr()?.ip();
+    let trusted = req
+        .app_data::<actix_web::web::Data<AppState>>()
+        .map(|s| s.settings.server.trusted_proxies.as_slice())
+        .unwrap_or_default();
+    if trusted.is_empty() {
+        return Some(peer.to_string());
+    }
+    let values = |name: &str| -> Vec<&str> { req.headers().get_all(name).filter_map(|v| v.to_str().ok()).collect() };
+    let ip = crate::net::client_address(peer, &values("x-forwarded-for"), &values("forwarded"), trusted);
+    Some(ip.to_string())
 }
 
 pub fn body_limit(req: &HttpRequest) -> usize {

@@ -74,6 +74,7 @@ impl Application {
         let cookie_key: [u8; 64] = decode_key(&cookie_key)?;
         let discovery = serde_json::to_vec(&oidc::discovery::document(&settings))?.into();
         let delivery = crate::delivery::Delivery::from_settings(&settings)?;
+        let bot_check = crate::abuse::BotCheck::from_settings(&settings.abuse)?;
         let revocations =
             Revocations::load(&store, settings.server.revocation_sync, settings.tokens.access_ttl).await?;
         // On PostgreSQL the audit writer has a connection of its own, opened
@@ -93,6 +94,7 @@ impl Application {
             revocations,
             audit,
             metrics: Default::default(),
+            bot_check,
             discovery,
         });
         spawn_maintenance(state.clone());

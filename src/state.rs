@@ -19,6 +19,8 @@ pub struct AppState {
     pub revocations: Revocations,
     pub audit: AuditLog,
     pub metrics: crate::metrics::Metrics,
+    /// `abuse.bot_check`, when on.
+    pub bot_check: Option<crate::abuse::BotCheck>,
     /// The discovery document, serialized once at start.
     pub discovery: Bytes,
 }

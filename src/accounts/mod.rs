@@ -63,21 +63,6 @@ pub struct PasswordProof<'a> {
     pub fresh_code: bool,
 }
 
-/// Source addresses for per-address limits: IPv4 as is, IPv6 by its /64
-/// (one subscriber's prefix; SPEC §10).
-pub fn ip_bucket(ip: Option<&str>) -> String {
-    match ip.map(str::parse::<std::net::IpAddr>) {
-        Some(Ok(std::net::IpAddr::V6(v6))) if v6.to_ipv4_mapped().is_none() => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-        Some(Ok(std::net::IpAddr::V6(v6))) => v6.to_ipv4_mapped().map(|v4| v4.to_string()).unwrap_or_default(),
-        Some(Ok(v4)) => v4.to_string(),
-        Some(Err(_)) => ip.unwrap_or("-").to_string(),
-        None => "-".into(),
-    }
-}
-
 impl<'a> Accounts<'a> {
     pub fn of(state: &'a AppState) -> Accounts<'a> {
         Accounts {
@@ -200,7 +185,7 @@ impl<'a> Accounts<'a> {
     /// Deletes the account at its holder's request: a sensitive change.
     pub async fn delete_own(&self, user: &User, by: &Authority<'_>, ip: Option<&str>) -> Result<(), AccountError> {
         self.check_sensitive(by)?;
-        let verified = verified_identifiers(user, &self.settings.otp.default_region);
+        let verified = verified_identifiers(user, &self.settings.phones());
         self.end_access_tokens(&user.id).await?;
         self.end_tokens(&user.id, None).await?;
         if !self.store.delete_user(&user.id).await? {
@@ -335,7 +320,7 @@ impl<'a> Accounts<'a> {
             ip,
         );
         // The old one is told too: it no longer signs in.
-        let region = &self.settings.otp.default_region;
+        let region = &self.settings.phones();
         let mut told = verified_identifiers(&updated, region);
         if let Some(old) = old.as_deref().and_then(|o| crate::domain::parse_identifier(o, region)) {
             told.push(old);
@@ -355,7 +340,7 @@ impl<'a> Accounts<'a> {
         new_address: &str,
     ) -> Result<(), AccountError> {
         self.end_others(user, by).await?;
-        let told = verified_identifiers(user, &self.settings.otp.default_region);
+        let told = verified_identifiers(user, &self.settings.phones());
         self.notify(&told, kind, new_address).await;
         Ok(())
     }
@@ -417,27 +402,10 @@ fn same_identifier(stored: &str, ident: &Identifier) -> bool {
 }
 
 /// The account's sign-in keys: its verified phone and email.
-pub fn verified_identifiers(user: &User, region: &str) -> Vec<Identifier> {
+pub fn verified_identifiers(user: &User, region: &crate::domain::PhoneRules) -> Vec<Identifier> {
     [user.email.as_deref(), user.phone.as_deref()]
         .into_iter()
         .flatten()
         .filter_map(|v| crate::domain::parse_identifier(v, region))
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ip_bucket;
-
-    #[test]
-    fn ipv6_addresses_share_a_bucket_per_64_and_ipv4_stands_alone() {
-        assert_eq!(
-            ip_bucket(Some("2001:db8:1:2:aaaa::1")),
-            ip_bucket(Some("2001:db8:1:2:ffff::9"))
-        );
-        assert_ne!(ip_bucket(Some("2001:db8:1:2::1")), ip_bucket(Some("2001:db8:1:3::1")));
-        assert_eq!(ip_bucket(Some("::ffff:192.0.2.7")), "192.0.2.7");
-        assert_eq!(ip_bucket(Some("192.0.2.7")), "192.0.2.7");
-        assert_eq!(ip_bucket(None), "-");
-    }
 }

@@ -272,7 +272,7 @@ pub async fn check(
 }
 
 fn ip_key(ip: Option<&str>) -> String {
-    format!("pwip:{}", super::ip_bucket(ip))
+    format!("pwip:{}", crate::net::ip_bucket(ip))
 }
 
 /// Checks the account's current password before replacing it, counted

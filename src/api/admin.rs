@@ -113,7 +113,7 @@ fn scope_tokens(scope: Option<&str>) -> Result<Option<Vec<String>>, ApiError> {
 }
 
 fn audit(state: &AppState, event: &str, admin: &str, client_id: &str, req: &HttpRequest) {
-    let ip = crate::params::peer_ip(req);
+    let ip = crate::params::client_ip(req);
     let detail = format!("client {client_id}");
     state.audit.record(Event {
         event,

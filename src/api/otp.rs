@@ -8,16 +8,11 @@ use super::otp_client;
 use crate::domain::Identifier;
 use crate::error::{invalid_request, ApiError};
 use crate::otp::{self, Origin, Proof};
-use crate::params::{peer_ip, Params};
+use crate::params::{client_ip, Params};
 use crate::state::AppState;
 
 fn identifier(state: &AppState, params: &Params) -> Result<Identifier, ApiError> {
-    Identifier::from_params(
-        params.get("phone"),
-        params.get("email"),
-        &state.settings.otp.default_region,
-    )
-    .map_err(invalid_request)
+    Identifier::from_params(params.get("phone"), params.get("email"), &state.settings.phones()).map_err(invalid_request)
 }
 
 /// A BCP 47-ish language tag; English when absent.
@@ -35,7 +30,7 @@ pub async fn getcode(state: web::Data<AppState>, http: HttpRequest, params: Para
     let client = otp_client(&state, &http, &params).await?;
     let ident = identifier(&state, &params)?;
     let locale = locale(&params)?;
-    let ip = peer_ip(&http);
+    let ip = client_ip(&http);
     let sent = otp::send_code(
         &state,
         &Origin {
@@ -44,6 +39,7 @@ pub async fn getcode(state: web::Data<AppState>, http: HttpRequest, params: Para
         },
         &ident,
         &locale,
+        params.get("bot_token"),
     )
     .await?;
     Ok(HttpResponse::Ok().json(json!({
@@ -62,7 +58,7 @@ pub async fn verifycode(
     let client = otp_client(&state, &http, &params).await?;
     let ident = identifier(&state, &params)?;
     let proof = Proof::from_params(params.get("code"), params.get("magic_token"))?;
-    let ip = peer_ip(&http);
+    let ip = client_ip(&http);
     let origin = Origin {
         client: &client,
         ip: ip.as_deref(),

@@ -12,7 +12,7 @@ use crate::accounts::{
 };
 use crate::domain::{Email, Identifier, Phone};
 use crate::error::{invalid_request, ApiError};
-use crate::params::{body_limit, peer_ip, read_body, Params};
+use crate::params::{body_limit, client_ip, read_body, Params};
 use crate::state::AppState;
 
 /// Top-level fields with a meaning of their own; everything else is metadata.
@@ -57,13 +57,13 @@ pub async fn create_user(
         .verified_identifier(&digest, &client.id)
         .await?
         .ok_or_else(|| invalid_request("secret_identifier is invalid, expired, used, or for another client"))?;
-    let region = &state.settings.otp.default_region;
+    let region = &state.settings.phones();
     let verified_ident = match verified.kind.as_str() {
         "phone" => Identifier::Phone(Phone::parse(&verified.identifier, region).map_err(invalid_request)?),
         _ => Identifier::Email(Email::parse(&verified.identifier).map_err(invalid_request)?),
     };
     let profile = parse_profile(&body, &verified_ident, region)?;
-    let ip = peer_ip(&http);
+    let ip = client_ip(&http);
     let user = Accounts::of(&state)
         .create(&profile, Actor::Client(&client.id), ip.as_deref())
         .await?;
@@ -81,7 +81,11 @@ fn str_field<'a>(body: &'a Map<String, Value>, name: &str) -> Result<Option<&'a 
 /// The account body in the original project's shape. The verified phone or
 /// email comes from the `secret_identifier`; a different one of the same kind
 /// is `400`. The other kind, given but not proven, is kept as a contact.
-fn parse_profile(body: &Map<String, Value>, verified: &Identifier, region: &str) -> Result<Profile, ApiError> {
+fn parse_profile(
+    body: &Map<String, Value>,
+    verified: &Identifier,
+    region: &crate::domain::PhoneRules,
+) -> Result<Profile, ApiError> {
     let mut p = Profile::for_verified(verified);
     let account = match body.get("account") {
         None | Some(Value::Null) => Map::new(),
@@ -192,7 +196,7 @@ pub async fn update_credentials(
         current: str_field(&body, "current_password")?,
         fresh_code: false,
     };
-    let ip = peer_ip(&http);
+    let ip = client_ip(&http);
     let updated = Accounts::of(&state)
         .set_credentials(
             &user,

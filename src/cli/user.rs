@@ -53,7 +53,7 @@ async fn find(store: &Store, settings: &Settings, key: &str) -> anyhow::Result<U
         return Ok(u);
     }
     // A phone number in another format: try its E.164 form.
-    if let Ok(phone) = crate::domain::Phone::parse(key, &settings.otp.default_region) {
+    if let Ok(phone) = crate::domain::Phone::parse(key, &settings.phones()) {
         if let Some(u) = store.find_user(phone.e164()).await? {
             return Ok(u);
         }

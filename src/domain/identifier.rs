@@ -2,6 +2,7 @@
 //! Each parses into a normalized form used for limits, lookups and
 //! uniqueness; messages go to the form the user gave.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -28,24 +29,99 @@ pub enum Identifier {
     Email(Email),
 }
 
-impl Phone {
-    /// E.164, or a national number read in `default_region` (ISO 3166 code, e.g. `US`).
-    pub fn parse(text: &str, default_region: &str) -> Result<Phone, String> {
-        let text = text.trim();
-        if text.is_empty() || text.len() > 32 {
-            return Err("phone must be a phone number".into());
+/// How phone numbers are read: the region of national numbers
+/// (`otp.default_region`) and the operator's test numbers (`abuse.test_numbers`,
+/// taken as written: they need not be valid numbers).
+#[derive(Clone, Copy)]
+pub struct PhoneRules<'a> {
+    pub region: &'a str,
+    pub test_numbers: &'a BTreeMap<String, String>,
+}
+
+static NO_TEST_NUMBERS: BTreeMap<String, String> = BTreeMap::new();
+
+impl PhoneRules<'static> {
+    /// National numbers read in `region`, no test numbers.
+    pub fn region(region: &'static str) -> PhoneRules<'static> {
+        PhoneRules {
+            region,
+            test_numbers: &NO_TEST_NUMBERS,
         }
-        let region = phonenumber::country::Id::from_str(&default_region.to_ascii_uppercase()).ok();
-        let number = phonenumber::parse(region, text).map_err(|_| format!("`{text}` is not a phone number"))?;
+    }
+}
+
+impl Phone {
+    /// E.164, or a national number read in the rules' region (ISO 3166 code,
+    /// e.g. `US`), or one of the test numbers. Only digits and the usual
+    /// punctuation are accepted (SPEC §10): a leading `+` or `00`, spaces,
+    /// `-`, `.`, `/`, parentheses; full-width digits count as digits.
+    pub fn parse(text: &str, rules: &PhoneRules) -> Result<Phone, String> {
+        let text = text.trim();
+        let plain = plain_number(text)?;
+        if plain.starts_with('+') && rules.test_numbers.contains_key(&plain) {
+            return Ok(Phone(plain));
+        }
+        let region = phonenumber::country::Id::from_str(&rules.region.to_ascii_uppercase()).ok();
+        let number = phonenumber::parse(region, &plain).map_err(|_| format!("`{text}` is not a phone number"))?;
         if !phonenumber::is_valid(&number) {
             return Err(format!("`{text}` is not a valid phone number"));
         }
         Ok(Phone(number.format().mode(phonenumber::Mode::E164).to_string()))
     }
 
+    /// The `+<digits>` form of an international number as typed, if it is one
+    /// (how test numbers are written and looked up).
+    pub fn test_number(text: &str) -> Option<String> {
+        plain_number(text.trim()).ok().filter(|p| p.starts_with('+'))
+    }
+
     pub fn e164(&self) -> &str {
         &self.0
     }
+
+    /// The number's country and type, as `phonenumber` knows them; `None`
+    /// for a test number that is no real number.
+    pub fn facts(&self) -> Option<(Option<String>, phonenumber::Type)> {
+        let number = phonenumber::parse(None, &self.0).ok()?;
+        if !phonenumber::is_valid(&number) {
+            return None;
+        }
+        let country = number.country().id().map(|id| id.as_ref().to_string());
+        Some((country, number.number_type(&phonenumber::metadata::DATABASE)))
+    }
+}
+
+/// A phone number as `+<digits>` (international: a leading `+` or `00`) or
+/// `<digits>` (national), or why the text is not one.
+fn plain_number(text: &str) -> Result<String, String> {
+    let refuse = || {
+        format!("`{text}` is not a phone number: use digits, an optional leading +, and spaces, -, ., / or parentheses")
+    };
+    if text.is_empty() || text.chars().count() > 32 {
+        return Err("phone must be a phone number".into());
+    }
+    let mut digits = String::with_capacity(16);
+    let mut plus = false;
+    for (i, c) in text.chars().enumerate() {
+        match c {
+            '0'..='9' => digits.push(c),
+            // Full-width digits (as some keyboards type them).
+            '\u{FF10}'..='\u{FF19}' => digits.push(char::from(b'0' + (c as u32 - 0xFF10) as u8)),
+            '+' | '\u{FF0B}' if i == 0 => plus = true,
+            ' ' | '-' | '.' | '/' | '(' | ')' => {}
+            _ => return Err(refuse()),
+        }
+    }
+    if !plus {
+        if let Some(rest) = digits.strip_prefix("00") {
+            digits = rest.to_string();
+            plus = true;
+        }
+    }
+    if digits.len() < 3 || digits.len() > 17 {
+        return Err(refuse());
+    }
+    Ok(if plus { format!("+{digits}") } else { digits })
 }
 
 impl Email {
@@ -107,20 +183,20 @@ fn is_ascii_look_alike(c: char) -> bool {
 }
 
 /// An email if the text has an '@', a phone number otherwise.
-pub fn parse_identifier(text: &str, region: &str) -> Option<Identifier> {
+pub fn parse_identifier(text: &str, phones: &PhoneRules) -> Option<Identifier> {
     let text = text.trim();
     if text.contains('@') {
         Email::parse(text).map(Identifier::Email).ok()
     } else {
-        Phone::parse(text, region).map(Identifier::Phone).ok()
+        Phone::parse(text, phones).map(Identifier::Phone).ok()
     }
 }
 
 impl Identifier {
     /// Exactly one of `phone` or `email`.
-    pub fn from_params(phone: Option<&str>, email: Option<&str>, default_region: &str) -> Result<Identifier, String> {
+    pub fn from_params(phone: Option<&str>, email: Option<&str>, phones: &PhoneRules) -> Result<Identifier, String> {
         match (phone, email) {
-            (Some(p), None) => Phone::parse(p, default_region).map(Identifier::Phone),
+            (Some(p), None) => Phone::parse(p, phones).map(Identifier::Phone),
             (None, Some(e)) => Email::parse(e).map(Identifier::Email),
             (Some(_), Some(_)) => Err("send either `phone` or `email`, not both".into()),
             (None, None) => Err("missing parameter `phone` or `email`".into()),
@@ -183,14 +259,74 @@ impl fmt::Debug for Email {
 mod tests {
     use super::*;
 
+    fn us() -> PhoneRules<'static> {
+        PhoneRules::region("US")
+    }
+
     #[test]
     fn phones_normalize_to_e164() {
-        assert_eq!(Phone::parse("+1 415 555 0123", "US").unwrap().e164(), "+14155550123");
-        assert_eq!(Phone::parse("(415) 555-0123", "US").unwrap().e164(), "+14155550123");
-        assert_eq!(Phone::parse("098765 43210", "IN").unwrap().e164(), "+919876543210");
-        assert!(Phone::parse("12", "US").is_err());
-        assert!(Phone::parse("not a phone", "US").is_err());
-        assert!(Phone::parse("+1 555 0123", "US").is_err());
+        assert_eq!(Phone::parse("+1 415 555 0123", &us()).unwrap().e164(), "+14155550123");
+        assert_eq!(Phone::parse("(415) 555-0123", &us()).unwrap().e164(), "+14155550123");
+        assert_eq!(Phone::parse("415.555.0123", &us()).unwrap().e164(), "+14155550123");
+        assert_eq!(
+            Phone::parse("098765 43210", &PhoneRules::region("IN")).unwrap().e164(),
+            "+919876543210"
+        );
+        assert_eq!(
+            Phone::parse("0044 20 7946 0958", &us()).unwrap().e164(),
+            "+442079460958"
+        );
+        assert_eq!(
+            Phone::parse("\u{FF0B}\u{FF11} 415 555 0123", &us()).unwrap().e164(),
+            "+14155550123",
+            "full-width digits and plus"
+        );
+        assert!(Phone::parse("12", &us()).is_err());
+        assert!(Phone::parse("not a phone", &us()).is_err());
+        assert!(Phone::parse("+1 555 0123", &us()).is_err());
+    }
+
+    #[test]
+    fn phone_input_is_digits_and_the_usual_punctuation_only() {
+        for junk in [
+            "\u{1F4DE}+1 201 555 0100 \u{1F600}",
+            "call +1 201 555 0100",
+            "+1 201 555 0100 ext 5",
+            "+1\u{00A0}201\u{00A0}555\u{00A0}0100",
+            "1+2015550100",
+            "+1 201 555 0100#",
+            "\u{0661}\u{0662}\u{0663}4567890",
+        ] {
+            assert!(Phone::parse(junk, &us()).is_err(), "{junk}");
+        }
+    }
+
+    #[test]
+    fn test_numbers_are_taken_as_written() {
+        let mut list = BTreeMap::new();
+        list.insert("+15555550100".to_string(), "123456".to_string());
+        let rules = PhoneRules {
+            region: "US",
+            test_numbers: &list,
+        };
+        assert_eq!(Phone::parse("+1 555 555 0100", &rules).unwrap().e164(), "+15555550100");
+        assert!(
+            Phone::parse("+1 555 555 0101", &rules).is_err(),
+            "an unlisted 555 number is no number"
+        );
+        assert!(Phone::parse("+1 555 555 0100", &us()).is_err());
+        assert_eq!(Phone::test_number("+1 (555) 555-0100").as_deref(), Some("+15555550100"));
+        assert_eq!(Phone::test_number("555 555 0100"), None);
+    }
+
+    #[test]
+    fn numbers_know_their_country_and_type() {
+        let (country, kind) = Phone::parse("+44 909 876 5432", &us()).unwrap().facts().unwrap();
+        assert_eq!(country.as_deref(), Some("GB"));
+        assert_eq!(kind, phonenumber::Type::PremiumRate);
+        let (country, kind) = Phone::parse("+1 201 555 0123", &us()).unwrap().facts().unwrap();
+        assert_eq!(country.as_deref(), Some("US"));
+        assert_ne!(kind, phonenumber::Type::PremiumRate);
     }
 
     #[test]
@@ -228,10 +364,10 @@ mod tests {
 
     #[test]
     fn exactly_one_identifier() {
-        assert!(Identifier::from_params(None, None, "US").is_err());
-        assert!(Identifier::from_params(Some("+14155550123"), Some("a@b.co"), "US").is_err());
+        assert!(Identifier::from_params(None, None, &us()).is_err());
+        assert!(Identifier::from_params(Some("+14155550123"), Some("a@b.co"), &us()).is_err());
         assert_eq!(
-            Identifier::from_params(None, Some("a@b.co"), "US").unwrap().channel(),
+            Identifier::from_params(None, Some("a@b.co"), &us()).unwrap().channel(),
             "email"
         );
     }

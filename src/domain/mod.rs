@@ -5,5 +5,5 @@ pub mod identifier;
 pub mod scope;
 
 pub use client::Client;
-pub use identifier::{parse_identifier, Email, Identifier, Phone};
+pub use identifier::{parse_identifier, Email, Identifier, Phone, PhoneRules};
 pub use scope::Scope;

@@ -1,7 +1,14 @@
-//! Send limits (SPEC §3): per source IP and per client budgets per
-//! `otp.send_window`; the resend gap `otp.resend_after`; `otp.max_sends`
-//! per identifier per window, after which the identifier is locked for
-//! `otp.lockout`. All counted in the database, so they hold across nodes.
+//! Send and verification limits (SPEC §3, §10), counted in the database so
+//! they hold across restarts and nodes, each count one atomic statement.
+//!
+//! A stranger cannot lock a user out: sends and wrong codes count against
+//! the *source* that made them (an IPv4 address or IPv6 /64) for that
+//! identifier: `otp.max_sends` per `otp.send_window`, the resend gap, and
+//! `otp.max_attempts` wrong tries, each then locking that source out of that
+//! identifier for `otp.lockout`. The identifier itself is locked only past
+//! `abuse.max_failures` wrong codes per `abuse.failure_window`, from every
+//! source together. Besides: per source address, per client, and for SMS
+//! per destination country and in all.
 
 use super::{audit, Origin};
 use super::{Limit, OtpError};
@@ -21,15 +28,35 @@ fn over(retry_after: i64, limit: Limit) -> OtpError {
     }
 }
 
-pub async fn check_send(state: &AppState, origin: &Origin<'_>, key: &str) -> Result<(), OtpError> {
+/// Where a request counts: its client address's bucket (IPv6 by /64).
+pub fn source(origin: &Origin<'_>) -> String {
+    crate::net::ip_bucket(origin.ip)
+}
+
+/// The counter and lock key of one source for one identifier.
+pub fn source_key(key: &str, source: &str) -> String {
+    format!("{key}|{source}")
+}
+
+/// Counts a send; refuses it over any limit. `sms_country`: the destination
+/// country of an SMS that will really be sent (none for email and test numbers).
+pub async fn check_send(
+    state: &AppState,
+    origin: &Origin<'_>,
+    key: &str,
+    source: &str,
+    sms_country: Option<&str>,
+) -> Result<(), OtpError> {
     let otp = &state.settings.otp;
+    let abuse = &state.settings.abuse;
     let store = &state.store;
     let window = otp.send_window.as_secs() as i64;
-    if let Some(secs) = store.identifier_locked_for(key).await? {
+    let from_source = source_key(key, source);
+    if let Some(secs) = store.locked_for(key, &from_source).await? {
         return Err(locked(secs));
     }
-    if let Some(ip) = origin.ip {
-        let (n, retry) = store.hit(&format!("ip:{ip}"), window).await?;
+    if origin.ip.is_some() {
+        let (n, retry) = store.hit(&format!("ip:{source}"), window).await?;
         if n > otp.ip_max_sends as i64 {
             return Err(over(retry, Limit::Address));
         }
@@ -40,17 +67,79 @@ pub async fn check_send(state: &AppState, origin: &Origin<'_>, key: &str) -> Res
     }
     let gap = otp.resend_after.as_secs() as i64;
     if gap > 0 {
-        let (n, retry) = store.hit(&format!("resend:{key}"), gap).await?;
+        let (n, retry) = store.hit(&format!("resend:{from_source}"), gap).await?;
         if n > 1 {
             return Err(over(retry, Limit::ResendGap));
         }
     }
-    let (n, _) = store.hit(&format!("sends:{key}"), window).await?;
+    let (n, _) = store.hit(&format!("sends:{from_source}"), window).await?;
     if n > otp.max_sends as i64 {
         let lockout = otp.lockout.as_secs() as i64;
-        store.lock_identifier(key, now() + lockout).await?;
-        audit(state, origin, "locked_out", key, Some("too many codes requested"));
+        store.lock_identifier(&from_source, now() + lockout).await?;
+        audit(
+            state,
+            origin,
+            "locked_out",
+            key,
+            Some("too many codes requested from one source"),
+        );
         return Err(locked(lockout));
     }
+    if let Some(country) = sms_country {
+        let (n, retry) = store.hit(&format!("sms:{country}"), window).await?;
+        if n > abuse.country_max_sends as i64 {
+            return Err(over(retry, Limit::Country));
+        }
+        let (n, retry) = store.hit("sms:*", window).await?;
+        if n > abuse.global_max_sms as i64 {
+            return Err(over(retry, Limit::AllSms));
+        }
+    }
+    Ok(())
+}
+
+/// Counts a try at a code against the identifier's `abuse.max_failures`
+/// before the code is compared (so racing tries cannot pass the limit);
+/// past it the identifier is locked until the failure window ends.
+pub async fn count_try(state: &AppState, origin: &Origin<'_>, key: &str) -> Result<(), OtpError> {
+    let abuse = &state.settings.abuse;
+    let (n, retry) = state
+        .store
+        .hit(&format!("failures:{key}"), abuse.failure_window.as_secs() as i64)
+        .await?;
+    if n > abuse.max_failures as i64 {
+        state.store.lock_identifier(key, now() + retry).await?;
+        if n == abuse.max_failures as i64 + 1 {
+            audit(
+                state,
+                origin,
+                "locked_out",
+                key,
+                Some("too many wrong codes from every source"),
+            );
+        }
+        return Err(locked(retry));
+    }
+    Ok(())
+}
+
+/// A try that was right is not a failure.
+pub async fn forgive_try(state: &AppState, key: &str) -> Result<(), OtpError> {
+    state.store.unhit(&format!("failures:{key}")).await?;
+    Ok(())
+}
+
+/// After `otp.max_attempts` wrong tries at its code, a source is locked out
+/// of this identifier for `otp.lockout`; others are not.
+pub async fn lock_source(state: &AppState, origin: &Origin<'_>, key: &str, source: &str) -> Result<(), OtpError> {
+    let until = now() + state.settings.otp.lockout.as_secs() as i64;
+    state.store.lock_identifier(&source_key(key, source), until).await?;
+    audit(
+        state,
+        origin,
+        "locked_out",
+        key,
+        Some("too many wrong codes from one source"),
+    );
     Ok(())
 }

@@ -11,7 +11,7 @@ use crate::store::otp::{NewCode, VerifiedIdentifier};
 mod error;
 mod limits;
 
-pub use error::{Limit, OtpError};
+pub use error::{Limit, OtpError, Refusal};
 
 /// What `send_code` tells the caller.
 pub struct Sent {
@@ -39,14 +39,16 @@ pub fn ident_key(state: &AppState, ident: &Identifier) -> String {
 }
 
 /// Issues and delivers a code for the OTP API. The answer does not depend on
-/// whether an account exists.
+/// whether an account exists. `bot_token`: the bot check's token, needed when
+/// `abuse.bot_check` is on.
 pub async fn send_code(
     state: &AppState,
     origin: &Origin<'_>,
     ident: &Identifier,
     locale: &str,
+    bot_token: Option<&str>,
 ) -> Result<Sent, OtpError> {
-    send(state, origin, ident, locale, false).await
+    send(state, origin, ident, locale, bot_token, false).await
 }
 
 /// Issues and delivers a code for Sesame's sign-in pages: by email, with a
@@ -56,19 +58,60 @@ pub async fn send_sign_in_code(
     origin: &Origin<'_>,
     ident: &Identifier,
     locale: &str,
+    bot_token: Option<&str>,
 ) -> Result<Sent, OtpError> {
-    send(state, origin, ident, locale, true).await
+    send(state, origin, ident, locale, bot_token, true).await
 }
 
+/// Every send, with each refusal counted in `/metrics` and the audit trail.
 async fn send(
     state: &AppState,
     origin: &Origin<'_>,
     ident: &Identifier,
     locale: &str,
+    bot_token: Option<&str>,
+    with_magic_link: bool,
+) -> Result<Sent, OtpError> {
+    let key = ident_key(state, ident);
+    let result = send_checked(state, origin, ident, &key, locale, bot_token, with_magic_link).await;
+    if let Err(e) = &result {
+        refused(state, origin, &key, e);
+    }
+    result
+}
+
+/// Counts a refusal by its reason and records it.
+fn refused(state: &AppState, origin: &Origin<'_>, key: &str, e: &OtpError) {
+    if let Some(reason) = e.reason() {
+        state.metrics.refused(reason);
+        audit(state, origin, "code_refused", key, Some(reason));
+    }
+}
+
+async fn send_checked(
+    state: &AppState,
+    origin: &Origin<'_>,
+    ident: &Identifier,
+    key: &str,
+    locale: &str,
+    bot_token: Option<&str>,
     with_magic_link: bool,
 ) -> Result<Sent, OtpError> {
     let otp = &state.settings.otp;
-    let key = ident_key(state, ident);
+    // SPEC §10, before anything is counted or sent: test numbers (a fixed
+    // code, nothing sent), the number's country and type, the bot check.
+    let test_code = match ident {
+        Identifier::Phone(p) => state.settings.abuse.test_numbers.get(p.e164()),
+        Identifier::Email(_) => None,
+    };
+    let sms_country = match (ident, test_code) {
+        (Identifier::Phone(p), None) => Some(crate::abuse::check_number(&state.settings.abuse, p)?),
+        _ => None,
+    };
+    if let Some(bot) = &state.bot_check {
+        bot.verify(bot_token, origin.ip).await?;
+    }
+    let source = limits::source(origin);
     // An email with an account goes to the address stored on it (SPEC §9),
     // and a magic link knows the account it signs in to.
     let account = match ident {
@@ -79,7 +122,7 @@ async fn send(
         .as_ref()
         .and_then(|u| u.email.clone())
         .unwrap_or_else(|| ident.address().to_string());
-    let code = crypto::random_digits(otp.length);
+    let code = test_code.cloned().unwrap_or_else(|| crypto::random_digits(otp.length));
     // Sesame's pages link to `/login/magic` (number matching for another
     // browser); an API client with a `magic_link_uri` gets a link to its own URL.
     let link_base = match (ident, with_magic_link) {
@@ -94,7 +137,7 @@ async fn send(
     let magic_digest = magic.as_deref().map(|m| state.digester.digest("magic", m));
     let new_code = NewCode {
         id: &id,
-        ident_key: &key,
+        ident_key: key,
         client_id: &origin.client.id,
         channel: ident.channel(),
         code_digest: &code_digest,
@@ -102,16 +145,35 @@ async fn send(
         user_id: magic.as_ref().and(account.as_ref()).map(|u| u.id.as_str()),
         match_number,
         ttl: otp.ttl.as_secs() as i64,
+        source: &source,
     };
     // The limits and the new code: one group, so one commit on SQLite.
     state
         .store
         .grouped(async {
-            limits::check_send(state, origin, &key).await?;
+            limits::check_send(state, origin, key, &source, sms_country.as_deref()).await?;
             state.store.insert_code(&new_code).await?;
             Ok::<_, OtpError>(())
         })
         .await?;
+    let sent = Sent {
+        code_id: id.clone(),
+        channel: ident.channel(),
+        expires_in: otp.ttl.as_secs(),
+        resend_after: otp.resend_after.as_secs(),
+        match_number,
+    };
+    if test_code.is_some() {
+        state.metrics.test_code_issued();
+        audit(
+            state,
+            origin,
+            "code_sent",
+            key,
+            Some("test number: fixed code, nothing sent"),
+        );
+        return Ok(sent);
+    }
 
     let message = Message {
         channel: ident.channel(),
@@ -130,18 +192,12 @@ async fn send(
         state.store.kill_code(&id).await?;
         tracing::warn!(error = format!("{e:#}"), channel = ident.channel(), client_id = %origin.client.id, "delivery failed");
         state.metrics.delivery_failed(ident.channel());
-        audit(state, origin, "delivery_failed", &key, Some(ident.channel()));
+        audit(state, origin, "delivery_failed", key, Some(ident.channel()));
         return Err(OtpError::DeliveryFailed);
     }
     state.metrics.code_sent(ident.channel());
-    audit(state, origin, "code_sent", &key, Some(ident.channel()));
-    Ok(Sent {
-        code_id: id,
-        channel: ident.channel(),
-        expires_in: otp.ttl.as_secs(),
-        resend_after: otp.resend_after.as_secs(),
-        match_number,
-    })
+    audit(state, origin, "code_sent", key, Some(ident.channel()));
+    Ok(sent)
 }
 
 /// A number from 10 to 99, each equally likely, for magic-link number matching.
@@ -155,58 +211,69 @@ fn match_number() -> i64 {
 }
 
 /// Checks a code for this identifier and client, consuming it on success.
-/// At most `otp.max_attempts` tries ever reach a comparison; the try that
-/// exhausts them kills the code and locks the identifier for `otp.lockout`.
+/// Only the code this source asked for is tried; at most `otp.max_attempts`
+/// tries at it ever reach a comparison, and the try that exhausts them kills
+/// it and locks this source out of the identifier for `otp.lockout`. Every
+/// try also counts toward the identifier's `abuse.max_failures` (given back
+/// when right). See `limits` for why.
 pub async fn verify_code(
     state: &AppState,
     origin: &Origin<'_>,
     ident: &Identifier,
     code: &str,
 ) -> Result<(), OtpError> {
-    let otp = &state.settings.otp;
     let key = ident_key(state, ident);
+    let result = verify_checked(state, origin, &key, code).await;
+    if let Err(e) = &result {
+        refused(state, origin, &key, e);
+    }
+    result
+}
+
+async fn verify_checked(state: &AppState, origin: &Origin<'_>, key: &str, code: &str) -> Result<(), OtpError> {
+    let otp = &state.settings.otp;
+    let source = limits::source(origin);
+    let from_source = limits::source_key(key, &source);
     let wrong = || OtpError::WrongCode;
     let code = code.trim();
     let well_formed = code.len() == otp.length && code.bytes().all(|b| b.is_ascii_digit());
-    // No attempt is reserved while the identifier is locked; only then is the lock read.
+    // No attempt is reserved while the identifier or this source is locked; only then is the lock read.
     let attempt = match well_formed {
         true => {
             state
                 .store
-                .reserve_attempt(&key, &origin.client.id, otp.max_attempts as i64)
+                .reserve_attempt(key, &origin.client.id, &source, &from_source, otp.max_attempts as i64)
                 .await?
         }
         false => None,
     };
     let Some(attempt) = attempt else {
-        if let Some(secs) = state.store.identifier_locked_for(&key).await? {
+        if let Some(secs) = state.store.locked_for(key, &from_source).await? {
             return Err(limits::locked(secs));
         }
         if well_formed {
-            audit(state, origin, "code_failed", &key, Some("no live code"));
+            audit(state, origin, "code_failed", key, Some("no live code"));
         }
         return Err(wrong());
     };
+    limits::count_try(state, origin, key).await?;
     if crypto::ct_eq(
         state.digester.digest("code", code).as_bytes(),
         attempt.code_digest.as_bytes(),
     ) {
+        limits::forgive_try(state, key).await?;
         if state.store.consume_code(&attempt.id).await? {
             state.metrics.code_verified();
-            audit(state, origin, "code_verified", &key, Some(&attempt.channel));
+            audit(state, origin, "code_verified", key, Some(&attempt.channel));
             return Ok(());
         }
         return Err(wrong());
     }
     state.metrics.code_failed();
-    audit(state, origin, "code_failed", &key, Some("wrong code"));
+    audit(state, origin, "code_failed", key, Some("wrong code"));
     if attempt.attempts >= otp.max_attempts as i64 {
         state.store.kill_code(&attempt.id).await?;
-        state
-            .store
-            .lock_identifier(&key, crate::store::now() + otp.lockout.as_secs() as i64)
-            .await?;
-        audit(state, origin, "locked_out", &key, Some("too many wrong codes"));
+        limits::lock_source(state, origin, key, &source).await?;
     }
     Err(wrong())
 }

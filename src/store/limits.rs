@@ -53,16 +53,27 @@ impl Store {
 
     /// Seconds the identifier stays locked, if it is.
     pub async fn identifier_locked_for(&self, ident_key: &str) -> anyhow::Result<Option<i64>> {
+        self.locked_for(ident_key, ident_key).await
+    }
+
+    /// Seconds the longer of two locks lasts (the identifier's and one
+    /// source's for it), if either holds.
+    pub async fn locked_for(&self, key: &str, other: &str) -> anyhow::Result<Option<i64>> {
+        let now = now();
         let row = self
             .db
-            .query("SELECT locked_until FROM otp_locks WHERE ident_key = $1 AND locked_until > $2")
-            .bind(ident_key)
-            .bind(now())
+            .query(
+                "SELECT locked_until FROM otp_locks WHERE ident_key IN ($1, $2) AND locked_until > $3
+                 ORDER BY locked_until DESC LIMIT 1",
+            )
+            .bind(key)
+            .bind(other)
+            .bind(now)
             .fetch_optional()
             .await?;
         Ok(row
             .map(|r| r.try_get::<i64, _>("locked_until"))
             .transpose()?
-            .map(|t| t - now()))
+            .map(|t| t - now))
     }
 }

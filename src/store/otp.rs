@@ -16,6 +16,9 @@ pub struct NewCode<'a> {
     /// The number the asking tab shows for number matching (magic links only).
     pub match_number: Option<i64>,
     pub ttl: i64,
+    /// Where the request came from (`net::ip_bucket`): only a code request
+    /// from the same source replaces this code, and only there is it checked.
+    pub source: &'a str,
 }
 
 /// A consumed magic link: which code it belonged to and whom it was sent to.
@@ -46,21 +49,25 @@ pub struct VerifiedIdentifier {
 }
 
 impl Store {
-    /// Stores a new code; earlier live codes for the same identifier and client
-    /// die first. (Outside a group, between the two statements there is simply
-    /// no live code, and the resend gap keeps sends for one identifier apart.)
+    /// Stores a new code; earlier live codes for the same identifier, client
+    /// and source die first (a stranger's request, from elsewhere, leaves the
+    /// user's code alive). Outside a group, between the two statements there
+    /// is simply no live code, and the resend gap keeps sends apart.
     pub async fn insert_code(&self, c: &NewCode<'_>) -> anyhow::Result<()> {
         let now = now();
+        self.db
+            .query(
+                "UPDATE otp_codes SET dead = 1
+             WHERE ident_key = $1 AND client_id = $2 AND source IN ($3, '') AND used_at IS NULL AND dead = 0",
+            )
+            .bind(c.ident_key)
+            .bind(c.client_id)
+            .bind(c.source)
+            .execute()
+            .await?;
         self.db.query(
-            "UPDATE otp_codes SET dead = 1 WHERE ident_key = $1 AND client_id = $2 AND used_at IS NULL AND dead = 0",
-        )
-        .bind(c.ident_key)
-        .bind(c.client_id)
-        .execute()
-        .await?;
-        self.db.query(
-            "INSERT INTO otp_codes (id, ident_key, client_id, channel, code_digest, magic_digest, user_id, created_at, expires_at, match_number)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO otp_codes (id, ident_key, client_id, channel, code_digest, magic_digest, user_id, created_at, expires_at, match_number, source)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(c.id)
         .bind(c.ident_key)
@@ -72,6 +79,7 @@ impl Store {
         .bind(now)
         .bind(now + c.ttl)
         .bind(c.match_number)
+        .bind(c.source)
         .execute()
         .await?;
         Ok(())
@@ -87,30 +95,37 @@ impl Store {
         Ok(())
     }
 
-    /// Reserves one attempt on the live code for this identifier and client,
-    /// atomically: at most `max_attempts` tries ever get a digest to compare,
-    /// and none while the identifier is locked.
+    /// Reserves one attempt on the live code this source asked for, for this
+    /// identifier and client, atomically: at most `max_attempts` tries ever
+    /// get a digest to compare, and none while the identifier, or this
+    /// source for it (`source_lock`), is locked.
     pub async fn reserve_attempt(
         &self,
         ident_key: &str,
         client_id: &str,
+        source: &str,
+        source_lock: &str,
         max_attempts: i64,
     ) -> anyhow::Result<Option<Attempt>> {
         let now = now();
-        let row = self.db.query(
-            "UPDATE otp_codes SET attempts = attempts + 1
-             WHERE id = (SELECT id FROM otp_codes WHERE ident_key = $1 AND client_id = $2 AND used_at IS NULL AND dead = 0
-                         AND expires_at > $3 ORDER BY created_at DESC LIMIT 1)
+        let row = self
+            .db
+            .query(
+                "UPDATE otp_codes SET attempts = attempts + 1
+             WHERE id = (SELECT id FROM otp_codes WHERE ident_key = $1 AND client_id = $2 AND source IN ($5, '')
+                         AND used_at IS NULL AND dead = 0 AND expires_at > $3 ORDER BY created_at DESC LIMIT 1)
                AND attempts < $4 AND used_at IS NULL AND dead = 0
-               AND NOT EXISTS (SELECT 1 FROM otp_locks WHERE ident_key = $1 AND locked_until > $3)
+               AND NOT EXISTS (SELECT 1 FROM otp_locks WHERE ident_key IN ($1, $6) AND locked_until > $3)
              RETURNING id, code_digest, channel, attempts",
-        )
-        .bind(ident_key)
-        .bind(client_id)
-        .bind(now)
-        .bind(max_attempts)
-        .fetch_optional()
-        .await?;
+            )
+            .bind(ident_key)
+            .bind(client_id)
+            .bind(now)
+            .bind(max_attempts)
+            .bind(source)
+            .bind(source_lock)
+            .fetch_optional()
+            .await?;
         row.map(|r| {
             Ok(Attempt {
                 id: r.try_get("id")?,

@@ -14,7 +14,7 @@ use super::session::{self, SessionInfo};
 use crate::accounts::{AccountError, Accounts, Actor, Invalid, PasswordProof};
 use crate::domain::Identifier;
 use crate::otp::{self, Origin};
-use crate::params::peer_ip;
+use crate::params::client_ip;
 use crate::state::AppState;
 use crate::store::audit::Event;
 use crate::store::users::User;
@@ -36,6 +36,7 @@ struct AccountPage {
     apps: Vec<App>,
     sessions: Vec<SessionInfo>,
     error: Option<String>,
+    bot: Option<page::BotWidget>,
 }
 
 /// The apps a user allowed, with their names.
@@ -82,6 +83,7 @@ async fn account_page(
         apps,
         sessions,
         error,
+        bot: page::bot_widget(state),
     })
 }
 
@@ -229,7 +231,7 @@ pub async fn change_identifier(
         page::flash(&session, "error", t.get(key));
         Ok(page::see_other("/account"))
     };
-    let Some(ident) = flow::parse_identifier(text, &state.settings.otp.default_region) else {
+    let Some(ident) = flow::parse_identifier(text, &state.settings.phones()) else {
         return invalid("login.invalid");
     };
     let same = match &ident {
@@ -246,8 +248,8 @@ pub async fn change_identifier(
             e => invalid(e.text_key().unwrap_or("account.not_permitted")),
         };
     }
-    let ip = peer_ip(&req);
-    match flow::send_account_code(&state, ip.as_deref(), &ident, t.lang()).await? {
+    let ip = client_ip(&req);
+    match flow::send_account_code(&state, ip.as_deref(), &ident, t.lang(), flow::bot_token(&state, &form)).await? {
         Ok(pending) => {
             session::set(&session, "change", &pending);
             Ok(page::see_other("/account/identifier"))
@@ -290,7 +292,7 @@ pub async fn verify_identifier(
     let t = page::texts(&req, None);
     let ident = pending.identifier(&state).ok_or(PageError::Csrf)?;
     let client = flow::account_client();
-    let ip = peer_ip(&req);
+    let ip = client_ip(&req);
     let origin = Origin {
         client: &client,
         ip: ip.as_deref(),
@@ -370,7 +372,7 @@ pub async fn delete_account(
 ) -> Result<HttpResponse, PageError> {
     let t = page::texts(&req, None);
     let (_, by) = reauth::authority(&session)?;
-    let ip = peer_ip(&req);
+    let ip = client_ip(&req);
     match Accounts::of(&state).delete_own(&user, &by, ip.as_deref()).await {
         Ok(()) => {
             session.purge();
@@ -403,7 +405,7 @@ pub async fn set_password(
         current: form.get("current_password").filter(|p| !p.is_empty()),
         fresh_code: reauth::fresh_code(&state, &who),
     };
-    let ip = peer_ip(&req);
+    let ip = client_ip(&req);
     let changed = Accounts::of(&state)
         .set_credentials(&user, username, password, proof, &by, ip.as_deref())
         .await;

@@ -62,7 +62,7 @@ impl PendingLogin {
             "phone" => (Some(self.address.as_str()), None),
             _ => (None, Some(self.address.as_str())),
         };
-        Identifier::from_params(phone, email, &state.settings.otp.default_region).ok()
+        Identifier::from_params(phone, email, &state.settings.phones()).ok()
     }
 }
 
@@ -192,15 +192,39 @@ pub async fn send_account_code(
     ip: Option<&str>,
     ident: &Identifier,
     locale: &str,
+    bot_token: Option<&str>,
 ) -> Result<Result<PendingLogin, &'static str>, PageError> {
     let client = account_client();
     let origin = crate::otp::Origin { client: &client, ip };
-    match crate::otp::send_code(state, &origin, ident, locale).await {
+    match crate::otp::send_code(state, &origin, ident, locale, bot_token).await {
         Ok(sent) => Ok(Ok(PendingLogin::sent(ident, &client.id, sent))),
         Err(crate::otp::OtpError::Locked { .. } | crate::otp::OtpError::TooMany { .. }) => Ok(Err("account.too_many")),
-        Err(crate::otp::OtpError::DeliveryFailed) => Ok(Err("login.delivery_failed")),
-        Err(e) => Err(e.into()),
+        Err(e) => match send_refusal_key(&e) {
+            Some(key) => Ok(Err(key)),
+            None => Err(e.into()),
+        },
     }
+}
+
+/// The text key for a send that was not made by rule or for want of a
+/// provider (SPEC §10); `None` for errors the pages do not explain.
+pub fn send_refusal_key(e: &crate::otp::OtpError) -> Option<&'static str> {
+    use crate::otp::{OtpError, Refusal};
+    match e {
+        OtpError::DeliveryFailed => Some("login.delivery_failed"),
+        OtpError::Refused(Refusal::Country(_) | Refusal::NumberType(_)) => Some("login.refused_number"),
+        OtpError::Refused(Refusal::BotCheck) => Some("login.bot_check"),
+        OtpError::BotCheckUnavailable => Some("login.bot_check_unavailable"),
+        _ => None,
+    }
+}
+
+/// The bot check's token from a page form: the field the provider's widget fills in.
+pub fn bot_token<'a>(state: &AppState, form: &'a super::page::Form) -> Option<&'a str> {
+    state
+        .bot_check
+        .as_ref()
+        .and_then(|b| form.get(b.provider().form_field()))
 }
 
 /// RFC 8176 methods for a code sent to this kind of identifier.

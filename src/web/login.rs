@@ -14,7 +14,7 @@ use super::page::{self, csrf_token, take_flash, Flash, Form, MessagePage, PageEr
 use crate::accounts::{passwords, AccountError, Accounts, Actor, Profile};
 use crate::domain::{Client, Identifier};
 use crate::otp::{self, Origin, OtpError};
-use crate::params::peer_ip;
+use crate::params::client_ip;
 use crate::state::AppState;
 use crate::store::now;
 use crate::web::session;
@@ -45,6 +45,7 @@ struct LoginPage {
     value: String,
     error: Option<String>,
     password_mode: bool,
+    bot: Option<page::BotWidget>,
 }
 
 #[derive(serde::Deserialize)]
@@ -87,6 +88,7 @@ pub async fn login_page(
         value: authz.and_then(|a| a.login_hint).unwrap_or_default(),
         error: None,
         password_mode: q.method.as_deref() == Some("password"),
+        bot: page::bot_widget(&state),
     }))
 }
 
@@ -110,17 +112,18 @@ pub async fn send_code(
                 value: value.clone(),
                 error: Some(error),
                 password_mode: false,
+                bot: page::bot_widget(&state),
             },
         ))
     };
-    let ident = match flow::parse_identifier(&value, &state.settings.otp.default_region) {
+    let ident = match flow::parse_identifier(&value, &state.settings.phones()) {
         Some(i) => i,
         None if value.is_empty() => return again(t.get("login.empty").into()),
         None => return again(t.get("login.invalid").into()),
     };
     let authz = flow::authz(&session);
     let client = flow::client_for(&state, authz.as_ref().map(|a| a.client_id.as_str())).await?;
-    match send(&state, &req, &client, &ident, t).await {
+    match send(&state, &req, &client, &ident, t, flow::bot_token(&state, &form)).await {
         Ok(pending) => {
             pending.save(&session);
             Ok(page::see_other("/login/verify"))
@@ -137,13 +140,14 @@ async fn send(
     client: &Client,
     ident: &Identifier,
     t: T,
+    bot_token: Option<&str>,
 ) -> Result<PendingLogin, OtpError> {
-    let ip = peer_ip(req);
+    let ip = client_ip(req);
     let origin = Origin {
         client,
         ip: ip.as_deref(),
     };
-    let sent = otp::send_sign_in_code(state, &origin, ident, t.lang()).await?;
+    let sent = otp::send_sign_in_code(state, &origin, ident, t.lang(), bot_token).await?;
     Ok(PendingLogin::sent(ident, &client.id, sent))
 }
 
@@ -153,8 +157,10 @@ fn send_failure(t: T, e: OtpError) -> Result<String, PageError> {
         OtpError::Locked { retry_after } | OtpError::TooMany { retry_after, .. } => {
             Ok(t.with("login.too_many", wait_text(retry_after)))
         }
-        OtpError::DeliveryFailed => Ok(t.get("login.delivery_failed").into()),
-        e => Err(e.into()),
+        e => match flow::send_refusal_key(&e) {
+            Some(key) => Ok(t.get(key).into()),
+            None => Err(e.into()),
+        },
     }
 }
 
@@ -191,6 +197,7 @@ struct VerifyPage {
     code_length: usize,
     error: Option<String>,
     match_number: Option<i64>,
+    bot: Option<page::BotWidget>,
 }
 
 async fn verify_page_for(
@@ -211,6 +218,7 @@ async fn verify_page_for(
         code_length: state.settings.otp.length,
         error,
         match_number: pending.match_number,
+        bot: page::bot_widget(state),
     })
 }
 
@@ -240,7 +248,7 @@ pub async fn verify_code(
     };
     let ident = pending.identifier(&state).ok_or(PageError::Csrf)?;
     let client = flow::client_for(&state, Some(&pending.client_id)).await?;
-    let ip = peer_ip(&req);
+    let ip = client_ip(&req);
     let origin = Origin {
         client: &client,
         ip: ip.as_deref(),
@@ -275,7 +283,7 @@ pub async fn resend(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
-    _checked: Form,
+    form: Form,
 ) -> Result<HttpResponse, PageError> {
     let t = texts(&req, &session);
     let Some(pending) = PendingLogin::load(&session) else {
@@ -283,7 +291,7 @@ pub async fn resend(
     };
     let ident = pending.identifier(&state).ok_or(PageError::Csrf)?;
     let client = flow::client_for(&state, Some(&pending.client_id)).await?;
-    match send(&state, &req, &client, &ident, t).await {
+    match send(&state, &req, &client, &ident, t, flow::bot_token(&state, &form)).await {
         Ok(fresh) => {
             fresh.save(&session);
             page::flash(&session, "success", t.with("verify.resent", &fresh.address));
@@ -304,7 +312,7 @@ pub async fn status(
     let next = match PendingLogin::load(&session) {
         Some(pending) if state.store.claim_magic_handoff(&pending.code_id).await? => {
             let ident = pending.identifier(&state).ok_or(PageError::Csrf)?;
-            let ip = peer_ip(&req);
+            let ip = client_ip(&req);
             Some(
                 flow::verified(
                     &state,
@@ -394,7 +402,7 @@ pub async fn magic_use(
     let Some(used) = used else {
         return Err(page::bad_request(t.get("magic.bad_title"), t.get("magic.bad_text")));
     };
-    let ip = peer_ip(&req);
+    let ip = client_ip(&req);
     state.metrics.code_verified();
     state.audit.record(crate::store::audit::Event {
         event: "magic_link_used",
@@ -550,7 +558,7 @@ pub async fn signup(
     profile.first_name = first;
     profile.last_name = last;
     session.remove("signup");
-    let ip = peer_ip(&req);
+    let ip = client_ip(&req);
     let created = Accounts::of(&state)
         .create(&profile, Actor::User { client_id: None }, ip.as_deref())
         .await;
@@ -583,7 +591,7 @@ pub async fn password(
     let password = form.get("password").unwrap_or("");
     let authz = flow::authz(&session);
     let client = flow::client_for(&state, authz.as_ref().map(|a| a.client_id.as_str())).await?;
-    let ip = peer_ip(&req);
+    let ip = client_ip(&req);
     let error = if login.is_empty() || password.is_empty() {
         t.get("password.empty").to_string()
     } else {
@@ -606,6 +614,7 @@ pub async fn password(
             value: login,
             error: Some(error),
             password_mode: true,
+            bot: None,
         },
     ))
 }

@@ -78,11 +78,53 @@ pub async fn form_targets(
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     use actix_session::SessionExt;
     let session = req.get_session();
+    let bot_origins = req
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .and_then(|s| s.bot_check.as_ref().map(|b| b.provider().origins()));
     let mut res = next.call(req).await?;
     if let Some(authz) = super::flow::authz(&session) {
         allow_form_target(res.headers_mut(), &authz.redirect_uri);
     }
+    if let Some(origins) = bot_origins {
+        allow_bot_check(res.headers_mut(), origins);
+    }
     Ok(res)
+}
+
+/// With `abuse.bot_check` on, the pages load the provider's widget: its
+/// origins (only those) may serve scripts, styles, frames and requests.
+fn allow_bot_check(headers: &mut header::HeaderMap, origins: &str) {
+    let Some(csp) = headers
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return;
+    };
+    let mut widened = csp.to_string();
+    for directive in ["script-src 'self'", "style-src 'self'", "connect-src 'self'"] {
+        widened = widened.replacen(directive, &format!("{directive} {origins}"), 1);
+    }
+    widened.push_str(&format!("; frame-src {origins}"));
+    if let Ok(v) = header::HeaderValue::from_str(&widened) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+}
+
+/// The bot check's widget, for a form that sends a code (SPEC §10).
+pub struct BotWidget {
+    /// The element class the provider's script turns into the widget.
+    pub class: &'static str,
+    pub site_key: String,
+    pub script: &'static str,
+}
+
+pub fn bot_widget(state: &crate::state::AppState) -> Option<BotWidget> {
+    let provider = state.bot_check.as_ref()?.provider();
+    Some(BotWidget {
+        class: provider.widget_class(),
+        site_key: state.settings.abuse.bot_check_site_key.clone(),
+        script: provider.script_url(),
+    })
 }
 
 /// The localized text for an account service refusal; internal errors pass on.

@@ -16,7 +16,7 @@ use super::page::{self, csrf_token, take_flash, CurrentUser, Flash, Form, PageEr
 use super::session::{self, SignedIn};
 use crate::accounts::{verified_identifiers, Authority};
 use crate::otp::{self, Origin};
-use crate::params::peer_ip;
+use crate::params::client_ip;
 use crate::state::AppState;
 use crate::store::now;
 use crate::store::users::User;
@@ -33,6 +33,7 @@ struct ReauthPage {
     sent: bool,
     code_length: usize,
     error: Option<String>,
+    bot: Option<page::BotWidget>,
 }
 
 /// How this browser signed in, as the account service weighs it.
@@ -61,7 +62,7 @@ pub fn ask(session: &Session, t: T) -> HttpResponse {
 /// Signs this browser in again under a new session id, as `who`: after a
 /// sensitive change ended every session of the user, this one goes on.
 pub fn keep_signed_in(req: &HttpRequest, session: &Session, who: &SignedIn) {
-    let ip = peer_ip(req);
+    let ip = client_ip(req);
     let ua = req.headers().get("user-agent").and_then(|v| v.to_str().ok());
     session::sign_in(session, who, ua, ip.as_deref());
 }
@@ -70,7 +71,7 @@ fn render(state: &AppState, req: &HttpRequest, session: &Session, user: &User, e
     let pending = session::get::<PendingLogin>(session, PENDING);
     let address = match &pending {
         Some(p) => p.address.clone(),
-        None => verified_identifiers(user, &state.settings.otp.default_region)
+        None => verified_identifiers(user, &state.settings.phones())
             .first()
             .map(|i| i.address().to_string())
             .unwrap_or_default(),
@@ -90,6 +91,7 @@ fn render(state: &AppState, req: &HttpRequest, session: &Session, user: &User, e
             sent: pending.is_some(),
             code_length: state.settings.otp.length,
             error,
+            bot: page::bot_widget(state),
         },
     )
 }
@@ -110,18 +112,15 @@ pub async fn send(
     req: HttpRequest,
     session: Session,
     CurrentUser(user): CurrentUser,
-    _checked: Form,
+    form: Form,
 ) -> Result<HttpResponse, PageError> {
     let t = page::texts(&req, None);
-    let Some(ident) = verified_identifiers(&user, &state.settings.otp.default_region)
-        .into_iter()
-        .next()
-    else {
+    let Some(ident) = verified_identifiers(&user, &state.settings.phones()).into_iter().next() else {
         page::flash(&session, "error", t.get("account.reauth_none"));
         return Ok(page::see_other("/account"));
     };
-    let ip = peer_ip(&req);
-    match flow::send_account_code(&state, ip.as_deref(), &ident, t.lang()).await? {
+    let ip = client_ip(&req);
+    match flow::send_account_code(&state, ip.as_deref(), &ident, t.lang(), flow::bot_token(&state, &form)).await? {
         Ok(pending) => session::set(&session, PENDING, &pending),
         Err(key) => page::flash(&session, "error", t.get(key)),
     }
@@ -142,7 +141,7 @@ pub async fn verify(
     };
     let ident = pending.identifier(&state).ok_or(PageError::Csrf)?;
     let client = flow::account_client();
-    let ip = peer_ip(&req);
+    let ip = client_ip(&req);
     let origin = Origin {
         client: &client,
         ip: ip.as_deref(),

@@ -4,6 +4,7 @@ mod browser;
 mod helpers;
 mod peers;
 
+mod abuse;
 mod account;
 mod account_security;
 mod admin_api;

@@ -85,6 +85,16 @@ impl Receiver {
         self.status.store(status, Ordering::SeqCst);
     }
 
+    /// How many requests it got.
+    pub fn count(&self) -> usize {
+        self.got.lock().unwrap().len()
+    }
+
+    /// Every request so far.
+    pub fn all(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
     /// The newest request, waiting briefly for it.
     pub async fn last(&self) -> Received {
         for _ in 0..50 {
@@ -207,5 +217,75 @@ async fn session(socket: tokio::net::TcpStream, mails: Arc<Mutex<Vec<Mail>>>, re
         if write.write_all(format!("{reply}\r\n").as_bytes()).await.is_err() {
             return;
         }
+    }
+}
+
+/// How the siteverify stand-in answers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Verdict {
+    Success,
+    Failure,
+    /// Answers only after 5 s (longer than the tests' `bot_check_timeout`).
+    Hang,
+}
+
+/// The forms siteverify was sent.
+type Forms = Arc<Mutex<Vec<Vec<(String, String)>>>>;
+
+/// A stand-in for Turnstile / hCaptcha / reCAPTCHA: the siteverify protocol
+/// (a form POST of `secret`, `response`, `remoteip`; a JSON answer with `success`).
+#[derive(Clone)]
+pub struct SiteVerify {
+    pub url: String,
+    got: Forms,
+    verdict: Arc<Mutex<Verdict>>,
+}
+
+impl SiteVerify {
+    pub async fn start() -> SiteVerify {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://127.0.0.1:{}/siteverify", listener.local_addr().unwrap().port());
+        let got: Forms = Arc::default();
+        let verdict = Arc::new(Mutex::new(Verdict::Success));
+        let (g, v) = (got.clone(), verdict.clone());
+        let server = HttpServer::new(move || {
+            let (g, v) = (g.clone(), v.clone());
+            App::new().route(
+                "/siteverify",
+                web::post().to(move |body: web::Bytes| {
+                    let (g, v) = (g.clone(), v.clone());
+                    async move {
+                        let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+                        g.lock().unwrap().push(form);
+                        let verdict = *v.lock().unwrap();
+                        match verdict {
+                            Verdict::Success => HttpResponse::Ok()
+                                .json(serde_json::json!({"success": true, "hostname": "127.0.0.1", "error-codes": []})),
+                            Verdict::Failure => HttpResponse::Ok()
+                                .json(serde_json::json!({"success": false, "error-codes": ["invalid-input-response"]})),
+                            Verdict::Hang => {
+                                tokio::time::sleep(Duration::from_secs(5)).await;
+                                HttpResponse::Ok().json(serde_json::json!({"success": true}))
+                            }
+                        }
+                    }
+                }),
+            )
+        })
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        tokio::spawn(server);
+        SiteVerify { url, got, verdict }
+    }
+
+    pub fn answer(&self, verdict: Verdict) {
+        *self.verdict.lock().unwrap() = verdict;
+    }
+
+    /// The forms it was sent.
+    pub fn calls(&self) -> Vec<Vec<(String, String)>> {
+        self.got.lock().unwrap().clone()
     }
 }

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::oauth::authorize::code_digest;
 use crate::oauth::issue::{self, UserTokens};
 use crate::oauth::policy;
-use crate::params::peer_ip;
+use crate::params::client_ip;
 use crate::store::audit::Event;
 use crate::store::auth_codes::{AuthCode, Exchange};
 use crate::store::now;
@@ -35,7 +35,7 @@ fn handle(req: GrantRequest) -> GrantFuture {
     Box::pin(async move {
         let (state, client, params) = (&req.state, &req.client, &req.params);
         let code = params.required("code")?;
-        let ip = peer_ip(&req.http);
+        let ip = client_ip(&req.http);
         let family_id = crypto::random_token::<16>();
         let digest = code_digest(state, code);
         // Checked before the code is spent: a wrong verifier or redirect URI

@@ -11,7 +11,7 @@ use crate::error::{invalid_request, ApiError};
 use crate::oauth::issue::{self, UserTokens};
 use crate::oauth::policy::{self, Holder};
 use crate::otp::{self, Origin};
-use crate::params::{peer_ip, Params};
+use crate::params::{client_ip, Params};
 use crate::state::AppState;
 use crate::store::users::User;
 
@@ -24,16 +24,12 @@ pub const GRANT: Grant = Grant {
 fn handle(req: GrantRequest) -> GrantFuture {
     Box::pin(async move {
         let (state, client, params) = (&req.state, &req.client, &req.params);
-        let ident = Identifier::from_params(
-            params.get("phone"),
-            params.get("email"),
-            &state.settings.otp.default_region,
-        )
-        .map_err(invalid_request)?;
+        let ident = Identifier::from_params(params.get("phone"), params.get("email"), &state.settings.phones())
+            .map_err(invalid_request)?;
         // What can be checked before the proof is spent; the rest once the account is known.
         policy::precheck(client, params.get("scope"))?;
         let audience = policy::audience(client, &params.all("resource"))?;
-        let ip = peer_ip(&req.http);
+        let ip = client_ip(&req.http);
         let origin = Origin {
             client,
             ip: ip.as_deref(),

@@ -9,7 +9,7 @@ use super::{Grant, GrantFuture, GrantRequest};
 use crate::accounts::passwords;
 use crate::oauth::issue::{self, UserTokens};
 use crate::oauth::policy::{self, Holder};
-use crate::params::peer_ip;
+use crate::params::client_ip;
 use crate::store::now;
 
 pub const GRANT: Grant = Grant {
@@ -25,7 +25,7 @@ fn handle(req: GrantRequest) -> GrantFuture {
         let password = params.required("password")?;
         policy::precheck(client, params.get("scope"))?;
         let audience = policy::audience(client, &params.all("resource"))?;
-        let ip = peer_ip(&req.http);
+        let ip = client_ip(&req.http);
         let user = passwords::check(state, &client.id, login, password, ip.as_deref()).await?;
         let scope = policy::grant_scope(client, params.get("scope"), Holder::User(&user))?;
         issue::issue(

@@ -9,7 +9,7 @@ use crate::domain::Scope;
 use crate::error::ApiError;
 use crate::oauth::issue::{self, refresh_digest, UserTokens};
 use crate::oauth::policy;
-use crate::params::peer_ip;
+use crate::params::client_ip;
 use crate::state::AppState;
 use crate::store::audit::Event;
 use crate::store::now;
@@ -26,7 +26,7 @@ fn handle(req: GrantRequest) -> GrantFuture {
         let (state, client, params) = (&req.state, &req.client, &req.params);
         let token = params.required("refresh_token")?;
         let invalid = || ApiError::InvalidGrant("the refresh token is invalid, expired or revoked".into());
-        let ip = peer_ip(&req.http);
+        let ip = client_ip(&req.http);
         let digest = refresh_digest(state, token);
         let family = match state.store.peek_refresh_token(&digest).await? {
             Some((f, _)) if f.client_id != client.id => return Err(invalid()),

@@ -1,0 +1,546 @@
+//! SPEC §10, each defence crossed as the attacker of issue 12 would: SMS
+//! pumping to premium-rate numbers, lockouts by strangers, one budget for
+//! everyone behind a proxy, IPv6 address hopping, bots, lenient phone input.
+//! Client addresses are presented through `server.trusted_proxies` and
+//! `X-Forwarded-For`, as a reverse proxy in front of Sesame would.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sesame::config::{BotCheckProvider, Settings};
+use sesame::store::audit::AuditFilter;
+
+use crate::browser::Browser;
+use crate::db_test;
+use crate::helpers::{assert_error, basic, spawn_with, test_settings, Db, TestApp, Who, APP, APP2};
+use crate::peers::{Receiver, SiteVerify, Verdict};
+
+db_test!(
+    premium_rate_numbers_get_no_sms,
+    numbers_of_a_country_not_allowed_get_no_sms,
+    the_per_country_and_global_sms_caps_hold,
+    a_strangers_sends_and_wrong_codes_leave_the_victims_code_usable,
+    the_identifier_locks_only_past_max_failures_from_every_source,
+    forwarded_addresses_are_believed_from_trusted_proxies_only,
+    two_addresses_in_one_ipv6_64_share_a_budget,
+    test_numbers_have_a_fixed_code_and_send_nothing,
+    phone_input_is_digits_and_the_usual_punctuation,
+    the_bot_check_passes_fails_and_fails_closed,
+    the_sign_in_page_carries_the_bot_check_widget_and_needs_its_token,
+);
+
+/// Settings with SMS to a webhook receiver, and 127.0.0.1 a trusted proxy.
+async fn app_with(db: &Db, tweak: impl FnOnce(&mut Settings)) -> (TestApp, Receiver) {
+    let sms = Receiver::start().await;
+    let mut s = test_settings(db);
+    s.sms.provider = sesame::config::SmsProvider::Webhook;
+    s.sms.url = Some(format!("{}/sms", sms.url));
+    s.otp.resend_after = Duration::ZERO;
+    s.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    tweak(&mut s);
+    (spawn_with(s).await, sms)
+}
+
+impl TestApp {
+    /// getcode as if from `from`, forwarded by the trusted proxy (127.0.0.1).
+    async fn getcode_from(&self, from: &str, client: (&str, &str), who: Who<'_>) -> reqwest::Response {
+        self.post_from(from, "/otp/getcode/", client, &[who.field()]).await
+    }
+
+    async fn verifycode_from(&self, from: &str, client: (&str, &str), who: Who<'_>, code: &str) -> reqwest::Response {
+        self.post_from(from, "/otp/verifycode/", client, &[who.field(), ("code", code)])
+            .await
+    }
+
+    async fn post_from(
+        &self,
+        from: &str,
+        path: &str,
+        client: (&str, &str),
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .header("Authorization", basic(client.0, client.1))
+            .header("X-Forwarded-For", from)
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The audit trail's `(detail, ip)` of one event, newest first.
+    async fn audited(&self, event: &str) -> Vec<(String, String)> {
+        self.state.audit.flush().await;
+        let filter = AuditFilter {
+            event: Some(event.into()),
+            limit: 200,
+            ..Default::default()
+        };
+        let rows = self.state.store.audit_search(&filter).await.unwrap();
+        rows.into_iter()
+            .map(|r| (r.detail.unwrap_or_default(), r.ip.unwrap_or_default()))
+            .collect()
+    }
+
+    async fn refusals(&self, reason: &str) -> u64 {
+        let text = self.get("/metrics").await.text().await.unwrap();
+        let line = format!("sesame_code_refusals_total{{reason=\"{reason}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .unwrap_or_else(|| panic!("no {line} in /metrics"))
+            .parse()
+            .unwrap()
+    }
+}
+
+fn retry_after(res: &reqwest::Response) -> u64 {
+    res.headers()["retry-after"].to_str().unwrap().parse().unwrap()
+}
+
+/// A code from the newest SMS the receiver got.
+async fn sms_code(sms: &Receiver) -> String {
+    sms.last().await.json()["code"].as_str().unwrap().to_string()
+}
+
+fn wrong(code: &str) -> &'static str {
+    if code == "000000" {
+        "111111"
+    } else {
+        "000000"
+    }
+}
+
+async fn premium_rate_numbers_get_no_sms(db: Db) {
+    let (app, sms) = app_with(&db, |_| {}).await;
+    // Issue 12, problem 1: twenty numbers in the UK premium-rate range.
+    for i in 0..20 {
+        let number = format!("+44 909 876 54{i:02}");
+        let res = app.getcode(APP, Who::Phone(&number)).await;
+        let body = assert_error(res, 400, "invalid_request").await;
+        assert!(
+            body["error_description"].as_str().unwrap().contains("premium-rate"),
+            "{body}"
+        );
+    }
+    // Shared-cost and UAN (company) numbers too.
+    for number in ["+44 845 464 0000", "+44 55 1234 5678"] {
+        assert_error(app.getcode(APP, Who::Phone(number)).await, 400, "invalid_request").await;
+    }
+    assert_eq!(sms.count(), 0, "nothing was sent");
+    assert_eq!(app.refusals("number_type").await, 22);
+    let audited = app.audited("code_refused").await;
+    assert_eq!(audited.iter().filter(|(d, _)| d == "number_type").count(), 22);
+    // A mobile number in the same country gets its code.
+    assert_eq!(app.getcode(APP, Who::Phone("+44 7400 123456")).await.status(), 200);
+    assert_eq!(sms.count(), 1);
+
+    // With the block off, the operator has chosen to pay for them.
+    let (open, sms) = app_with(&db, |s| s.abuse.block_premium_numbers = false).await;
+    assert_eq!(open.getcode(APP, Who::Phone("+44 909 876 5432")).await.status(), 200);
+    assert_eq!(sms.count(), 1);
+}
+
+async fn numbers_of_a_country_not_allowed_get_no_sms(db: Db) {
+    let (app, sms) = app_with(&db, |s| s.abuse.allowed_countries = vec!["US".into(), "ca".into()]).await;
+    let body = assert_error(
+        app.getcode(APP, Who::Phone("+44 7400 123456")).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert!(body["error_description"].as_str().unwrap().contains("(GB)"), "{body}");
+    assert_eq!(sms.count(), 0);
+    assert_eq!(app.refusals("country_not_allowed").await, 1);
+    assert_eq!(app.getcode(APP, Who::Phone("+1 201 555 0123")).await.status(), 200);
+    assert_eq!(app.getcode(APP, Who::Phone("+1 604 555 0199")).await.status(), 200);
+    assert_eq!(sms.count(), 2);
+    // Email is not a phone: no country rule.
+    assert_eq!(app.getcode(APP, Who::Email("anywhere@example.com")).await.status(), 200);
+}
+
+async fn the_per_country_and_global_sms_caps_hold(db: Db) {
+    let (app, sms) = app_with(&db, |s| {
+        s.abuse.country_max_sends = 2;
+        s.abuse.global_max_sms = 3;
+    })
+    .await;
+    for number in ["+44 7400 100001", "+44 7400 100002"] {
+        assert_eq!(app.getcode(APP, Who::Phone(number)).await.status(), 200);
+    }
+    let res = app.getcode(APP, Who::Phone("+44 7400 100003")).await;
+    let secs = retry_after(&res);
+    assert!((3500..=3600).contains(&secs), "the window's end: {secs}");
+    let body = assert_error(res, 429, "too_many_requests").await;
+    assert!(body["error_description"].as_str().unwrap().contains("country"));
+    // Another country has its own cap, up to the global one.
+    assert_eq!(app.getcode(APP, Who::Phone("+1 201 555 0123")).await.status(), 200);
+    let res = app.getcode(APP2, Who::Phone("+1 201 555 0124")).await;
+    assert!(retry_after(&res) > 0);
+    assert_error(res, 429, "too_many_requests").await;
+    assert_eq!(sms.count(), 3, "the caps hold before anything is sent");
+    // Email is not SMS.
+    assert_eq!(app.getcode(APP, Who::Email("still@example.com")).await.status(), 200);
+    assert_eq!(app.refusals("country_limit").await, 1);
+    assert_eq!(app.refusals("global_sms_limit").await, 1);
+}
+
+async fn a_strangers_sends_and_wrong_codes_leave_the_victims_code_usable(db: Db) {
+    let (app, sms) = app_with(&db, |_| {}).await;
+    let victim = Who::Phone("+1 201 555 0142");
+    let (home, stranger) = ("198.51.100.20", "203.0.113.66");
+    assert_eq!(app.getcode_from(home, APP, victim).await.status(), 200);
+    let held = sms_code(&sms).await;
+
+    // Issue 12, problem 2: one stranger sends until refused …
+    for _ in 0..3 {
+        assert_eq!(app.getcode_from(stranger, APP, victim).await.status(), 200);
+    }
+    let res = app.getcode_from(stranger, APP, victim).await;
+    assert_eq!(res.status(), 429, "the stranger is refused");
+    assert!(retry_after(&res) > 3500);
+    assert_eq!(app.verifycode_from(stranger, APP, victim, &held).await.status(), 429);
+    // … another asks for a code and types wrong ones until it dies.
+    let guesser = "203.0.113.67";
+    assert_eq!(app.getcode_from(guesser, APP, victim).await.status(), 200);
+    let theirs = sms_code(&sms).await;
+    for _ in 0..5 {
+        let res = app.verifycode_from(guesser, APP, victim, wrong(&theirs)).await;
+        assert_error(res, 400, "invalid_code").await;
+    }
+    assert_eq!(app.verifycode_from(guesser, APP, victim, &theirs).await.status(), 429);
+    assert_eq!(app.getcode_from(guesser, APP, victim).await.status(), 429);
+
+    // The victim, from home, still uses the code they hold …
+    let res = app.verifycode_from(home, APP, victim, &held).await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    // … and gets a new one, which works too.
+    assert_eq!(app.getcode_from(home, APP, victim).await.status(), 200);
+    let fresh = sms_code(&sms).await;
+    assert_eq!(app.verifycode_from(home, APP, victim, &fresh).await.status(), 200);
+
+    // The locks fell on the strangers' sources alone.
+    let locks = app.audited("locked_out").await;
+    assert_eq!(locks.len(), 2, "{locks:?}");
+    assert!(locks.iter().all(|(_, ip)| ip == stranger || ip == guesser), "{locks:?}");
+    assert!(locks.iter().all(|(d, _)| d.contains("one source")), "{locks:?}");
+}
+
+async fn the_identifier_locks_only_past_max_failures_from_every_source(db: Db) {
+    let (app, sms) = app_with(&db, |s| s.abuse.max_failures = 6).await;
+    let victim = Who::Phone("+1 201 555 0143");
+    let home = "198.51.100.21";
+    assert_eq!(app.getcode_from(home, APP, victim).await.status(), 200);
+    let held = sms_code(&sms).await;
+    // Three strangers, two wrong codes each: six failures, the limit.
+    for i in 1..=3 {
+        let from = format!("203.0.113.{i}");
+        assert_eq!(app.getcode_from(&from, APP, victim).await.status(), 200);
+        let theirs = sms_code(&sms).await;
+        for _ in 0..2 {
+            let res = app.verifycode_from(&from, APP, victim, wrong(&theirs)).await;
+            assert_error(res, 400, "invalid_code").await;
+        }
+    }
+    // The seventh try, from anywhere, finds the identifier locked until the window ends.
+    assert_eq!(app.getcode_from("203.0.113.9", APP, victim).await.status(), 200);
+    let theirs = sms_code(&sms).await;
+    let res = app.verifycode_from("203.0.113.9", APP, victim, &theirs).await;
+    assert_eq!(res.status(), 429, "past abuse.max_failures even a right code waits");
+    let secs = retry_after(&res);
+    assert!(secs > 86_000 && secs <= 86_400, "abuse.failure_window: {secs}");
+    assert_eq!(app.verifycode_from(home, APP, victim, &held).await.status(), 429);
+    assert_eq!(app.getcode_from(home, APP, victim).await.status(), 429);
+    let locks = app.audited("locked_out").await;
+    assert!(locks.iter().any(|(d, _)| d.contains("every source")), "{locks:?}");
+    // Others are not affected.
+    assert_eq!(
+        app.getcode_from(home, APP, Who::Phone("+1 201 555 0144"))
+            .await
+            .status(),
+        200
+    );
+}
+
+async fn forwarded_addresses_are_believed_from_trusted_proxies_only(db: Db) {
+    // Issue 12, problem 3. No trusted proxies: the header is ignored, and every
+    // request counts against the peer.
+    let (app, _sms) = app_with(&db, |s| {
+        s.server.trusted_proxies.clear();
+        s.otp.ip_max_sends = 2;
+    })
+    .await;
+    for (i, from) in ["198.51.100.1", "198.51.100.2"].iter().enumerate() {
+        let who = format!("fwd{i}@example.com");
+        assert_eq!(app.getcode_from(from, APP, Who::Email(&who)).await.status(), 200);
+    }
+    let res = app
+        .getcode_from("198.51.100.3", APP, Who::Email("fwd3@example.com"))
+        .await;
+    assert_error(res, 429, "too_many_requests").await;
+    let sent = app.audited("code_sent").await;
+    assert!(sent.iter().all(|(_, ip)| ip == "127.0.0.1"), "{sent:?}");
+    drop(app);
+
+    // Behind a trusted proxy each client has its own budget, read right to left.
+    let (app, _sms) = app_with(&db, |s| s.otp.ip_max_sends = 2).await;
+    for i in 0..2 {
+        let who = format!("a{i}@example.com");
+        let res = app.getcode_from("1.2.3.4, 198.51.100.7", APP, Who::Email(&who)).await;
+        assert_eq!(res.status(), 200);
+    }
+    let res = app
+        .getcode_from("9.9.9.9, 198.51.100.7", APP, Who::Email("a2@example.com"))
+        .await;
+    assert_error(res, 429, "too_many_requests").await;
+    assert_eq!(
+        app.getcode_from("198.51.100.8", APP, Who::Email("b0@example.com"))
+            .await
+            .status(),
+        200,
+        "another client behind the proxy is not affected"
+    );
+    // The audit trail names the client, not the proxy nor what the client wrote (newest first).
+    let sent = app.audited("code_sent").await;
+    let ips: Vec<&str> = sent[..3].iter().map(|(_, ip)| ip.as_str()).collect();
+    assert_eq!(ips, ["198.51.100.8", "198.51.100.7", "198.51.100.7"]);
+    // RFC 7239 `Forwarded` is read when there is no X-Forwarded-For.
+    let res = app
+        .http
+        .post(app.url("/otp/getcode/"))
+        .header("Authorization", basic(APP.0, APP.1))
+        .header("Forwarded", "for=\"[2001:db8:77::1]:4711\";proto=https")
+        .form(&[("email", "rfc7239@example.com")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let sent = app.audited("code_sent").await;
+    assert_eq!(sent[0].1, "2001:db8:77::1");
+}
+
+async fn two_addresses_in_one_ipv6_64_share_a_budget(db: Db) {
+    let (app, _sms) = app_with(&db, |s| s.otp.ip_max_sends = 2).await;
+    for (i, from) in ["2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:fffe"]
+        .iter()
+        .enumerate()
+    {
+        let who = format!("v6-{i}@example.com");
+        assert_eq!(app.getcode_from(from, APP, Who::Email(&who)).await.status(), 200);
+    }
+    let res = app
+        .getcode_from("2001:db8:1:2:abcd::5", APP, Who::Email("v6-2@example.com"))
+        .await;
+    assert_error(res, 429, "too_many_requests").await;
+    assert_eq!(
+        app.getcode_from("2001:db8:1:3::1", APP, Who::Email("v6-3@example.com"))
+            .await
+            .status(),
+        200,
+        "the next /64 is another subscriber"
+    );
+    assert_eq!(app.refusals("ip_limit").await, 1);
+}
+
+async fn test_numbers_have_a_fixed_code_and_send_nothing(db: Db) {
+    let (app, sms) = app_with(&db, |s| {
+        s.abuse.test_numbers.insert("+15555550100".into(), "123456".into());
+        s.abuse.allowed_countries = vec!["GB".into()];
+    })
+    .await;
+    let reviewer = Who::Phone("+1 555 555 0100");
+    let res = app.getcode(APP, reviewer).await;
+    assert_eq!(res.status(), 200, "listed: no number-type or country rule applies");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["channel"], "sms");
+    assert_eq!(sms.count(), 0, "nothing is sent");
+    let secret = {
+        let res = app.verifycode(APP, reviewer, "123456").await;
+        assert_eq!(res.status(), 200);
+        res.json::<Value>().await.unwrap()["secret_identifier"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let res = app
+        .create_user(
+            APP,
+            &serde_json::json!({"secret_identifier": secret, "auto_username": true}),
+        )
+        .await;
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let sent = app.audited("code_sent").await;
+    assert!(sent.iter().any(|(d, _)| d.contains("test number")), "{sent:?}");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("sesame_test_codes_total 1"), "{metrics}");
+    // Still counted: the limits apply to test numbers too.
+    for _ in 0..2 {
+        assert_eq!(app.getcode(APP, reviewer).await.status(), 200);
+    }
+    assert_eq!(app.getcode(APP, reviewer).await.status(), 429);
+    // The fixed code is no use for a number that is not listed.
+    assert_error(
+        app.getcode(APP, Who::Phone("+1 555 555 0101")).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    let real = Who::Phone("+44 7400 123456");
+    assert_eq!(app.getcode(APP, real).await.status(), 200);
+    assert_eq!(sms.count(), 1);
+    let code = sms_code(&sms).await;
+    if code != "123456" {
+        assert_error(app.verifycode(APP, real, "123456").await, 400, "invalid_code").await;
+    }
+}
+
+async fn phone_input_is_digits_and_the_usual_punctuation(db: Db) {
+    let (app, sms) = app_with(&db, |_| {}).await;
+    // Issue 12, problem 7.
+    for junk in [
+        "\u{1F4DE}+1 201 555 0100 \u{1F600}",
+        "tel:+12015550100",
+        "+1 201 555 0100 ext. 7",
+        "+1 201 555 0100; DROP TABLE",
+    ] {
+        let body = assert_error(app.getcode(APP, Who::Phone(junk)).await, 400, "invalid_request").await;
+        assert!(body["error_description"].as_str().unwrap().contains("digits"), "{body}");
+    }
+    assert_eq!(sms.count(), 0);
+    for fine in [
+        "+1 (201) 555-0101",
+        "001 201 555 0102",
+        "201.555.0103",
+        "+1/201/555/0104",
+        "\u{FF0B}\u{FF11} \u{FF12}\u{FF10}\u{FF11} 555 0105",
+    ] {
+        assert_eq!(app.getcode(APP, Who::Phone(fine)).await.status(), 200, "{fine}");
+    }
+    let to: Vec<String> = sms
+        .all()
+        .iter()
+        .map(|r| r.json()["to"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        to,
+        [
+            "+12015550101",
+            "+12015550102",
+            "+12015550103",
+            "+12015550104",
+            "+12015550105"
+        ]
+    );
+}
+
+const BOT_SECRET_ENV: &str = "BOT_CHECK_TEST_SECRET";
+
+async fn bot_app(db: &Db, siteverify: &SiteVerify) -> (TestApp, Receiver) {
+    std::env::set_var(BOT_SECRET_ENV, "0x-siteverify-secret");
+    let url = siteverify.url.clone();
+    app_with(db, move |s| {
+        s.abuse.bot_check = BotCheckProvider::Turnstile;
+        s.abuse.bot_check_url = url;
+        s.abuse.bot_check_site_key = "0x-site-key".into();
+        s.abuse.bot_check_secret_env = BOT_SECRET_ENV.into();
+        s.abuse.bot_check_timeout = Duration::from_secs(1);
+    })
+    .await
+}
+
+async fn the_bot_check_passes_fails_and_fails_closed(db: Db) {
+    let siteverify = SiteVerify::start().await;
+    let (app, sms) = bot_app(&db, &siteverify).await;
+    let who = Who::Phone("+1 201 555 0150");
+    let getcode = |token: Option<&'static str>| {
+        let mut form = vec![who.field()];
+        if let Some(t) = token {
+            form.push(("bot_token", t));
+        }
+        let app = &app;
+        async move { app.post_from("198.51.100.50", "/otp/getcode/", APP, &form).await }
+    };
+    // Issue 12, problem 4: no token, no code (and no call to the provider).
+    let body = assert_error(getcode(None).await, 400, "invalid_request").await;
+    assert!(body["error_description"].as_str().unwrap().contains("bot"), "{body}");
+    assert!(siteverify.calls().is_empty());
+    // The provider says no.
+    siteverify.answer(Verdict::Failure);
+    assert_error(getcode(Some("forged")).await, 400, "invalid_request").await;
+    // The provider does not answer in time: refused (fail closed).
+    siteverify.answer(Verdict::Hang);
+    let res = getcode(Some("solved-token")).await;
+    assert_error(res, 503, "temporarily_unavailable").await;
+    assert_eq!(sms.count(), 0, "nothing sent without a passed check");
+    // The provider says yes.
+    siteverify.answer(Verdict::Success);
+    assert_eq!(getcode(Some("solved-token")).await.status(), 200);
+    assert_eq!(sms.count(), 1);
+    // What siteverify got: the secret, the token and the client's address.
+    let call = siteverify.calls().last().unwrap().clone();
+    let get = |k: &str| call.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(get("secret").as_deref(), Some("0x-siteverify-secret"));
+    assert_eq!(get("response").as_deref(), Some("solved-token"));
+    assert_eq!(get("remoteip").as_deref(), Some("198.51.100.50"));
+    assert_eq!(app.refusals("bot_check_failed").await, 2);
+    assert_eq!(app.refusals("bot_check_unavailable").await, 1);
+    // Verifying a code needs no bot check.
+    let code = sms_code(&sms).await;
+    assert_eq!(
+        app.verifycode_from("198.51.100.50", APP, who, &code).await.status(),
+        200
+    );
+}
+
+async fn the_sign_in_page_carries_the_bot_check_widget_and_needs_its_token(db: Db) {
+    let siteverify = SiteVerify::start().await;
+    let (app, sms) = bot_app(&db, &siteverify).await;
+    let mut browser = Browser::new(&app);
+    let page = browser.get("/login").await;
+    let csp = page.headers["content-security-policy"].to_str().unwrap().to_string();
+    assert!(
+        csp.contains("script-src 'self' https://challenges.cloudflare.com"),
+        "{csp}"
+    );
+    assert!(csp.contains("frame-src https://challenges.cloudflare.com"), "{csp}");
+    assert!(
+        page.body
+            .contains(r#"class="bot-check cf-turnstile" data-sitekey="0x-site-key""#),
+        "{}",
+        page.body
+    );
+    assert!(page
+        .body
+        .contains(r#"src="https://challenges.cloudflare.com/turnstile/v0/api.js""#));
+    // Without the widget's token: the page says so, nothing is sent.
+    let page = browser.post("/login", &[("identifier", "+1 201 555 0160")]).await;
+    assert_eq!(page.status, 422);
+    assert!(page.body.contains("robot"), "{}", page.body);
+    assert_eq!(sms.count(), 0);
+    // With it (the field the Turnstile widget fills in): sent.
+    let page = browser
+        .post(
+            "/login",
+            &[
+                ("identifier", "+1 201 555 0160"),
+                ("cf-turnstile-response", "solved-by-a-person"),
+            ],
+        )
+        .await;
+    assert!(page.redirects_to("/login/verify"), "{}", page.status);
+    assert_eq!(sms.count(), 1);
+    // The code page's "send again" carries the widget too.
+    let page = browser.get("/login/verify").await;
+    assert!(page.body.contains("cf-turnstile"));
+    assert_eq!(
+        siteverify
+            .calls()
+            .last()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k == "response")
+            .unwrap()
+            .1,
+        "solved-by-a-person"
+    );
+}
