@@ -197,6 +197,11 @@ mod tests {
             client_address(ip("10.0.0.5"), &["10.1.1.1"], &[], &trusted),
             ip("10.1.1.1")
         );
+        // A line that is not text is still read (the proxy's hop is at its end).
+        assert_eq!(
+            client_address(ip("10.0.0.5"), &["\u{FFFD}, 198.51.100.9"], &["for=1.2.3.4"], &trusted),
+            ip("198.51.100.9")
+        );
         // A hop that is not an address: the proxy before it.
         assert_eq!(
             client_address(ip("10.0.0.5"), &["198.51.100.9, unknown"], &[], &trusted),
@@ -204,6 +209,8 @@ mod tests {
         );
         // No header: the proxy itself.
         assert_eq!(client_address(ip("10.0.0.5"), &[], &[], &trusted), ip("10.0.0.5"));
+        // IPv4-mapped peers are their IPv4 address, trusted or not.
+        assert_eq!(client_address(ip("::ffff:192.0.2.7"), &[], &[], &[]), ip("192.0.2.7"));
     }
 
     #[test]

@@ -124,11 +124,22 @@ pub fn client_ip(req: &HttpRequest) -> Option<String> {
         .app_data::<actix_web::web::Data<AppState>>()
         .map(|s| s.settings.server.trusted_proxies.as_slice())
         .unwrap_or_default();
-    if trusted.is_empty() {
-        return Some(peer.to_string());
-    }
-    let values = |name: &str| -> Vec<&str> { req.headers().get_all(name).filter_map(|v| v.to_str().ok()).collect() };
-    let ip = crate::net::client_address(peer, &values("x-forwarded-for"), &values("forwarded"), trusted);
+    // Every line is read, even one with bytes that are not text (a proxy
+    // appends its hop to whatever the client sent): dropping it would hide
+    // the proxy's own entry and let a client-written `Forwarded` speak.
+    let values = |name: &str| -> Vec<String> {
+        req.headers()
+            .get_all(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect()
+    };
+    let (xff, forwarded) = match trusted.is_empty() {
+        true => (vec![], vec![]),
+        false => (values("x-forwarded-for"), values("forwarded")),
+    };
+    let xff: Vec<&str> = xff.iter().map(String::as_str).collect();
+    let forwarded: Vec<&str> = forwarded.iter().map(String::as_str).collect();
+    let ip = crate::net::client_address(peer, &xff, &forwarded, trusted);
     Some(ip.to_string())
 }
 

@@ -112,6 +112,15 @@ async fn send_checked(
         bot.verify(bot_token, origin.ip).await?;
     }
     let source = limits::source(origin);
+    // SMS pumping goes to numbers nobody signed up with: the SMS caps count
+    // those only, so a stranger who fills them cannot keep users from signing in.
+    let capped_country = match (sms_country, ident) {
+        (Some(country), Identifier::Phone(p)) => {
+            let known = state.store.user_by_identifier("phone", p.e164()).await?.is_some();
+            (!known).then_some(country)
+        }
+        _ => None,
+    };
     // An email with an account goes to the address stored on it (SPEC §9),
     // and a magic link knows the account it signs in to.
     let account = match ident {
@@ -151,7 +160,7 @@ async fn send_checked(
     state
         .store
         .grouped(async {
-            limits::check_send(state, origin, key, &source, sms_country.as_deref()).await?;
+            limits::check_send(state, origin, key, &source, capped_country.as_deref()).await?;
             state.store.insert_code(&new_code).await?;
             Ok::<_, OtpError>(())
         })
@@ -290,7 +299,9 @@ pub async fn verify_magic_token(
 ) -> Result<(), OtpError> {
     let key = ident_key(state, ident);
     if let Some(secs) = state.store.identifier_locked_for(&key).await? {
-        return Err(limits::locked(secs));
+        let e = limits::locked(secs);
+        refused(state, origin, &key, &e);
+        return Err(e);
     }
     let digest = state.digester.digest("magic", token.trim());
     match state
@@ -344,6 +355,13 @@ impl<'a> Proof<'a> {
 /// Tells the old phone or email that the account now uses another one. A
 /// failed delivery is logged: the change itself has happened.
 pub async fn notify_change(state: &AppState, old: &Identifier, new_address: &str, locale: &str) {
+    // A test number is no real phone, and SMS goes only where codes may (SPEC §10).
+    if let Identifier::Phone(p) = old {
+        let abuse = &state.settings.abuse;
+        if abuse.test_numbers.contains_key(p.e164()) || crate::abuse::check_number(abuse, p).is_err() {
+            return;
+        }
+    }
     let message = Message {
         channel: old.channel(),
         to: old.address().to_string(),

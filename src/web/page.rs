@@ -78,9 +78,12 @@ pub async fn form_targets(
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     use actix_session::SessionExt;
     let session = req.get_session();
+    // Only the pages with a form that sends a code show the widget.
+    let sends_codes = matches!(req.path(), "/login" | "/login/verify") || req.path().starts_with("/account");
     let bot_origins = req
         .app_data::<actix_web::web::Data<crate::state::AppState>>()
-        .and_then(|s| s.bot_check.as_ref().map(|b| b.provider().origins()));
+        .and_then(|s| s.bot_check.as_ref().map(|b| b.provider().origins()))
+        .filter(|_| sends_codes);
     let mut res = next.call(req).await?;
     if let Some(authz) = super::flow::authz(&session) {
         allow_form_target(res.headers_mut(), &authz.redirect_uri);

@@ -165,20 +165,37 @@ async fn the_per_country_and_global_sms_caps_hold(db: Db) {
         s.abuse.global_max_sms = 3;
     })
     .await;
-    for number in ["+44 7400 100001", "+44 7400 100002"] {
-        assert_eq!(app.getcode(APP, Who::Phone(number)).await.status(), 200);
-    }
+    // A user signs up with a British number …
+    let member = Who::Phone("+44 7400 100001");
+    assert_eq!(app.getcode(APP, member).await.status(), 200);
+    let code = sms_code(&sms).await;
+    let res = app.verifycode(APP, member, &code).await;
+    let secret = res.json::<Value>().await.unwrap()["secret_identifier"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let res = app
+        .create_user(
+            APP,
+            &serde_json::json!({"secret_identifier": secret, "auto_username": true}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    // … then British numbers nobody signed up with fill the country's cap.
+    assert_eq!(app.getcode(APP, Who::Phone("+44 7400 100002")).await.status(), 200);
     let res = app.getcode(APP, Who::Phone("+44 7400 100003")).await;
     let secs = retry_after(&res);
     assert!((3500..=3600).contains(&secs), "the window's end: {secs}");
     let body = assert_error(res, 429, "too_many_requests").await;
     assert!(body["error_description"].as_str().unwrap().contains("country"));
+    // The member still gets codes: the caps count numbers without an account.
+    assert_eq!(app.getcode(APP, member).await.status(), 200);
     // Another country has its own cap, up to the global one.
     assert_eq!(app.getcode(APP, Who::Phone("+1 201 555 0123")).await.status(), 200);
     let res = app.getcode(APP2, Who::Phone("+1 201 555 0124")).await;
     assert!(retry_after(&res) > 0);
     assert_error(res, 429, "too_many_requests").await;
-    assert_eq!(sms.count(), 3, "the caps hold before anything is sent");
+    assert_eq!(sms.count(), 4, "the caps hold before anything is sent");
     // Email is not SMS.
     assert_eq!(app.getcode(APP, Who::Email("still@example.com")).await.status(), 200);
     assert_eq!(app.refusals("country_limit").await, 1);
@@ -305,18 +322,32 @@ async fn forwarded_addresses_are_believed_from_trusted_proxies_only(db: Db) {
     let ips: Vec<&str> = sent[..3].iter().map(|(_, ip)| ip.as_str()).collect();
     assert_eq!(ips, ["198.51.100.8", "198.51.100.7", "198.51.100.7"]);
     // RFC 7239 `Forwarded` is read when there is no X-Forwarded-For.
-    let res = app
-        .http
-        .post(app.url("/otp/getcode/"))
-        .header("Authorization", basic(APP.0, APP.1))
-        .header("Forwarded", "for=\"[2001:db8:77::1]:4711\";proto=https")
-        .form(&[("email", "rfc7239@example.com")])
-        .send()
+    let forwarded = |xff: Option<&'static [u8]>, email: &'static str| {
+        let mut req = app
+            .http
+            .post(app.url("/otp/getcode/"))
+            .header("Authorization", basic(APP.0, APP.1))
+            .header("Forwarded", "for=\"[2001:db8:77::1]:4711\";proto=https")
+            .form(&[("email", email)]);
+        if let Some(bytes) = xff {
+            req = req.header(
+                "X-Forwarded-For",
+                reqwest::header::HeaderValue::from_bytes(bytes).unwrap(),
+            );
+        }
+        req.send()
+    };
+    assert_eq!(forwarded(None, "rfc7239@example.com").await.unwrap().status(), 200);
+    let sent = app.audited("code_sent").await;
+    assert_eq!(sent[0].1, "2001:db8:77::1");
+    // A line that is not text, as nginx would pass it with its hop appended,
+    // does not let the client's own `Forwarded` speak instead.
+    let res = forwarded(Some(b"\xff\xfe, 198.51.100.99"), "spoof@example.com")
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
     let sent = app.audited("code_sent").await;
-    assert_eq!(sent[0].1, "2001:db8:77::1");
+    assert_eq!(sent[0].1, "198.51.100.99");
 }
 
 async fn two_addresses_in_one_ipv6_64_share_a_budget(db: Db) {
@@ -503,6 +534,11 @@ async fn the_sign_in_page_carries_the_bot_check_widget_and_needs_its_token(db: D
         "{csp}"
     );
     assert!(csp.contains("frame-src https://challenges.cloudflare.com"), "{csp}");
+    // Pages without such a form keep the strict policy.
+    let other = browser.get("/oauth2/logout").await;
+    assert_eq!(other.status, 200);
+    let strict = other.headers["content-security-policy"].to_str().unwrap().to_string();
+    assert!(!strict.contains("cloudflare"), "{strict}");
     assert!(
         page.body
             .contains(r#"class="bot-check cf-turnstile" data-sitekey="0x-site-key""#),
