@@ -36,6 +36,7 @@ pub async fn getcode(state: web::Data<AppState>, http: HttpRequest, params: Para
         &Origin {
             client: &client,
             ip: ip.as_deref(),
+            browser: None,
         },
         &ident,
         &locale,
@@ -62,6 +63,7 @@ pub async fn verifycode(
     let origin = Origin {
         client: &client,
         ip: ip.as_deref(),
+        browser: None,
     };
     // One group, so one commit on SQLite.
     let (secret, exists) = state

@@ -29,6 +29,19 @@ pub struct Sent {
 pub struct Origin<'a> {
     pub client: &'a Client,
     pub ip: Option<&'a str>,
+    /// The browser session that asks, on Sesame's own pages: its codes are
+    /// bound to it rather than to its address, which may change between
+    /// asking and typing (mobile networks). The limits still count by address.
+    pub browser: Option<&'a str>,
+}
+
+/// What a code is bound to: the asking browser on the pages, else the
+/// source address (SPEC §10: only there is it checked or replaced).
+fn code_binding(origin: &Origin<'_>) -> String {
+    match origin.browser {
+        Some(b) => format!("browser:{b}"),
+        None => limits::source(origin),
+    }
 }
 
 /// The keyed digest that stands for an identifier in limits, codes and the audit trail.
@@ -154,7 +167,7 @@ async fn send_checked(
         user_id: magic.as_ref().and(account.as_ref()).map(|u| u.id.as_str()),
         match_number,
         ttl: otp.ttl.as_secs() as i64,
-        source: &source,
+        source: &code_binding(origin),
     };
     // The limits and the new code: one group, so one commit on SQLite.
     state
@@ -220,7 +233,7 @@ fn match_number() -> i64 {
 }
 
 /// Checks a code for this identifier and client, consuming it on success.
-/// Only the code this source asked for is tried; at most `otp.max_attempts`
+/// Only the code this source (or browser) asked for is tried; at most `otp.max_attempts`
 /// tries at it ever reach a comparison, and the try that exhausts them kills
 /// it and locks this source out of the identifier for `otp.lockout`. Every
 /// try also counts toward the identifier's `abuse.max_failures` (given back
@@ -251,7 +264,13 @@ async fn verify_checked(state: &AppState, origin: &Origin<'_>, key: &str, code: 
         true => {
             state
                 .store
-                .reserve_attempt(key, &origin.client.id, &source, &from_source, otp.max_attempts as i64)
+                .reserve_attempt(
+                    key,
+                    &origin.client.id,
+                    &code_binding(origin),
+                    &from_source,
+                    otp.max_attempts as i64,
+                )
                 .await?
         }
         false => None,

@@ -249,7 +249,16 @@ pub async fn change_identifier(
         };
     }
     let ip = client_ip(&req);
-    match flow::send_account_code(&state, ip.as_deref(), &ident, t.lang(), flow::bot_token(&state, &form)).await? {
+    match flow::send_account_code(
+        &state,
+        &session,
+        ip.as_deref(),
+        &ident,
+        t.lang(),
+        flow::bot_token(&state, &form),
+    )
+    .await?
+    {
         Ok(pending) => {
             session::set(&session, "change", &pending);
             Ok(page::see_other("/account/identifier"))
@@ -293,9 +302,11 @@ pub async fn verify_identifier(
     let ident = pending.identifier(&state).ok_or(PageError::Csrf)?;
     let client = flow::account_client();
     let ip = client_ip(&req);
+    let browser = flow::browser_id(&session);
     let origin = Origin {
         client: &client,
         ip: ip.as_deref(),
+        browser: Some(&browser),
     };
     let code = form.get("code").unwrap_or("");
     let error = match otp::verify_code(&state, &origin, &ident, code).await {

@@ -189,13 +189,19 @@ pub use crate::domain::parse_identifier;
 /// the OTP policy: the pending code, or the text key of why none was sent.
 pub async fn send_account_code(
     state: &AppState,
+    session: &Session,
     ip: Option<&str>,
     ident: &Identifier,
     locale: &str,
     bot_token: Option<&str>,
 ) -> Result<Result<PendingLogin, &'static str>, PageError> {
     let client = account_client();
-    let origin = crate::otp::Origin { client: &client, ip };
+    let browser = browser_id(session);
+    let origin = crate::otp::Origin {
+        client: &client,
+        ip,
+        browser: Some(&browser),
+    };
     match crate::otp::send_code(state, &origin, ident, locale, bot_token).await {
         Ok(sent) => Ok(Ok(PendingLogin::sent(ident, &client.id, sent))),
         Err(crate::otp::OtpError::Locked { .. } | crate::otp::OtpError::TooMany { .. }) => Ok(Err("account.too_many")),
@@ -217,6 +223,16 @@ pub fn send_refusal_key(e: &crate::otp::OtpError) -> Option<&'static str> {
         OtpError::BotCheckUnavailable => Some("login.bot_check_unavailable"),
         _ => None,
     }
+}
+
+/// This browser's id, for binding codes to the browser that asked (made on first use).
+pub fn browser_id(session: &Session) -> String {
+    if let Some(id) = super::session::get::<String>(session, "browser") {
+        return id;
+    }
+    let id = crate::crypto::random_token::<16>();
+    super::session::set(session, "browser", &id);
+    id
 }
 
 /// The bot check's token from a page form: the field the provider's widget fills in.

@@ -123,7 +123,17 @@ pub async fn send_code(
     };
     let authz = flow::authz(&session);
     let client = flow::client_for(&state, authz.as_ref().map(|a| a.client_id.as_str())).await?;
-    match send(&state, &req, &client, &ident, t, flow::bot_token(&state, &form)).await {
+    match send(
+        &state,
+        &req,
+        &session,
+        &client,
+        &ident,
+        t,
+        flow::bot_token(&state, &form),
+    )
+    .await
+    {
         Ok(pending) => {
             pending.save(&session);
             Ok(page::see_other("/login/verify"))
@@ -137,15 +147,18 @@ pub async fn send_code(
 async fn send(
     state: &AppState,
     req: &HttpRequest,
+    session: &Session,
     client: &Client,
     ident: &Identifier,
     t: T,
     bot_token: Option<&str>,
 ) -> Result<PendingLogin, OtpError> {
     let ip = client_ip(req);
+    let browser = flow::browser_id(session);
     let origin = Origin {
         client,
         ip: ip.as_deref(),
+        browser: Some(&browser),
     };
     let sent = otp::send_sign_in_code(state, &origin, ident, t.lang(), bot_token).await?;
     Ok(PendingLogin::sent(ident, &client.id, sent))
@@ -249,9 +262,11 @@ pub async fn verify_code(
     let ident = pending.identifier(&state).ok_or(PageError::Csrf)?;
     let client = flow::client_for(&state, Some(&pending.client_id)).await?;
     let ip = client_ip(&req);
+    let browser = flow::browser_id(&session);
     let origin = Origin {
         client: &client,
         ip: ip.as_deref(),
+        browser: Some(&browser),
     };
     let code: String = form
         .get("code")
@@ -291,7 +306,17 @@ pub async fn resend(
     };
     let ident = pending.identifier(&state).ok_or(PageError::Csrf)?;
     let client = flow::client_for(&state, Some(&pending.client_id)).await?;
-    match send(&state, &req, &client, &ident, t, flow::bot_token(&state, &form)).await {
+    match send(
+        &state,
+        &req,
+        &session,
+        &client,
+        &ident,
+        t,
+        flow::bot_token(&state, &form),
+    )
+    .await
+    {
         Ok(fresh) => {
             fresh.save(&session);
             page::flash(&session, "success", t.with("verify.resent", &fresh.address));

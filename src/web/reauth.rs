@@ -120,7 +120,16 @@ pub async fn send(
         return Ok(page::see_other("/account"));
     };
     let ip = client_ip(&req);
-    match flow::send_account_code(&state, ip.as_deref(), &ident, t.lang(), flow::bot_token(&state, &form)).await? {
+    match flow::send_account_code(
+        &state,
+        &session,
+        ip.as_deref(),
+        &ident,
+        t.lang(),
+        flow::bot_token(&state, &form),
+    )
+    .await?
+    {
         Ok(pending) => session::set(&session, PENDING, &pending),
         Err(key) => page::flash(&session, "error", t.get(key)),
     }
@@ -142,9 +151,11 @@ pub async fn verify(
     let ident = pending.identifier(&state).ok_or(PageError::Csrf)?;
     let client = flow::account_client();
     let ip = client_ip(&req);
+    let browser = flow::browser_id(&session);
     let origin = Origin {
         client: &client,
         ip: ip.as_deref(),
+        browser: Some(&browser),
     };
     if let Err(e) = otp::verify_code(&state, &origin, &ident, form.get("code").unwrap_or("")).await {
         let error = super::login::verify_failure(t, e)?;

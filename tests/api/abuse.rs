@@ -27,6 +27,7 @@ db_test!(
     phone_input_is_digits_and_the_usual_punctuation,
     the_bot_check_passes_fails_and_fails_closed,
     the_sign_in_page_carries_the_bot_check_widget_and_needs_its_token,
+    on_the_pages_a_code_belongs_to_the_browser_that_asked_wherever_it_moves,
 );
 
 /// Settings with SMS to a webhook receiver, and 127.0.0.1 a trusted proxy.
@@ -579,4 +580,36 @@ async fn the_sign_in_page_carries_the_bot_check_widget_and_needs_its_token(db: D
             .1,
         "solved-by-a-person"
     );
+}
+
+async fn on_the_pages_a_code_belongs_to_the_browser_that_asked_wherever_it_moves(db: Db) {
+    let (app, sms) = app_with(&db, |_| {}).await;
+    let phone = "+1 201 555 0170";
+    let mut mine = Browser::new(&app);
+    mine.forwarded_for = Some("198.51.100.30".into());
+    mine.get("/login").await;
+    assert!(mine
+        .post("/login", &[("identifier", phone)])
+        .await
+        .redirects_to("/login/verify"));
+    let code = sms_code(&sms).await;
+    // A stranger's browser asks for a code for the same number and types mine.
+    let mut theirs = Browser::new(&app);
+    theirs.forwarded_for = Some("203.0.113.30".into());
+    theirs.get("/login").await;
+    assert!(theirs
+        .post("/login", &[("identifier", phone)])
+        .await
+        .redirects_to("/login/verify"));
+    let their_code = sms_code(&sms).await;
+    if their_code != code {
+        let page = theirs.post("/login/verify", &[("code", code.as_str())]).await;
+        assert_eq!(page.status, 422, "my code is not the stranger's browser's");
+    }
+    // My browser moves to another network (a phone leaving Wi-Fi) and types its code.
+    mine.forwarded_for = Some("192.0.2.99".into());
+    mine.get("/login/verify").await;
+    let page = mine.post("/login/verify", &[("code", code.as_str())]).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert!(!page.redirects_to("/login/verify"));
 }

@@ -13,6 +13,8 @@ pub struct Browser<'a> {
     pub csrf: String,
     /// The body of the last page that had a form.
     form_page: String,
+    /// Sent as `X-Forwarded-For`: where this browser is, for an app that trusts 127.0.0.1 as its proxy.
+    pub forwarded_for: Option<String>,
 }
 
 /// One answer: status, `Location`, `Set-Cookie` lines and body.
@@ -53,6 +55,7 @@ impl<'a> Browser<'a> {
             cookies: HashMap::new(),
             csrf: String::new(),
             form_page: String::new(),
+            forwarded_for: None,
         }
     }
 
@@ -96,6 +99,13 @@ impl<'a> Browser<'a> {
         }
     }
 
+    fn with_address(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.forwarded_for {
+            Some(ip) => req.header("X-Forwarded-For", ip),
+            None => req,
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         if path.starts_with("http") {
             path.to_string()
@@ -106,8 +116,7 @@ impl<'a> Browser<'a> {
 
     pub async fn get(&mut self, path: &str) -> Page {
         let res = self
-            .http
-            .get(self.url(path))
+            .with_address(self.http.get(self.url(path)))
             .header("cookie", self.cookie_header())
             .send()
             .await
@@ -118,8 +127,7 @@ impl<'a> Browser<'a> {
     /// POSTs a form as given (no CSRF token added).
     pub async fn post_raw(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         let res = self
-            .http
-            .post(self.url(path))
+            .with_address(self.http.post(self.url(path)))
             .header("cookie", self.cookie_header())
             .form(form)
             .send()

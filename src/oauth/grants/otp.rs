@@ -33,6 +33,7 @@ fn handle(req: GrantRequest) -> GrantFuture {
         let origin = Origin {
             client,
             ip: ip.as_deref(),
+            browser: None,
         };
         let amr = match ident {
             Identifier::Phone(_) => vec!["otp".to_string(), "sms".to_string()],
