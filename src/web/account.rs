@@ -248,17 +248,7 @@ pub async fn change_identifier(
             e => invalid(e.text_key().unwrap_or("account.not_permitted")),
         };
     }
-    let ip = client_ip(&req);
-    match flow::send_account_code(
-        &state,
-        &session,
-        ip.as_deref(),
-        &ident,
-        t.lang(),
-        flow::bot_token(&state, &form),
-    )
-    .await?
-    {
+    match flow::send_account_code(&state, &req, &session, &form, &ident, t.lang()).await? {
         Ok(pending) => {
             session::set(&session, "change", &pending);
             Ok(page::see_other("/account/identifier"))

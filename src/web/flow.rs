@@ -189,12 +189,15 @@ pub use crate::domain::parse_identifier;
 /// the OTP policy: the pending code, or the text key of why none was sent.
 pub async fn send_account_code(
     state: &AppState,
+    req: &actix_web::HttpRequest,
     session: &Session,
-    ip: Option<&str>,
+    form: &super::page::Form,
     ident: &Identifier,
     locale: &str,
-    bot_token: Option<&str>,
 ) -> Result<Result<PendingLogin, &'static str>, PageError> {
+    let ip = crate::params::client_ip(req);
+    let ip = ip.as_deref();
+    let bot_token = bot_token(state, form);
     let client = account_client();
     let browser = browser_id(session);
     let origin = crate::otp::Origin {

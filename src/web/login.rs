@@ -123,17 +123,7 @@ pub async fn send_code(
     };
     let authz = flow::authz(&session);
     let client = flow::client_for(&state, authz.as_ref().map(|a| a.client_id.as_str())).await?;
-    match send(
-        &state,
-        &req,
-        &session,
-        &client,
-        &ident,
-        t,
-        flow::bot_token(&state, &form),
-    )
-    .await
-    {
+    match send(&state, &req, &session, &form, &client, &ident, t).await {
         Ok(pending) => {
             pending.save(&session);
             Ok(page::see_other("/login/verify"))
@@ -148,11 +138,12 @@ async fn send(
     state: &AppState,
     req: &HttpRequest,
     session: &Session,
+    form: &Form,
     client: &Client,
     ident: &Identifier,
     t: T,
-    bot_token: Option<&str>,
 ) -> Result<PendingLogin, OtpError> {
+    let bot_token = flow::bot_token(state, form);
     let ip = client_ip(req);
     let browser = flow::browser_id(session);
     let origin = Origin {
@@ -306,17 +297,7 @@ pub async fn resend(
     };
     let ident = pending.identifier(&state).ok_or(PageError::Csrf)?;
     let client = flow::client_for(&state, Some(&pending.client_id)).await?;
-    match send(
-        &state,
-        &req,
-        &session,
-        &client,
-        &ident,
-        t,
-        flow::bot_token(&state, &form),
-    )
-    .await
-    {
+    match send(&state, &req, &session, &form, &client, &ident, t).await {
         Ok(fresh) => {
             fresh.save(&session);
             page::flash(&session, "success", t.with("verify.resent", &fresh.address));

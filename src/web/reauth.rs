@@ -119,17 +119,7 @@ pub async fn send(
         page::flash(&session, "error", t.get("account.reauth_none"));
         return Ok(page::see_other("/account"));
     };
-    let ip = client_ip(&req);
-    match flow::send_account_code(
-        &state,
-        &session,
-        ip.as_deref(),
-        &ident,
-        t.lang(),
-        flow::bot_token(&state, &form),
-    )
-    .await?
-    {
+    match flow::send_account_code(&state, &req, &session, &form, &ident, t.lang()).await? {
         Ok(pending) => session::set(&session, PENDING, &pending),
         Err(key) => page::flash(&session, "error", t.get(key)),
     }
