@@ -563,6 +563,47 @@ mod tests {
     }
 
     #[test]
+    fn abuse_keys_are_checked_at_start() {
+        let err = |pairs: &[(&str, &str)]| Settings::load_from(None, &env(pairs)).unwrap_err().to_string();
+        let mut s = Settings::default();
+        s.abuse.allowed_countries = vec!["GB".into(), "XX".into()];
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("abuse.allowed_countries") && e.contains("XX"), "{e}");
+        let e = err(&[("SESAME_ABUSE__MAX_FAILURES", "0")]);
+        assert!(e.contains("abuse.max_failures"), "{e}");
+        let e = err(&[("SESAME_ABUSE__BOT_CHECK", "turnstile")]);
+        assert!(e.contains("abuse.bot_check_secret_env"), "{e}");
+        let e = err(&[
+            ("SESAME_ABUSE__BOT_CHECK", "hcaptcha"),
+            ("SESAME_ABUSE__BOT_CHECK_SECRET_ENV", "SESAME_SECRET"),
+        ]);
+        assert!(e.contains("SESAME_"), "{e}");
+        let e = err(&[
+            ("SESAME_ABUSE__BOT_CHECK", "recaptcha"),
+            ("SESAME_ABUSE__BOT_CHECK_SECRET_ENV", "RECAPTCHA_SECRET"),
+        ]);
+        assert!(e.contains("abuse.bot_check_site_key"), "{e}");
+        let e = err(&[("SESAME_ABUSE__BOT_CHECK", "cloudflare")]);
+        assert!(e.contains("abuse.bot_check"), "{e}");
+        let e = toml::from_str::<Settings>("[server]\ntrusted_proxies = [\"10.0.0.0/99\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("10.0.0.0/99") && e.contains("address block"), "{e}");
+    }
+
+    #[test]
+    fn test_numbers_are_written_plus_digits_with_a_code_of_otp_length() {
+        let mut s = Settings::default();
+        s.abuse.test_numbers.insert("+15555550100".into(), "123456".into());
+        assert!(s.validate().is_ok());
+        s.abuse.test_numbers.insert("+1 555 555 0101".into(), "123456".into());
+        assert!(s.validate().unwrap_err().to_string().contains("+<digits>"));
+        s.abuse.test_numbers.clear();
+        s.abuse.test_numbers.insert("+15555550100".into(), "1234".into());
+        assert!(s.validate().unwrap_err().to_string().contains("6 digits"));
+    }
+
+    #[test]
     fn bad_duration_is_named_in_the_error() {
         let err = Settings::load_from(None, &env(&[("SESAME_OTP__TTL", "10 parsecs")])).unwrap_err();
         assert!(err.to_string().contains("otp.ttl"), "{err}");

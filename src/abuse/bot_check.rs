@@ -89,3 +89,20 @@ impl BotCheck {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_up_needs_the_secret_in_the_named_variable() {
+        let abuse = AbuseSettings {
+            bot_check: BotCheckProvider::Hcaptcha,
+            bot_check_secret_env: "SESAME_UNIT_TEST_UNSET_BOT_SECRET_VAR".into(),
+            ..Default::default()
+        };
+        let err = BotCheck::from_settings(&abuse).err().expect("refused").to_string();
+        assert!(err.contains("SESAME_UNIT_TEST_UNSET_BOT_SECRET_VAR"), "{err}");
+        assert!(BotCheck::from_settings(&AbuseSettings::default()).unwrap().is_none());
+    }
+}

@@ -28,6 +28,7 @@ db_test!(
     the_bot_check_passes_fails_and_fails_closed,
     the_sign_in_page_carries_the_bot_check_widget_and_needs_its_token,
     on_the_pages_a_code_belongs_to_the_browser_that_asked_wherever_it_moves,
+    hcaptcha_and_recaptcha_widgets_fill_in_their_own_fields,
 );
 
 /// Settings with SMS to a webhook receiver, and 127.0.0.1 a trusted proxy.
@@ -468,10 +469,14 @@ async fn phone_input_is_digits_and_the_usual_punctuation(db: Db) {
 const BOT_SECRET_ENV: &str = "BOT_CHECK_TEST_SECRET";
 
 async fn bot_app(db: &Db, siteverify: &SiteVerify) -> (TestApp, Receiver) {
+    bot_app_of(db, siteverify, BotCheckProvider::Turnstile).await
+}
+
+async fn bot_app_of(db: &Db, siteverify: &SiteVerify, provider: BotCheckProvider) -> (TestApp, Receiver) {
     std::env::set_var(BOT_SECRET_ENV, "0x-siteverify-secret");
     let url = siteverify.url.clone();
     app_with(db, move |s| {
-        s.abuse.bot_check = BotCheckProvider::Turnstile;
+        s.abuse.bot_check = provider;
         s.abuse.bot_check_url = url;
         s.abuse.bot_check_site_key = "0x-site-key".into();
         s.abuse.bot_check_secret_env = BOT_SECRET_ENV.into();
@@ -612,4 +617,42 @@ async fn on_the_pages_a_code_belongs_to_the_browser_that_asked_wherever_it_moves
     let page = mine.post("/login/verify", &[("code", code.as_str())]).await;
     assert_eq!(page.status, 303, "{}", page.body);
     assert!(!page.redirects_to("/login/verify"));
+}
+
+async fn hcaptcha_and_recaptcha_widgets_fill_in_their_own_fields(db: Db) {
+    let siteverify = SiteVerify::start().await;
+    for (provider, class, field, origin) in [
+        (
+            BotCheckProvider::Hcaptcha,
+            "h-captcha",
+            "h-captcha-response",
+            "https://hcaptcha.com",
+        ),
+        (
+            BotCheckProvider::Recaptcha,
+            "g-recaptcha",
+            "g-recaptcha-response",
+            "https://www.google.com",
+        ),
+    ] {
+        let (app, sms) = bot_app_of(&db, &siteverify, provider).await;
+        let mut browser = Browser::new(&app);
+        let page = browser.get("/login").await;
+        assert!(page.body.contains(&format!("bot-check {class}")), "{}", page.body);
+        let csp = page.headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains(&format!("script-src 'self' {origin}")), "{csp}");
+        // Another provider's field does not count.
+        let page = browser
+            .post(
+                "/login",
+                &[("identifier", "+1 201 555 0180"), ("cf-turnstile-response", "x")],
+            )
+            .await;
+        assert_eq!(page.status, 422, "{provider:?}");
+        let page = browser
+            .post("/login", &[("identifier", "+1 201 555 0180"), (field, "solved")])
+            .await;
+        assert!(page.redirects_to("/login/verify"), "{provider:?}: {}", page.status);
+        assert_eq!(sms.count(), 1);
+    }
 }
