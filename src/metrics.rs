@@ -22,8 +22,9 @@ const GRANTS: [&str; 5] = [
 ];
 
 /// Why code sends and tries were refused (SPEC §10), as `OtpError::reason` names them.
-const REFUSALS: [&str; 10] = [
+const REFUSALS: [&str; 11] = [
     "locked",
+    "identifier_limit",
     "ip_limit",
     "client_limit",
     "resend_gap",

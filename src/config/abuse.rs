@@ -19,6 +19,11 @@ pub struct AbuseSettings {
     pub country_max_sends: u32,
     /// SMS codes per `otp.send_window`, all countries together.
     pub global_max_sms: u32,
+    /// Codes per identifier per `otp.send_window` from all the sources that
+    /// never signed in to it, together (many addresses bombing one phone);
+    /// a source that verified a code for it in the last 30 days is not held
+    /// back. 0: no such limit.
+    pub identifier_max_sends: u32,
     /// Wrong codes per identifier per `failure_window`, from every source,
     /// after which the identifier is locked until the window ends.
     pub max_failures: u32,
@@ -45,6 +50,7 @@ impl Default for AbuseSettings {
             block_premium_numbers: true,
             country_max_sends: 1000,
             global_max_sms: 10_000,
+            identifier_max_sends: 10,
             max_failures: 20,
             failure_window: Duration::from_secs(24 * 3600),
             test_numbers: BTreeMap::new(),

@@ -13,6 +13,8 @@ pub enum Limit {
     Client,
     /// `otp.resend_after` since the last code to this identifier from this source.
     ResendGap,
+    /// `abuse.identifier_max_sends` from sources that never signed in to the identifier.
+    Identifier,
     /// `abuse.country_max_sends` SMS to one country.
     Country,
     /// `abuse.global_max_sms` SMS in all.
@@ -64,6 +66,9 @@ fn limit_text(limit: &Limit, retry_after: u64) -> String {
         Limit::Address => "too many codes requested from this address; try again later".into(),
         Limit::Client => "too many codes requested by this client; try again later".into(),
         Limit::ResendGap => format!("a code was just sent; wait {retry_after} s before asking for another"),
+        Limit::Identifier => {
+            "too many codes were requested for this phone or email from new places; try again later, or from where you signed in before".into()
+        }
         Limit::Country => "too many text messages to this country; try again later".into(),
         Limit::AllSms => "too many text messages are being sent; try again later".into(),
     }
@@ -92,6 +97,7 @@ impl OtpError {
                 Limit::Address => "ip_limit",
                 Limit::Client => "client_limit",
                 Limit::ResendGap => "resend_gap",
+                Limit::Identifier => "identifier_limit",
                 Limit::Country => "country_limit",
                 Limit::AllSms => "global_sms_limit",
             },

@@ -7,8 +7,10 @@
 //! `otp.max_attempts` wrong tries, each then locking that source out of that
 //! identifier for `otp.lockout`. The identifier itself is locked only past
 //! `abuse.max_failures` wrong codes per `abuse.failure_window`, from every
-//! source together. Besides: per source address, per client, and for SMS
-//! per destination country and in all.
+//! source together. Besides: per source address, per client, per
+//! identifier from the sources that never signed in to it
+//! (`abuse.identifier_max_sends`), and for SMS per destination country and
+//! in all.
 
 use super::{audit, Origin};
 use super::{Limit, OtpError};
@@ -26,6 +28,18 @@ fn over(retry_after: i64, limit: Limit) -> OtpError {
         limit,
         retry_after: retry_after.max(1) as u64,
     }
+}
+
+/// How long a source that verified a code for an identifier is known to it.
+const KNOWN_SOURCE: i64 = 30 * 86_400;
+
+/// Remembers that this source proved the identifier (for `abuse.identifier_max_sends`).
+pub async fn remember_source(state: &AppState, key: &str, source: &str) -> Result<(), OtpError> {
+    state
+        .store
+        .hit(&format!("known:{}", source_key(key, source)), KNOWN_SOURCE)
+        .await?;
+    Ok(())
 }
 
 /// Where a request counts: its client address's bucket (IPv6 by /64).
@@ -84,6 +98,14 @@ pub async fn check_send(
             Some("too many codes requested from one source"),
         );
         return Err(locked(lockout));
+    }
+    // Many sources at one identifier (SMS bombing): a ceiling for the sources
+    // that never signed in to it; the user's own is not held back.
+    if abuse.identifier_max_sends > 0 && !store.counted(&format!("known:{from_source}"), KNOWN_SOURCE).await? {
+        let (n, retry) = store.hit(&format!("sends:{key}"), window).await?;
+        if n > abuse.identifier_max_sends as i64 {
+            return Err(over(retry, Limit::Identifier));
+        }
     }
     if let Some(country) = sms_country {
         let (n, retry) = store.hit(&format!("sms:{country}"), window).await?;

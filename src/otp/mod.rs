@@ -291,6 +291,7 @@ async fn verify_checked(state: &AppState, origin: &Origin<'_>, key: &str, code: 
     ) {
         limits::forgive_try(state, key).await?;
         if state.store.consume_code(&attempt.id).await? {
+            limits::remember_source(state, key, &source).await?;
             state.metrics.code_verified();
             audit(state, origin, "code_verified", key, Some(&attempt.channel));
             return Ok(());
@@ -329,6 +330,7 @@ pub async fn verify_magic_token(
         .await?
     {
         Some(channel) => {
+            limits::remember_source(state, &key, &limits::source(origin)).await?;
             state.metrics.code_verified();
             audit(
                 state,

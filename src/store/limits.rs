@@ -28,6 +28,18 @@ impl Store {
         Ok((count, (start + window - now).max(1)))
     }
 
+    /// Whether `key` was counted in a window that has not ended.
+    pub async fn counted(&self, key: &str, window: i64) -> anyhow::Result<bool> {
+        let row = self
+            .db
+            .query("SELECT 1 AS one FROM rate_counters WHERE key = $1 AND window_start > $2")
+            .bind(key)
+            .bind(now() - window)
+            .fetch_optional()
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// Gives back one count of `key` (a password try that succeeded).
     pub async fn unhit(&self, key: &str) -> anyhow::Result<()> {
         self.db

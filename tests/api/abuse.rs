@@ -21,6 +21,7 @@ db_test!(
     the_per_country_and_global_sms_caps_hold,
     a_strangers_sends_and_wrong_codes_leave_the_victims_code_usable,
     the_identifier_locks_only_past_max_failures_from_every_source,
+    many_new_sources_cannot_bomb_one_number_and_the_users_own_is_not_held_back,
     forwarded_addresses_are_believed_from_trusted_proxies_only,
     two_addresses_in_one_ipv6_64_share_a_budget,
     test_numbers_have_a_fixed_code_and_send_nothing,
@@ -655,4 +656,38 @@ async fn hcaptcha_and_recaptcha_widgets_fill_in_their_own_fields(db: Db) {
         assert!(page.redirects_to("/login/verify"), "{provider:?}: {}", page.status);
         assert_eq!(sms.count(), 1);
     }
+}
+
+async fn many_new_sources_cannot_bomb_one_number_and_the_users_own_is_not_held_back(db: Db) {
+    let (app, sms) = app_with(&db, |s| s.abuse.identifier_max_sends = 4).await;
+    let victim = Who::Phone("+1 201 555 0190");
+    let home = "198.51.100.90";
+    // The user signed in from home before.
+    assert_eq!(app.getcode_from(home, APP, victim).await.status(), 200);
+    let code = sms_code(&sms).await;
+    assert_eq!(app.verifycode_from(home, APP, victim, &code).await.status(), 200);
+    // Bombers at new addresses, each within its own per-source budget.
+    let mut refused = 0;
+    for i in 1..=8 {
+        let res = app.getcode_from(&format!("203.0.113.{i}"), APP, victim).await;
+        match res.status().as_u16() {
+            200 => {}
+            429 => {
+                assert!(retry_after(&res) > 3500);
+                let body = assert_error(res, 429, "too_many_requests").await;
+                assert!(body["error_description"].as_str().unwrap().contains("new places"));
+                refused += 1;
+            }
+            other => panic!("{other}"),
+        }
+    }
+    // The user's first code counted (home was not known yet), then three
+    // from the bombers: four in the window, the ceiling.
+    assert_eq!(refused, 5);
+    assert_eq!(sms.count(), 4);
+    assert_eq!(app.refusals("identifier_limit").await, 5);
+    // The user, from home, gets a new code and it works.
+    assert_eq!(app.getcode_from(home, APP, victim).await.status(), 200);
+    let code = sms_code(&sms).await;
+    assert_eq!(app.verifycode_from(home, APP, victim, &code).await.status(), 200);
 }
