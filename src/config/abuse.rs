@@ -19,10 +19,9 @@ pub struct AbuseSettings {
     pub country_max_sends: u32,
     /// SMS codes per `otp.send_window`, all countries together.
     pub global_max_sms: u32,
-    /// Codes per identifier per `otp.send_window` from all the sources that
-    /// never signed in to it, together (many addresses bombing one phone);
-    /// a source that verified a code for it in the last 30 days is not held
-    /// back. 0: no such limit.
+    /// Codes per identifier per `otp.send_window` from every source, past
+    /// which only the sources that verified a code for it in the last 30
+    /// days get more (many addresses bombing one phone). 0: no such limit.
     pub identifier_max_sends: u32,
     /// Wrong codes per identifier per `failure_window`, from every source,
     /// after which the identifier is locked until the window ends.

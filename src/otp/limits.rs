@@ -99,11 +99,13 @@ pub async fn check_send(
         );
         return Err(locked(lockout));
     }
-    // Many sources at one identifier (SMS bombing): a ceiling for the sources
-    // that never signed in to it; the user's own is not held back.
-    if abuse.identifier_max_sends > 0 && !store.counted(&format!("known:{from_source}"), KNOWN_SOURCE).await? {
+    // Many sources at one identifier (SMS bombing): past the ceiling only the
+    // sources that signed in to it before get codes (read only then).
+    if abuse.identifier_max_sends > 0 {
         let (n, retry) = store.hit(&format!("sends:{key}"), window).await?;
-        if n > abuse.identifier_max_sends as i64 {
+        if n > abuse.identifier_max_sends as i64
+            && !store.counted(&format!("known:{from_source}"), KNOWN_SOURCE).await?
+        {
             return Err(over(retry, Limit::Identifier));
         }
     }

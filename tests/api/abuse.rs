@@ -681,8 +681,8 @@ async fn many_new_sources_cannot_bomb_one_number_and_the_users_own_is_not_held_b
             other => panic!("{other}"),
         }
     }
-    // The user's first code counted (home was not known yet), then three
-    // from the bombers: four in the window, the ceiling.
+    // The user's code counted, then three from the bombers: four in the
+    // window, the ceiling.
     assert_eq!(refused, 5);
     assert_eq!(sms.count(), 4);
     assert_eq!(app.refusals("identifier_limit").await, 5);
