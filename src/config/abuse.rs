@@ -19,9 +19,11 @@ pub struct AbuseSettings {
     pub country_max_sends: u32,
     /// SMS codes per `otp.send_window`, all countries together.
     pub global_max_sms: u32,
-    /// Codes per identifier per `otp.send_window` from every source, past
-    /// which only the sources that verified a code for it in the last 30
-    /// days get more (many addresses bombing one phone). 0: no such limit.
+    /// Off (0) by default. Codes per identifier per `otp.send_window` from
+    /// every source, past which only the sources that verified a code for it
+    /// in the last 30 days get more (many addresses bombing one phone). A
+    /// trade-off: strangers with that many addresses can then keep a user on
+    /// a new address from getting a code for the window.
     pub identifier_max_sends: u32,
     /// Wrong codes per identifier per `failure_window`, from every source,
     /// after which the identifier is locked until the window ends.
@@ -49,7 +51,7 @@ impl Default for AbuseSettings {
             block_premium_numbers: true,
             country_max_sends: 1000,
             global_max_sms: 10_000,
-            identifier_max_sends: 10,
+            identifier_max_sends: 0,
             max_failures: 20,
             failure_window: Duration::from_secs(24 * 3600),
             test_numbers: BTreeMap::new(),

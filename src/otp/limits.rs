@@ -30,14 +30,14 @@ fn over(retry_after: i64, limit: Limit) -> OtpError {
     }
 }
 
-/// How long a source that verified a code for an identifier is known to it.
+/// How long a source that last verified a code for an identifier is known to it.
 const KNOWN_SOURCE: i64 = 30 * 86_400;
 
 /// Remembers that this source proved the identifier (for `abuse.identifier_max_sends`).
 pub async fn remember_source(state: &AppState, key: &str, source: &str) -> Result<(), OtpError> {
     state
         .store
-        .hit(&format!("known:{}", source_key(key, source)), KNOWN_SOURCE)
+        .restart(&format!("known:{}", source_key(key, source)))
         .await?;
     Ok(())
 }
@@ -69,6 +69,18 @@ pub async fn check_send(
     if let Some(secs) = store.locked_for(key, &from_source).await? {
         return Err(locked(secs));
     }
+    // Many sources at one identifier (SMS bombing), when turned on: past the
+    // ceiling only sources that signed in to it before get codes (the mark is
+    // read only then). Checked first, so a refused send costs the asker
+    // nothing else.
+    if abuse.identifier_max_sends > 0 {
+        let (n, retry) = store.hit(&format!("sends:{key}"), window).await?;
+        if n > abuse.identifier_max_sends as i64
+            && !store.counted(&format!("known:{from_source}"), KNOWN_SOURCE).await?
+        {
+            return Err(over(retry, Limit::Identifier));
+        }
+    }
     if origin.ip.is_some() {
         let (n, retry) = store.hit(&format!("ip:{source}"), window).await?;
         if n > otp.ip_max_sends as i64 {
@@ -98,16 +110,6 @@ pub async fn check_send(
             Some("too many codes requested from one source"),
         );
         return Err(locked(lockout));
-    }
-    // Many sources at one identifier (SMS bombing): past the ceiling only the
-    // sources that signed in to it before get codes (read only then).
-    if abuse.identifier_max_sends > 0 {
-        let (n, retry) = store.hit(&format!("sends:{key}"), window).await?;
-        if n > abuse.identifier_max_sends as i64
-            && !store.counted(&format!("known:{from_source}"), KNOWN_SOURCE).await?
-        {
-            return Err(over(retry, Limit::Identifier));
-        }
     }
     if let Some(country) = sms_country {
         let (n, retry) = store.hit(&format!("sms:{country}"), window).await?;

@@ -222,6 +222,12 @@ async fn send_checked(
     Ok(sent)
 }
 
+/// Marks the address that proved the identifier (a magic link opened on
+/// the pages) as known to it, for `abuse.identifier_max_sends`.
+pub async fn remember_source(state: &AppState, ident_key: &str, ip: Option<&str>) -> Result<(), OtpError> {
+    limits::remember_source(state, ident_key, &crate::net::ip_bucket(ip)).await
+}
+
 /// A number from 10 to 99, each equally likely, for magic-link number matching.
 fn match_number() -> i64 {
     loop {

@@ -40,6 +40,20 @@ impl Store {
         Ok(row.is_some())
     }
 
+    /// Counts `key` once in a window that starts now (a mark renewed on each use).
+    pub async fn restart(&self, key: &str) -> anyhow::Result<()> {
+        self.db
+            .query(
+                "INSERT INTO rate_counters (key, window_start, count) VALUES ($1, $2, 1)
+                 ON CONFLICT (key) DO UPDATE SET window_start = $2, count = 1",
+            )
+            .bind(key)
+            .bind(now())
+            .execute()
+            .await?;
+        Ok(())
+    }
+
     /// Gives back one count of `key` (a password try that succeeded).
     pub async fn unhit(&self, key: &str) -> anyhow::Result<()> {
         self.db

@@ -409,6 +409,7 @@ pub async fn magic_use(
         return Err(page::bad_request(t.get("magic.bad_title"), t.get("magic.bad_text")));
     };
     let ip = client_ip(&req);
+    otp::remember_source(&state, &used.ident_key, ip.as_deref()).await?;
     state.metrics.code_verified();
     state.audit.record(crate::store::audit::Event {
         event: "magic_link_used",
