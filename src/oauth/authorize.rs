@@ -114,14 +114,20 @@ fn pkce_chars(v: &str) -> bool {
     v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
+/// `GET` with the request in the query, or `POST` with it in a form body
+/// (OIDC Core §3.1.2.1).
 pub async fn authorize(
     state: web::Data<AppState>,
     req: HttpRequest,
     session: Session,
+    body: web::Bytes,
 ) -> Result<HttpResponse, PageError> {
     let t = page::texts(&req, None);
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
-        .map_err(|_| bad_request(t.get("authorize.bad_title"), t.get("authorize.malformed")))?;
+    let pairs: Result<Vec<(String, String)>, _> = match req.method() == actix_web::http::Method::POST {
+        true => serde_urlencoded::from_bytes(&body),
+        false => serde_urlencoded::from_str(req.query_string()),
+    };
+    let pairs = pairs.map_err(|_| bad_request(t.get("authorize.bad_title"), t.get("authorize.malformed")))?;
     let params = Params::from_pairs(pairs).map_err(|e| bad_request(t.get("authorize.bad_title"), e.description()))?;
 
     // Until client and redirect URI are known good, errors are shown here, never redirected.

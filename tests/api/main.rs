@@ -14,6 +14,7 @@ mod audiences;
 mod bad_input;
 mod cli;
 mod client_credentials;
+mod conformance;
 mod delivery;
 mod discovery;
 mod introspect_revoke;
