@@ -202,159 +202,171 @@ fn spawn_maintenance(state: Arc<AppState>) {
     });
 }
 
-/// A resource whose other methods answer a JSON 405.
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::MethodNotAllowed) }))
+/// A resource whose other methods answer a JSON 405 with `Allow` naming
+/// the ones it serves (RFC 9110 §15.5.6).
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        let mut res = actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed);
+        res.headers_mut().insert(
+            actix_web::http::header::ALLOW,
+            actix_web::http::header::HeaderValue::from_static(allow),
+        );
+        Ok::<_, actix_web::Error>(res)
+    }))
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/.well-known/openid-configuration").route(web::get().to(oidc::discovery::discovery)))
-        .service(resource("/.well-known/oauth-authorization-server").route(web::get().to(oidc::discovery::discovery)))
-        .service(resource("/oauth2/jwks").route(web::get().to(oidc::jwks::jwks)))
-        .service(resource("/oauth2/token").route(web::post().to(oauth::token::token)))
-        .service(resource("/oauth2/introspect").route(web::post().to(oauth::introspect::introspect)))
-        .service(resource("/oauth2/revoke").route(web::post().to(oauth::revoke::revoke)))
-        .service(resource("/o/extended_token").route(web::post().to(oauth::token::extended_token)))
+    cfg.service(resource("/.well-known/openid-configuration", "GET").route(web::get().to(oidc::discovery::discovery)))
         .service(
-            resource("/oauth2/userinfo")
+            resource("/.well-known/oauth-authorization-server", "GET").route(web::get().to(oidc::discovery::discovery)),
+        )
+        .service(resource("/oauth2/jwks", "GET").route(web::get().to(oidc::jwks::jwks)))
+        .service(resource("/oauth2/token", "POST").route(web::post().to(oauth::token::token)))
+        .service(resource("/oauth2/introspect", "POST").route(web::post().to(oauth::introspect::introspect)))
+        .service(resource("/oauth2/revoke", "POST").route(web::post().to(oauth::revoke::revoke)))
+        .service(resource("/o/extended_token", "POST").route(web::post().to(oauth::token::extended_token)))
+        .service(
+            resource("/oauth2/userinfo", "GET, POST")
                 .route(web::get().to(oidc::userinfo::userinfo))
                 .route(web::post().to(oidc::userinfo::userinfo)),
         )
-        .service(resource("/otp/getcode").route(web::post().to(api::otp::getcode)))
-        .service(resource("/otp/verifycode").route(web::post().to(api::otp::verifycode)))
+        .service(resource("/otp/getcode", "POST").route(web::post().to(api::otp::getcode)))
+        .service(resource("/otp/verifycode", "POST").route(web::post().to(api::otp::verifycode)))
         .service(
-            resource("/api/v1/user")
+            resource("/api/v1/user", "PUT, PATCH")
                 .route(web::put().to(api::users::create_user))
                 .route(web::patch().to(api::users::update_credentials)),
         )
-        .service(resource("/api/v1/users").route(web::post().to(api::users::create_user)))
+        .service(resource("/api/v1/users", "POST").route(web::post().to(api::users::create_user)))
         .service(
-            resource("/admin/api/clients")
+            resource("/admin/api/clients", "GET, POST")
                 .route(web::get().to(api::admin::list))
                 .route(web::post().to(api::admin::create)),
         )
         .service(
-            resource("/admin/api/clients/{client_id}")
+            resource("/admin/api/clients/{client_id}", "GET, PUT, DELETE")
                 .route(web::get().to(api::admin::show))
                 .route(web::put().to(api::admin::update))
                 .route(web::delete().to(api::admin::delete)),
         )
-        .service(resource("/admin/api/clients/{client_id}/secret").route(web::post().to(api::admin::rotate_secret)))
-        .service(resource("/admin/api/users").route(web::get().to(api::admin_users::list)))
         .service(
-            resource("/admin/api/users/{sub}")
+            resource("/admin/api/clients/{client_id}/secret", "POST").route(web::post().to(api::admin::rotate_secret)),
+        )
+        .service(resource("/admin/api/users", "GET").route(web::get().to(api::admin_users::list)))
+        .service(
+            resource("/admin/api/users/{sub}", "GET, PUT, DELETE")
                 .route(web::get().to(api::admin_users::show))
                 .route(web::put().to(api::admin_users::update))
                 .route(web::delete().to(api::admin_users::delete)),
         )
-        .service(resource("/dev/outbox").route(web::get().to(pages::outbox::outbox)))
-        .service(resource("/metrics").route(web::get().to(crate::metrics::metrics)))
-        .service(resource("/health/live").route(web::get().to(health::live)))
-        .service(resource("/health/ready").route(web::get().to(health::ready)));
+        .service(resource("/dev/outbox", "GET").route(web::get().to(pages::outbox::outbox)))
+        .service(resource("/metrics", "GET").route(web::get().to(crate::metrics::metrics)))
+        .service(resource("/health/live", "GET").route(web::get().to(health::live)))
+        .service(resource("/health/ready", "GET").route(web::get().to(health::ready)));
 }
 
 /// The browser pages, each behind the session middleware (the APIs never load a session).
 fn page_routes(cfg: &mut web::ServiceConfig, sessions: SessionMiddleware<pages::session::DbSessions>) {
     use pages::{account, admin, consent, login};
     // Sessions outside, so that `form_targets` reads the session after the handler.
-    let page = |path: &str| {
-        resource(path)
+    let page = |path: &str, allow: &'static str| {
+        resource(path, allow)
             .wrap(actix_web::middleware::from_fn(pages::page::form_targets))
             .wrap(sessions.clone())
     };
     cfg.service(
-        page("/oauth2/authorize")
+        page("/oauth2/authorize", "GET, POST")
             .route(web::get().to(oauth::authorize::authorize))
             .route(web::post().to(oauth::authorize::authorize)),
     )
     .service(
-        page("/oauth2/logout")
+        page("/oauth2/logout", "GET, POST")
             .route(web::get().to(oidc::logout::logout))
             .route(web::post().to(oidc::logout::logout)),
     )
     .service(
-        page("/login")
+        page("/login", "GET, POST")
             .route(web::get().to(login::login_page))
             .route(web::post().to(login::send_code)),
     )
-    .service(page("/login/password").route(web::post().to(login::password)))
+    .service(page("/login/password", "POST").route(web::post().to(login::password)))
     .service(
-        page("/login/verify")
+        page("/login/verify", "GET, POST")
             .route(web::get().to(login::verify_page))
             .route(web::post().to(login::verify_code)),
     )
-    .service(page("/login/resend").route(web::post().to(login::resend)))
-    .service(page("/login/status").route(web::post().to(login::status)))
-    .service(page("/login/continue").route(web::get().to(login::continue_flow)))
+    .service(page("/login/resend", "POST").route(web::post().to(login::resend)))
+    .service(page("/login/status", "POST").route(web::post().to(login::status)))
+    .service(page("/login/continue", "GET").route(web::get().to(login::continue_flow)))
     .service(
-        page("/login/magic")
+        page("/login/magic", "GET, POST")
             .route(web::get().to(login::magic_page))
             .route(web::post().to(login::magic_use)),
     )
     .service(
-        page("/signup")
+        page("/signup", "GET, POST")
             .route(web::get().to(login::signup_page))
             .route(web::post().to(login::signup)),
     )
     .service(
-        page("/consent")
+        page("/consent", "GET, POST")
             .route(web::get().to(consent::consent_page))
             .route(web::post().to(consent::decide)),
     )
-    .service(page("/account").route(web::get().to(account::account)))
-    .service(page("/account/profile").route(web::post().to(account::profile)))
-    .service(page("/account/password").route(web::post().to(account::set_password)))
+    .service(page("/account", "GET").route(web::get().to(account::account)))
+    .service(page("/account/profile", "POST").route(web::post().to(account::profile)))
+    .service(page("/account/password", "POST").route(web::post().to(account::set_password)))
     .service(
-        page("/account/identifier")
+        page("/account/identifier", "GET, POST")
             .route(web::get().to(account::change_identifier_page))
             .route(web::post().to(account::change_identifier)),
     )
-    .service(page("/account/identifier/verify").route(web::post().to(account::verify_identifier)))
+    .service(page("/account/identifier/verify", "POST").route(web::post().to(account::verify_identifier)))
     .service(
-        page("/account/reauth")
+        page("/account/reauth", "GET, POST")
             .route(web::get().to(pages::reauth::reauth_page))
             .route(web::post().to(pages::reauth::send)),
     )
-    .service(page("/account/reauth/verify").route(web::post().to(pages::reauth::verify)))
+    .service(page("/account/reauth/verify", "POST").route(web::post().to(pages::reauth::verify)))
     .service(
-        page("/account/delete")
+        page("/account/delete", "GET, POST")
             .route(web::get().to(account::confirm_delete))
             .route(web::post().to(account::delete_account)),
     )
-    .service(page("/account/apps/revoke").route(web::post().to(account::revoke_app)))
-    .service(page("/account/sessions/end").route(web::post().to(account::end_session)))
-    .service(page("/account/signout").route(web::post().to(account::sign_out_here)))
-    .service(page("/account/signout-everywhere").route(web::post().to(account::sign_out_everywhere)))
-    .service(page("/admin").route(web::get().to(admin::home)))
-    .service(page("/admin/clients").route(web::get().to(admin::clients_page)))
+    .service(page("/account/apps/revoke", "POST").route(web::post().to(account::revoke_app)))
+    .service(page("/account/sessions/end", "POST").route(web::post().to(account::end_session)))
+    .service(page("/account/signout", "POST").route(web::post().to(account::sign_out_here)))
+    .service(page("/account/signout-everywhere", "POST").route(web::post().to(account::sign_out_everywhere)))
+    .service(page("/admin", "GET").route(web::get().to(admin::home)))
+    .service(page("/admin/clients", "GET").route(web::get().to(admin::clients_page)))
     .service(
-        page("/admin/clients/new")
+        page("/admin/clients/new", "GET, POST")
             .route(web::get().to(admin::new_client_page))
             .route(web::post().to(admin::create_client)),
     )
     .service(
-        page("/admin/clients/{id}")
+        page("/admin/clients/{id}", "GET, POST")
             .route(web::get().to(admin::client_page))
             .route(web::post().to(admin::update_client)),
     )
     .service(
-        page("/admin/clients/{id}/{action}")
+        page("/admin/clients/{id}/{action}", "GET, POST")
             .route(web::get().to(admin::confirm_client))
             .route(web::post().to(admin::client_action)),
     )
-    .service(page("/admin/users").route(web::get().to(admin::users_page)))
-    .service(page("/admin/users/{sub}").route(web::get().to(admin::user_page)))
+    .service(page("/admin/users", "GET").route(web::get().to(admin::users_page)))
+    .service(page("/admin/users/{sub}", "GET").route(web::get().to(admin::user_page)))
     .service(
-        page("/admin/users/{sub}/{action}")
+        page("/admin/users/{sub}/{action}", "GET, POST")
             .route(web::get().to(admin::confirm_user_delete))
             .route(web::post().to(admin::user_action)),
     )
-    .service(page("/admin/audit").route(web::get().to(admin::audit_page)))
-    .service(resource("/").route(web::get().to(|| async { pages::page::found("/account") })))
-    .service(resource("/openapi.json").route(web::get().to(pages::api_docs::openapi)))
-    .service(resource("/api").route(web::get().to(pages::api_docs::api_page)))
-    .service(resource("/static/sesame.css").route(web::get().to(pages::assets::css)))
-    .service(resource("/static/sesame.js").route(web::get().to(pages::assets::js)));
+    .service(page("/admin/audit", "GET").route(web::get().to(admin::audit_page)))
+    .service(resource("/", "GET").route(web::get().to(|| async { pages::page::found("/account") })))
+    .service(resource("/openapi.json", "GET").route(web::get().to(pages::api_docs::openapi)))
+    .service(resource("/api", "GET").route(web::get().to(pages::api_docs::api_page)))
+    .service(resource("/static/sesame.css", "GET").route(web::get().to(pages::assets::css)))
+    .service(resource("/static/sesame.js", "GET").route(web::get().to(pages::assets::js)));
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

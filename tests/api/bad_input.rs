@@ -52,7 +52,31 @@ async fn oversized_bodies_are_413_json(db: Db) {
 async fn unknown_paths_and_methods_are_json_errors(db: Db) {
     let app = spawn_app(&db).await;
     assert_error(app.get("/nope").await, 404, "not_found").await;
-    assert_error(app.get("/oauth2/token").await, 405, "method_not_allowed").await;
-    let res = app.http.delete(app.url("/oauth2/introspect")).send().await.unwrap();
-    assert_error(res, 405, "method_not_allowed").await;
+    // RFC 9110 §15.5.6: a 405 names the methods the path serves, on the APIs and the pages.
+    for (method, path, allow) in [
+        ("GET", "/oauth2/token", "POST"),
+        ("DELETE", "/oauth2/introspect", "POST"),
+        ("PUT", "/oauth2/userinfo", "GET, POST"),
+        ("POST", "/admin/api/users", "GET"),
+        ("PATCH", "/admin/api/clients/demo", "GET, PUT, DELETE"),
+        ("DELETE", "/oauth2/authorize", "GET, POST"),
+        ("GET", "/login/resend", "POST"),
+        ("POST", "/.well-known/openid-configuration", "GET"),
+    ] {
+        let res = app
+            .http
+            .request(method.parse().unwrap(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.headers()
+                .get("allow")
+                .map(|v| v.to_str().unwrap().to_string())
+                .as_deref(),
+            Some(allow),
+            "{method} {path}"
+        );
+        assert_error(res, 405, "method_not_allowed").await;
+    }
 }
