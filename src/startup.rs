@@ -111,6 +111,7 @@ impl Application {
             let sessions = pages::session::middleware(&app_state, &cookie_key);
             App::new()
                 .app_data(web::Data::from(app_state.clone()))
+                .app_data(query_errors())
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
                 .wrap_fn(|req, srv| {
                     let started = std::time::Instant::now();
@@ -200,6 +201,18 @@ fn spawn_maintenance(state: Arc<AppState>) {
             }
         }
     });
+}
+
+/// A query string that does not parse is a JSON `400 invalid_request`
+/// naming the parameter, not actix's plain-text answer.
+fn query_errors() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err, _req| {
+        let why = match &err {
+            actix_web::error::QueryPayloadError::Deserialize(e) => format!("the query string is not valid: {e}"),
+            _ => "the query string is not valid".into(),
+        };
+        ApiError::InvalidRequest(why).into()
+    })
 }
 
 /// A resource whose other methods answer a JSON 405 with `Allow` naming

@@ -347,6 +347,11 @@ async fn admins_find_disable_and_delete_users(db: Db) {
         "invalid_request",
     )
     .await;
+    // A query string that does not parse is the JSON error too (issue 13, problem 6).
+    let res = call(&app, reqwest::Method::GET, "/admin/api/users?limit=abc", &admin, None).await;
+    assert_eq!(res.headers()["content-type"], "application/json");
+    let body = assert_error(res, 400, "invalid_request").await;
+    assert!(body["error_description"].as_str().unwrap().contains("query string"), "{body}");
 
     let path = format!("/admin/api/users/{sub}");
     let shown: Value = call(&app, reqwest::Method::GET, &path, &admin, None)
