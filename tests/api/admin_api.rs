@@ -351,7 +351,10 @@ async fn admins_find_disable_and_delete_users(db: Db) {
     let res = call(&app, reqwest::Method::GET, "/admin/api/users?limit=abc", &admin, None).await;
     assert_eq!(res.headers()["content-type"], "application/json");
     let body = assert_error(res, 400, "invalid_request").await;
-    assert!(body["error_description"].as_str().unwrap().contains("query string"), "{body}");
+    assert!(
+        body["error_description"].as_str().unwrap().contains("query string"),
+        "{body}"
+    );
 
     let path = format!("/admin/api/users/{sub}");
     let shown: Value = call(&app, reqwest::Method::GET, &path, &admin, None)
