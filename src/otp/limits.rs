@@ -33,12 +33,13 @@ fn over(retry_after: i64, limit: Limit) -> OtpError {
 /// How long a source that last verified a code for an identifier is known to it.
 const KNOWN_SOURCE: i64 = 30 * 86_400;
 
-/// Remembers that this source proved the identifier (for `abuse.identifier_max_sends`).
+/// Remembers that this source proved the identifier (for
+/// `abuse.identifier_max_sends`), and lifts its resend gap: its code is
+/// used, so a step-up sign-in (`prompt=login`, `max_age`) need not wait.
 pub async fn remember_source(state: &AppState, key: &str, source: &str) -> Result<(), OtpError> {
-    state
-        .store
-        .restart(&format!("known:{}", source_key(key, source)))
-        .await?;
+    let from_source = source_key(key, source);
+    state.store.restart(&format!("known:{from_source}")).await?;
+    state.store.forget(&format!("resend:{from_source}")).await?;
     Ok(())
 }
 

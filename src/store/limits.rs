@@ -54,6 +54,16 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets `key`'s count (a resend gap that no longer applies).
+    pub async fn forget(&self, key: &str) -> anyhow::Result<()> {
+        self.db
+            .query("DELETE FROM rate_counters WHERE key = $1")
+            .bind(key)
+            .execute()
+            .await?;
+        Ok(())
+    }
+
     /// Gives back one count of `key` (a password try that succeeded).
     pub async fn unhit(&self, key: &str) -> anyhow::Result<()> {
         self.db

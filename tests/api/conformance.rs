@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::browser::{exchange, pkce, Browser, CB};
+use crate::browser::{exchange, pkce, start, Browser, CB};
 use crate::db_test;
 use crate::helpers::{assert_error, spawn_app, Db, TestApp, APP};
 
@@ -14,12 +14,19 @@ db_test!(
     oidcc_userinfo_get,
     oidcc_userinfo_post_header,
     oidcc_userinfo_post_body,
+    oidcc_prompt_login,
 );
 
 /// A new user through POST /oauth2/authorize (the request in the form
 /// body); returns the access token.
 async fn tokens_through_a_posted_request(app: &TestApp, email: &str) -> Value {
     let mut b = Browser::new(app);
+    tokens_through_browser(&mut b, email).await
+}
+
+/// As above, in the given browser (which stays signed in).
+async fn tokens_through_browser(b: &mut Browser<'_>, email: &str) -> Value {
+    let app = b.app;
     let (verifier, challenge) = pkce();
     let page = b
         .post_raw(
@@ -114,4 +121,29 @@ async fn oidcc_userinfo_post_body(db: Db) {
         .await
         .unwrap();
     assert_error(res, 401, "invalid_token").await;
+}
+
+/// A step-up sign-in right after signing in (issue 13, problem 3): with the
+/// default `otp.resend_after` (30 s), `prompt=login` shows the sign-in page
+/// and a fresh code is sent at once, because the last one was used.
+async fn oidcc_prompt_login(db: Db) {
+    let app = spawn_app(&db).await;
+    assert_eq!(app.state.settings.otp.resend_after.as_secs(), 30);
+    let mut b = Browser::new(&app);
+    tokens_through_browser(&mut b, "stepup@example.com").await;
+    let (page, verifier) = start(&mut b, &[("prompt", "login")]).await;
+    assert!(page.redirects_to("/login"), "{:?}", page.location);
+    let back = b.sign_in_and_allow("stepup@example.com").await;
+    assert!(
+        back.redirects_to(CB),
+        "{} {:?} {}",
+        back.status,
+        back.location,
+        back.body
+    );
+    let code = back.location_param("code").expect("a code");
+    let res = exchange(&app, &code, &verifier).await;
+    let tokens: Value = res.json().await.unwrap();
+    let (_, claims) = crate::helpers::jwt_parts(tokens["id_token"].as_str().unwrap());
+    assert!(claims["auth_time"].as_i64().is_some());
 }
