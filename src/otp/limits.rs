@@ -38,7 +38,10 @@ const KNOWN_SOURCE: i64 = 30 * 86_400;
 /// used, so a step-up sign-in (`prompt=login`, `max_age`) need not wait.
 pub async fn remember_source(state: &AppState, key: &str, source: &str) -> Result<(), OtpError> {
     let from_source = source_key(key, source);
-    state.store.restart(&format!("known:{from_source}")).await?;
+    // The mark is read only by the ceiling: no write while it is off (the default).
+    if state.settings.abuse.identifier_max_sends > 0 {
+        state.store.restart(&format!("known:{from_source}")).await?;
+    }
     state.store.forget(&format!("resend:{from_source}")).await?;
     Ok(())
 }

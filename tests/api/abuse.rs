@@ -106,6 +106,23 @@ async fn sms_code(sms: &Receiver) -> String {
     sms.last().await.json()["code"].as_str().unwrap().to_string()
 }
 
+/// verifycode with `code`, then the account for the proven identifier.
+async fn sign_up_with(app: &TestApp, who: Who<'_>, code: &str) {
+    let res = app.verifycode(APP, who, code).await;
+    assert_eq!(res.status(), 200);
+    let secret = res.json::<Value>().await.unwrap()["secret_identifier"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let res = app
+        .create_user(
+            APP,
+            &serde_json::json!({"secret_identifier": secret, "auto_username": true}),
+        )
+        .await;
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+}
+
 fn wrong(code: &str) -> &'static str {
     if code == "000000" {
         "111111"
@@ -172,18 +189,7 @@ async fn the_per_country_and_global_sms_caps_hold(db: Db) {
     let member = Who::Phone("+44 7400 100001");
     assert_eq!(app.getcode(APP, member).await.status(), 200);
     let code = sms_code(&sms).await;
-    let res = app.verifycode(APP, member, &code).await;
-    let secret = res.json::<Value>().await.unwrap()["secret_identifier"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let res = app
-        .create_user(
-            APP,
-            &serde_json::json!({"secret_identifier": secret, "auto_username": true}),
-        )
-        .await;
-    assert_eq!(res.status(), 201);
+    sign_up_with(&app, member, &code).await;
     // … then British numbers nobody signed up with fill the country's cap.
     assert_eq!(app.getcode(APP, Who::Phone("+44 7400 100002")).await.status(), 200);
     let res = app.getcode(APP, Who::Phone("+44 7400 100003")).await;
@@ -405,21 +411,7 @@ async fn test_numbers_have_a_fixed_code_and_send_nothing(db: Db) {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["channel"], "sms");
     assert_eq!(sms.count(), 0, "nothing is sent");
-    let secret = {
-        let res = app.verifycode(APP, reviewer, "123456").await;
-        assert_eq!(res.status(), 200);
-        res.json::<Value>().await.unwrap()["secret_identifier"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    let res = app
-        .create_user(
-            APP,
-            &serde_json::json!({"secret_identifier": secret, "auto_username": true}),
-        )
-        .await;
-    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    sign_up_with(&app, reviewer, "123456").await;
     let sent = app.audited("code_sent").await;
     assert!(sent.iter().any(|(d, _)| d.contains("test number")), "{sent:?}");
     let metrics = app.get("/metrics").await.text().await.unwrap();
