@@ -46,6 +46,13 @@ export async function startRp({ issuerUrl, clientId, clientSecret, port }) {
         return res.end();
       }
       if (url.pathname === "/callback") {
+        // response_mode=form_post: the answer is the form body of a POST.
+        if (req.method === "POST") {
+          const chunks = [];
+          for await (const chunk of req) chunks.push(chunk);
+          req.body = Buffer.concat(chunks).toString();
+        }
+        state.callbackMethod = req.method;
         const params = client.callbackParams(req);
         const p = state.pending;
         // Checks state, iss (RFC 9207), the ID token's signature (JWKS), iss, aud, nonce, exp.
@@ -59,6 +66,7 @@ export async function startRp({ issuerUrl, clientId, clientSecret, port }) {
         if (payload.nonce !== p.nonce) throw new Error("nonce mismatch");
         state.tokens = tokens;
         state.claims = payload;
+        state.idTokenAlg = JSON.parse(Buffer.from(tokens.id_token.split(".")[0], "base64url")).alg;
         state.userinfo = await client.userinfo(tokens.access_token);
         return html(200, `<h1 id="welcome">Signed in</h1><pre id="claims">${JSON.stringify(payload)}</pre>`);
       }

@@ -117,8 +117,8 @@ const codeIn = (mail) => decoded(mail).match(/Subject: (\d{6})/)[1];
 const linkIn = (mail) => decoded(mail).match(/(http:\/\/[^\s"<]+\/login\/magic\?token=[A-Za-z0-9_-]+)/)[1];
 
 /** From the RP's /login to Sesame's code page, for `identifier`. */
-async function askForCode(page, identifier, { shots } = {}) {
-  await page.goto(`${rp.base}/login`);
+async function askForCode(page, identifier, { shots, query = "" } = {}) {
+  await page.goto(`${rp.base}/login${query}`);
   await page.waitForURL(/\/login$/);
   assert.match(await page.textContent("main"), /Acme Notes/, "the client's name is shown");
   if (shots) await shoot(page, "login");
@@ -230,6 +230,20 @@ await scenario("a returning user skips signup and consent", async () => {
   const mail = await newMailTo(email, before);
   await enterCode(page, codeIn(mail));
   const state = await finishAtRp(page);
+  assert.equal(state.claims.email, email);
+  await context.close();
+});
+
+await scenario("form_post: the page's script posts the answer to the app (response_mode=form_post), ID token in RS256", async () => {
+  const context = await browser.newContext({ viewport: DESKTOP });
+  const page = await context.newPage();
+  const email = "ada@example.com";
+  const before = mailsTo(email).length;
+  await askForCode(page, email, { query: "?response_mode=form_post" });
+  await enterCode(page, codeIn(await newMailTo(email, before)));
+  const state = await finishAtRp(page);
+  assert.equal(state.callbackMethod, "POST", "the code came in a POST body, not the URL");
+  assert.equal(state.idTokenAlg, "RS256", "the client's default id_token_signed_response_alg");
   assert.equal(state.claims.email, email);
   await context.close();
 });

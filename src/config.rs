@@ -199,6 +199,13 @@ pub enum SigningAlg {
 }
 
 impl SigningAlg {
+    /// Every algorithm Sesame signs with; each has a current key at all times.
+    pub const ALL: [SigningAlg; 3] = [SigningAlg::RS256, SigningAlg::ES256, SigningAlg::EdDSA];
+
+    pub fn parse(text: &str) -> Option<SigningAlg> {
+        SigningAlg::ALL.into_iter().find(|a| a.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             SigningAlg::ES256 => "ES256",

@@ -1,6 +1,8 @@
 //! Signing keys and JWTs (RFC 7515/7519) with josekit. Keys live in the
-//! database so every node signs with the same current key; each node keeps a
-//! `Keyring` in memory and reloads it periodically to pick up rotations.
+//! database so every node signs with the same current keys, one per
+//! algorithm (ID tokens use the client's `id_token_signed_response_alg`,
+//! access tokens `tokens.signing_alg`); each node keeps a `Keyring` in memory
+//! and reloads it periodically to pick up rotations.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -20,16 +22,16 @@ use crate::crypto;
 use crate::store::keys::StoredKey;
 use crate::store::Store;
 
-/// What one node holds in memory: the current signer, verifiers for every
-/// published key, the JWKS document ready to serve, and the tokens it has
-/// already verified (resource servers introspect one token on every call).
+/// What one node holds in memory: the current signer of every algorithm,
+/// verifiers for every published key, the JWKS document ready to serve, and
+/// the tokens it has already verified (resource servers introspect one token
+/// on every call).
 pub struct Keyring {
-    pub current_kid: String,
-    pub alg: String,
-    signer: Box<dyn JwsSigner>,
+    signers: HashMap<&'static str, Signer>,
     verifiers: HashMap<String, Box<dyn JwsVerifier>>,
     pub jwks_json: actix_web::web::Bytes,
     kids: Vec<String>,
+    current: Vec<String>,
     verified: Mutex<HashMap<[u8; 32], Arc<VerifiedJws>>>,
 }
 
@@ -40,15 +42,20 @@ pub struct VerifiedJws {
     pub typ: Option<String>,
 }
 
+/// The current key of one algorithm.
+struct Signer {
+    kid: String,
+    signer: Box<dyn JwsSigner>,
+}
+
 /// Verified tokens kept per keyring; past this the cache starts over (bounded memory).
 const VERIFIED_CACHE: usize = 10_000;
 
 impl Keyring {
     fn build(keys: &[StoredKey]) -> anyhow::Result<Keyring> {
-        let current = keys.iter().find(|k| k.is_current).context("no current signing key")?;
         let mut verifiers = HashMap::new();
         let mut public = Vec::new();
-        let mut signer = None;
+        let mut signers = HashMap::new();
         for key in keys {
             let private = Jwk::from_bytes(key.private_jwk.as_bytes())
                 .with_context(|| format!("signing key {} is unreadable", key.kid))?;
@@ -62,36 +69,49 @@ impl Keyring {
                 "EdDSA" => Box::new(EdDSA.verifier_from_jwk(&pubkey)?),
                 other => return Err(anyhow!("signing key {} has unknown algorithm {other}", key.kid)),
             };
-            if key.kid == current.kid {
-                let s: Box<dyn JwsSigner> = match key.alg.as_str() {
-                    "ES256" => Box::new(ES256.signer_from_jwk(&private)?),
-                    "RS256" => Box::new(RS256.signer_from_jwk(&private)?),
-                    _ => Box::new(EdDSA.signer_from_jwk(&private)?),
+            if key.is_current {
+                let alg = SigningAlg::parse(&key.alg).context("current key of an unknown algorithm")?;
+                let signer: Box<dyn JwsSigner> = match alg {
+                    SigningAlg::ES256 => Box::new(ES256.signer_from_jwk(&private)?),
+                    SigningAlg::RS256 => Box::new(RS256.signer_from_jwk(&private)?),
+                    SigningAlg::EdDSA => Box::new(EdDSA.signer_from_jwk(&private)?),
                 };
-                signer = Some(s);
+                let kid = key.kid.clone();
+                if signers.insert(alg.as_str(), Signer { kid, signer }).is_some() {
+                    return Err(anyhow!("two current {} keys", key.alg));
+                }
             }
             verifiers.insert(key.kid.clone(), verifier);
             public.push(Value::Object(pubkey.as_ref().clone()));
         }
         let jwks = serde_json::to_vec(&serde_json::json!({ "keys": public }))?;
         Ok(Keyring {
-            current_kid: current.kid.clone(),
-            alg: current.alg.clone(),
-            signer: signer.context("current key has no signer")?,
+            signers,
             verifiers,
             jwks_json: jwks.into(),
             kids: keys.iter().map(|k| k.kid.clone()).collect(),
+            current: current_kids(keys),
             verified: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Signs `claims` as a compact JWS with `typ` and the current `kid` in the header.
-    pub fn sign(&self, typ: &str, claims: Map<String, Value>) -> anyhow::Result<String> {
+    /// The `kid` of the current key of `alg`.
+    pub fn current_kid(&self, alg: SigningAlg) -> Option<&str> {
+        self.signers.get(alg.as_str()).map(|s| s.kid.as_str())
+    }
+
+    /// Signs `claims` with the current key of `alg` as a compact JWS with
+    /// `typ` and that key's `kid` in the header.
+    pub fn sign(&self, typ: &str, alg: SigningAlg, claims: Map<String, Value>) -> anyhow::Result<String> {
+        let current = self
+            .signers
+            .get(alg.as_str())
+            .with_context(|| format!("no current {} key", alg.as_str()))?;
         let mut header = JwsHeader::new();
         header.set_token_type(typ);
-        header.set_key_id(&self.current_kid);
+        header.set_key_id(&current.kid);
         let payload = JwtPayload::from_map(claims)?;
-        Ok(josekit::jwt::encode_with_signer(&payload, &header, &*self.signer)?)
+        Ok(josekit::jwt::encode_with_signer(&payload, &header, &*current.signer)?)
     }
 
     /// Verifies the signature with the key named by `kid`; `None` for anything
@@ -122,6 +142,13 @@ impl Keyring {
     }
 }
 
+/// The kids of the current keys, in a stable order (to notice a rotation).
+fn current_kids(keys: &[StoredKey]) -> Vec<String> {
+    let mut kids: Vec<String> = keys.iter().filter(|k| k.is_current).map(|k| k.kid.clone()).collect();
+    kids.sort();
+    kids
+}
+
 /// A new private key as a JWK (JSON) for `alg`, with a random `kid`.
 pub fn generate_key(alg: SigningAlg) -> anyhow::Result<(String, String)> {
     let jwk = match alg {
@@ -133,6 +160,22 @@ pub fn generate_key(alg: SigningAlg) -> anyhow::Result<(String, String)> {
     Ok((kid, serde_json::to_string(jwk.as_ref())?))
 }
 
+/// New current keys for every algorithm, as `sesame keys rotate` makes them:
+/// the old ones stay published for `keep` (until the tokens they signed expire).
+pub async fn rotate(store: &Store, keep: Duration) -> anyhow::Result<Vec<(String, SigningAlg)>> {
+    let mut new = Vec::new();
+    for alg in SigningAlg::ALL {
+        let (kid, jwk) = generate_key(alg)?;
+        new.push((kid, alg, jwk));
+    }
+    let rows: Vec<(&str, &str, &str)> = new
+        .iter()
+        .map(|(k, a, j)| (k.as_str(), a.as_str(), j.as_str()))
+        .collect();
+    store.rotate_keys(&rows, keep.as_secs() as i64).await?;
+    Ok(new.into_iter().map(|(kid, alg, _)| (kid, alg)).collect())
+}
+
 /// The keys one node signs and verifies with, reloaded from the store.
 pub struct Keys {
     store: Store,
@@ -140,26 +183,22 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// Loads the published keys, creating the first key if no node has yet,
-    /// and rotating to a new key when `alg` differs from the current key's.
-    pub async fn load(store: Store, alg: SigningAlg, keep: Duration) -> anyhow::Result<Keys> {
-        let (kid, jwk) = generate_key(alg)?;
-        if store.insert_first_key(&kid, alg.as_str(), &jwk).await? {
-            tracing::info!(kid = %kid, alg = alg.as_str(), "created the first signing key");
-        }
-        let mut keys = store.published_keys().await?;
-        if keys
-            .iter()
-            .find(|k| k.is_current)
-            .is_some_and(|k| k.alg != alg.as_str())
-        {
+    /// Loads the published keys, first creating a current key for every
+    /// algorithm that has none yet (the first start, or a database from
+    /// before keys per algorithm; the store's unique index keeps nodes that
+    /// start together from adding two).
+    pub async fn load(store: Store) -> anyhow::Result<Keys> {
+        let keys = store.published_keys().await?;
+        for alg in SigningAlg::ALL {
+            if keys.iter().any(|k| k.is_current && k.alg == alg.as_str()) {
+                continue;
+            }
             let (kid, jwk) = generate_key(alg)?;
-            store
-                .rotate_key(&kid, alg.as_str(), &jwk, keep.as_secs() as i64)
-                .await?;
-            tracing::info!(kid = %kid, alg = alg.as_str(), "tokens.signing_alg changed: rotated to a new signing key");
-            keys = store.published_keys().await?;
+            if store.insert_first_key(&kid, alg.as_str(), &jwk).await? {
+                tracing::info!(kid = %kid, alg = alg.as_str(), "created a signing key");
+            }
         }
+        let keys = store.published_keys().await?;
         let ring = Keyring::build(&keys)?;
         Ok(Keys {
             store,
@@ -177,9 +216,8 @@ impl Keys {
     pub async fn reload(&self) -> anyhow::Result<()> {
         let keys = self.store.published_keys().await?;
         let kids: Vec<String> = keys.iter().map(|k| k.kid.clone()).collect();
-        let current = keys.iter().find(|k| k.is_current).map(|k| k.kid.as_str());
         let ring = self.ring();
-        if ring.kids == kids && current == Some(ring.current_kid.as_str()) {
+        if ring.kids == kids && ring.current == current_kids(&keys) {
             return Ok(());
         }
         let ring = Keyring::build(&keys)?;
@@ -211,7 +249,7 @@ mod tests {
             let ring = Keyring::build(&[stored(alg)]).unwrap();
             let mut claims = Map::new();
             claims.insert("sub".into(), "abc".into());
-            let token = ring.sign("at+jwt", claims).unwrap();
+            let token = ring.sign("at+jwt", alg, claims).unwrap();
             let verified = ring.verify(&token).expect("verifies");
             assert_eq!(verified.claims["sub"], "abc");
             assert_eq!(verified.typ.as_deref(), Some("at+jwt"));
@@ -220,7 +258,7 @@ mod tests {
                 &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header).unwrap(),
             )
             .unwrap();
-            assert_eq!(header["kid"], ring.current_kid.as_str());
+            assert_eq!(header["kid"], ring.current_kid(alg).unwrap());
             assert_eq!(header["alg"], alg.as_str());
         }
     }
@@ -229,9 +267,9 @@ mod tests {
     fn a_tampered_or_foreign_token_does_not_verify() {
         let ring = Keyring::build(&[stored(SigningAlg::ES256)]).unwrap();
         let other = Keyring::build(&[stored(SigningAlg::ES256)]).unwrap();
-        let token = other.sign("at+jwt", Map::new()).unwrap();
+        let token = other.sign("at+jwt", SigningAlg::ES256, Map::new()).unwrap();
         assert!(ring.verify(&token).is_none());
-        let mine = ring.sign("at+jwt", Map::new()).unwrap();
+        let mine = ring.sign("at+jwt", SigningAlg::ES256, Map::new()).unwrap();
         let at = mine.find('.').unwrap() + 2;
         let swap = if &mine[at..at + 1] == "A" { "B" } else { "A" };
         let tampered = format!("{}{}{}", &mine[..at], swap, &mine[at + 1..]);
@@ -246,7 +284,7 @@ mod tests {
         let ring = Keyring::build(&[stored(SigningAlg::ES256)]).unwrap();
         let jwks: Value = serde_json::from_slice(&ring.jwks_json).unwrap();
         let key = &jwks["keys"][0];
-        assert_eq!(key["kid"], ring.current_kid.as_str());
+        assert_eq!(key["kid"], ring.current_kid(SigningAlg::ES256).unwrap());
         assert_eq!(key["use"], "sig");
         assert!(key.get("d").is_none());
     }

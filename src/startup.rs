@@ -63,7 +63,7 @@ impl Application {
             .with_client_cache(settings.server.client_cache);
         let n = clients::file::apply(&store, &settings.clients_file, settings.issuer()).await?;
         tracing::info!(clients = n, file = %settings.clients_file.display(), "applied the clients file");
-        let keys = Keys::load(store.clone(), settings.tokens.signing_alg, key_retention(&settings)).await?;
+        let keys = Arc::new(Keys::load(store.clone()).await?);
         let digest_key = store
             .server_secret("digest_key", crypto::hex(&crypto::random_bytes::<32>()))
             .await?;
@@ -85,6 +85,12 @@ impl Application {
             Backend::Postgres => Store::connect(&settings.database.url, Some(1)).await?,
         };
         let audit = crate::audit::AuditLog::start(audit_store);
+        let backchannel = crate::oidc::backchannel::Backchannel::start(
+            store.clone(),
+            keys.clone(),
+            settings.issuer().to_string(),
+            Some(audit.clone()),
+        )?;
         let state = Arc::new(AppState {
             settings,
             store,
@@ -95,6 +101,7 @@ impl Application {
             audit,
             metrics: Default::default(),
             bot_check,
+            backchannel,
             discovery,
         });
         spawn_maintenance(state.clone());
@@ -289,8 +296,8 @@ fn page_routes(cfg: &mut web::ServiceConfig, sessions: SessionMiddleware<pages::
     };
     cfg.service(
         page("/oauth2/authorize", "GET, POST")
-            .route(web::get().to(oauth::authorize::authorize))
-            .route(web::post().to(oauth::authorize::authorize)),
+            .route(web::get().to(crate::web::authorize::authorize))
+            .route(web::post().to(crate::web::authorize::authorize)),
     )
     .service(
         page("/oauth2/logout", "GET, POST")

@@ -13,7 +13,7 @@ use crate::store::Store;
 pub struct AppState {
     pub settings: Settings,
     pub store: Store,
-    pub keys: Keys,
+    pub keys: std::sync::Arc<Keys>,
     pub digester: Digester,
     pub delivery: Delivery,
     pub revocations: Revocations,
@@ -21,6 +21,8 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// `abuse.bot_check`, when on.
     pub bot_check: Option<crate::abuse::BotCheck>,
+    /// Sign-outs to pass on to clients (Back-Channel Logout).
+    pub backchannel: crate::oidc::backchannel::Backchannel,
     /// The discovery document, serialized once at start.
     pub discovery: Bytes,
 }

@@ -2,6 +2,12 @@
 (function () {
   "use strict";
 
+  // An authorization response sent with response_mode=form_post goes on
+  // to the app at once (without script, the user presses the button).
+  document.querySelectorAll("form[data-autosubmit]").forEach(function (form) {
+    form.submit();
+  });
+
   // The resend button counts down its cooldown.
   document.querySelectorAll("button[data-wait]").forEach(function (button) {
     var left = parseInt(button.getAttribute("data-wait"), 10) || 0;

@@ -12,8 +12,10 @@ use crate::config::Settings;
 use crate::delivery::{Delivery, Message, Notice};
 use crate::domain::{Client, Identifier, Scope};
 use crate::oauth::revocations::Revocations;
+use crate::oidc::backchannel::{Backchannel, Ended};
 use crate::state::AppState;
 use crate::store::now;
+use crate::store::tokens::Families;
 use crate::store::users::{InsertUser, User, UserFlag};
 use crate::store::Store;
 
@@ -38,6 +40,8 @@ pub struct Accounts<'a> {
     revocations: Option<&'a Revocations>,
     /// For notices after sensitive changes (absent in the CLI).
     delivery: Option<&'a Delivery>,
+    /// Where sign-outs are passed on to clients (Back-Channel Logout).
+    backchannel: &'a Backchannel,
 }
 
 /// How the caller of a sensitive change signed in (SPEC §9).
@@ -71,18 +75,35 @@ impl<'a> Accounts<'a> {
             audit: &state.audit,
             revocations: Some(&state.revocations),
             delivery: Some(&state.delivery),
+            backchannel: &state.backchannel,
         }
     }
 
     /// For the CLI: no revocation list of its own and no delivery.
-    pub fn offline(store: &'a Store, settings: &'a Settings, audit: &'a AuditLog) -> Accounts<'a> {
+    pub fn offline(
+        store: &'a Store,
+        settings: &'a Settings,
+        audit: &'a AuditLog,
+        backchannel: &'a Backchannel,
+    ) -> Accounts<'a> {
         Accounts {
             store,
             settings,
             audit,
             revocations: None,
             delivery: None,
+            backchannel,
         }
+    }
+
+    /// Tells the clients of the user's live token families that they ended
+    /// (read before they end: disable, delete).
+    async fn tell_clients_families_end(&self, user_id: &str) -> Result<(), AccountError> {
+        let families = self.store.live_families_in(Families::Of(user_id)).await?;
+        if !families.is_empty() {
+            self.backchannel.notify(Ended::Families(families));
+        }
+        Ok(())
     }
 
     fn access_ttl(&self) -> Duration {
@@ -130,6 +151,8 @@ impl<'a> Accounts<'a> {
     /// Signs the user out of every browser (their tokens stay).
     pub async fn end_sessions(&self, user: &User, actor: Actor<'_>) -> Result<u64, AccountError> {
         let ended = self.store.end_sessions_of(&user.id).await?;
+        self.backchannel
+            .notify(Ended::BrowserSessionsOf { sub: user.id.clone() });
         events::record(self.audit, AccountEvent::SessionsEnded, &user.id, actor, None, None);
         Ok(ended)
     }
@@ -141,6 +164,7 @@ impl<'a> Accounts<'a> {
         }
         let ended = match disabled {
             true => {
+                self.tell_clients_families_end(&user.id).await?;
                 self.store.end_sessions_of(&user.id).await?;
                 self.end_access_tokens(&user.id).await?;
                 self.end_tokens(&user.id, None).await?
@@ -173,6 +197,7 @@ impl<'a> Accounts<'a> {
     /// Deletes the account by an admin or the CLI: its token families,
     /// sessions and consents end with it. Returns the families ended.
     pub async fn delete(&self, user: &User, actor: Actor<'_>) -> Result<usize, AccountError> {
+        self.tell_clients_families_end(&user.id).await?;
         self.end_access_tokens(&user.id).await?;
         let ended = self.end_tokens(&user.id, None).await?;
         if !self.store.delete_user(&user.id).await? {
@@ -186,6 +211,7 @@ impl<'a> Accounts<'a> {
     pub async fn delete_own(&self, user: &User, by: &Authority<'_>, ip: Option<&str>) -> Result<(), AccountError> {
         self.check_sensitive(by)?;
         let verified = verified_identifiers(user, &self.settings.phones());
+        self.tell_clients_families_end(&user.id).await?;
         self.end_access_tokens(&user.id).await?;
         self.end_tokens(&user.id, None).await?;
         if !self.store.delete_user(&user.id).await? {

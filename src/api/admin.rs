@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::clients::{self, NewClient, RegisterError};
+use crate::config::SigningAlg;
 use crate::domain::client::Client;
 use crate::domain::Scope;
 use crate::error::ApiError;
@@ -79,6 +80,10 @@ pub struct Metadata {
     magic_link_uri: Option<String>,
     /// RFC 8707 resource servers the client may ask tokens for.
     resources: Option<Vec<String>>,
+    id_token_signed_response_alg: Option<String>,
+    /// `""` removes it.
+    backchannel_logout_uri: Option<String>,
+    backchannel_logout_session_required: Option<bool>,
 }
 
 /// RFC 7591 §3.2.2.
@@ -100,6 +105,17 @@ fn public_from(method: Option<&str>) -> Result<Option<bool>, ApiError> {
             "token_endpoint_auth_method `{other}` is not supported"
         ))),
     }
+}
+
+fn signing_alg(alg: Option<&str>) -> Result<Option<SigningAlg>, ApiError> {
+    alg.map(|a| {
+        SigningAlg::parse(a).ok_or_else(|| {
+            bad_metadata(format!(
+                "id_token_signed_response_alg `{a}` is not supported (RS256, ES256 or EdDSA)"
+            ))
+        })
+    })
+    .transpose()
 }
 
 fn scope_tokens(scope: Option<&str>) -> Result<Option<Vec<String>>, ApiError> {
@@ -157,6 +173,9 @@ pub async fn create(
         first_party: m.first_party.unwrap_or(false),
         magic_link_uri: m.magic_link_uri.filter(|u| !u.is_empty()),
         resources: m.resources.unwrap_or_default(),
+        id_token_alg: signing_alg(m.id_token_signed_response_alg.as_deref())?,
+        backchannel_logout_uri: m.backchannel_logout_uri.filter(|u| !u.is_empty()),
+        backchannel_logout_session_required: m.backchannel_logout_session_required.unwrap_or(false),
     };
     let (client, secret) = clients::register(&state.store, new, "api").await.map_err(|e| match e {
         RegisterError::Invalid(d) => bad_metadata(d),
@@ -216,6 +235,13 @@ pub async fn update(
     if let Some(uri) = m.magic_link_uri {
         c.magic_link_uri = Some(uri).filter(|u| !u.is_empty());
     }
+    c.id_token_alg = signing_alg(m.id_token_signed_response_alg.as_deref())?.unwrap_or(c.id_token_alg);
+    if let Some(uri) = m.backchannel_logout_uri {
+        c.backchannel_logout_uri = Some(uri).filter(|u| !u.is_empty());
+    }
+    c.backchannel_logout_session_required = m
+        .backchannel_logout_session_required
+        .unwrap_or(c.backchannel_logout_session_required);
     clients::update(&state.store, &c).await.map_err(|e| match e {
         RegisterError::Store(cause) => ApiError::Internal(cause),
         other => bad_metadata(other.to_string()),

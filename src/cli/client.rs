@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::clients::{self, NewClient};
+use crate::config::SigningAlg;
 use crate::domain::client;
 use crate::domain::Scope;
 use crate::store::Store;
@@ -76,6 +77,15 @@ pub struct AddArgs {
     /// Resource servers the client may ask tokens for (RFC 8707).
     #[arg(long = "resource", value_name = "URI", num_args = 1..)]
     resources: Vec<String>,
+    /// How ID tokens are signed: RS256 (default), ES256 or EdDSA.
+    #[arg(long, alias = "id-token-signed-response-alg", value_name = "ALG", value_parser = signing_alg)]
+    id_token_alg: Option<SigningAlg>,
+    /// Where Sesame POSTs logout tokens when the user signs out (Back-Channel Logout).
+    #[arg(long, value_name = "URI")]
+    backchannel_logout_uri: Option<String>,
+    /// Logout tokens must carry `sid`.
+    #[arg(long)]
+    backchannel_logout_session_required: bool,
     #[arg(long)]
     json: bool,
 }
@@ -100,8 +110,20 @@ pub struct UpdateArgs {
     /// `""` removes it.
     #[arg(long, value_name = "URI")]
     magic_link_uri: Option<String>,
+    /// RS256, ES256 or EdDSA.
+    #[arg(long, alias = "id-token-signed-response-alg", value_name = "ALG", value_parser = signing_alg)]
+    id_token_alg: Option<SigningAlg>,
+    /// `""` removes it.
+    #[arg(long, value_name = "URI")]
+    backchannel_logout_uri: Option<String>,
+    #[arg(long, value_name = "BOOL")]
+    backchannel_logout_session_required: Option<bool>,
     #[arg(long)]
     json: bool,
+}
+
+fn signing_alg(text: &str) -> Result<SigningAlg, String> {
+    SigningAlg::parse(text).ok_or_else(|| format!("`{text}` is not RS256, ES256 or EdDSA"))
 }
 
 #[derive(Debug, Args)]
@@ -141,6 +163,9 @@ pub async fn run(cmd: ClientCommand, store: &Store) -> anyhow::Result<()> {
                 first_party: a.first_party,
                 magic_link_uri: a.magic_link_uri.filter(|u| !u.is_empty()),
                 resources: a.resources,
+                id_token_alg: a.id_token_alg,
+                backchannel_logout_uri: a.backchannel_logout_uri.filter(|u| !u.is_empty()),
+                backchannel_logout_session_required: a.backchannel_logout_session_required,
             };
             let (client, secret) = clients::register(store, new, "cli").await?;
             if a.json {
@@ -218,6 +243,15 @@ pub async fn run(cmd: ClientCommand, store: &Store) -> anyhow::Result<()> {
             }
             if let Some(v) = a.magic_link_uri {
                 c.magic_link_uri = Some(v).filter(|u| !u.is_empty());
+            }
+            if let Some(v) = a.id_token_alg {
+                c.id_token_alg = v;
+            }
+            if let Some(v) = a.backchannel_logout_uri {
+                c.backchannel_logout_uri = Some(v).filter(|u| !u.is_empty());
+            }
+            if let Some(v) = a.backchannel_logout_session_required {
+                c.backchannel_logout_session_required = v;
             }
             if let Err(e) = client::validate(&c) {
                 bail!("{e}");

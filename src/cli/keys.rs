@@ -4,7 +4,6 @@ use clap::Subcommand;
 use serde_json::json;
 
 use crate::config::Settings;
-use crate::jose::generate_key;
 use crate::startup::key_retention;
 use crate::store::{now, Store};
 
@@ -15,7 +14,7 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Make a new current key; the previous one stays in the JWKS until its tokens expire.
+    /// Make a new current key for every algorithm; the previous ones stay in the JWKS until their tokens expire.
     Rotate,
 }
 
@@ -49,15 +48,15 @@ pub async fn run(cmd: KeysCommand, store: &Store, settings: &Settings) -> anyhow
             }
         }
         KeysCommand::Rotate => {
-            let alg = settings.tokens.signing_alg;
-            let (kid, jwk) = generate_key(alg)?;
-            let keep = key_retention(settings).as_secs() as i64;
-            store.rotate_key(&kid, alg.as_str(), &jwk, keep).await?;
+            let keep = key_retention(settings);
+            for (kid, alg) in crate::jose::rotate(store, keep).await? {
+                println!("new current {} key {kid}", alg.as_str());
+            }
+            println!("running nodes pick them up within a minute");
             println!(
-                "new current key {kid} ({}); running nodes pick it up within a minute",
-                alg.as_str()
+                "the previous keys stay published for {} s, until the tokens they signed expire",
+                keep.as_secs()
             );
-            println!("the previous key stays published for {keep} s, until the tokens it signed expire");
         }
     }
     Ok(())

@@ -8,6 +8,7 @@ use crate::accounts::{Accounts, Actor};
 use crate::api::admin_users::admin_view;
 use crate::audit::AuditLog;
 use crate::config::Settings;
+use crate::oidc::backchannel::Backchannel;
 use crate::store::users::User;
 use crate::store::Store;
 
@@ -74,7 +75,17 @@ fn print(user: &User, json: bool) -> anyhow::Result<()> {
 pub async fn run(cmd: UserCommand, store: &Store, settings: &Settings) -> anyhow::Result<()> {
     // The CLI's account changes are audited like everyone's; written before it exits.
     let audit = AuditLog::start(store.clone());
-    let result = change(cmd, store, settings, &Accounts::offline(store, settings, &audit)).await;
+    // Clients hear of disabled and deleted accounts before the CLI exits.
+    let keys = std::sync::Arc::new(crate::jose::Keys::load(store.clone()).await?);
+    let backchannel = Backchannel::start(store.clone(), keys, settings.issuer().to_string(), Some(audit.clone()))?;
+    let result = change(
+        cmd,
+        store,
+        settings,
+        &Accounts::offline(store, settings, &audit, &backchannel),
+    )
+    .await;
+    backchannel.drain().await;
     audit.flush().await;
     result
 }

@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 
 use super::NewClient;
+use crate::config::SigningAlg;
 use crate::domain::client::{hash_secret, is_secret_hash};
 use crate::store::Store;
 
@@ -47,6 +48,13 @@ struct Entry {
     magic_link_uri: String,
     #[serde(default)]
     resources: Vec<String>,
+    /// RS256 when left out (OIDC Registration).
+    id_token_signed_response_alg: Option<SigningAlg>,
+    /// Empty: the client is not told of sign-outs.
+    #[serde(default)]
+    backchannel_logout_uri: String,
+    #[serde(default)]
+    backchannel_logout_session_required: bool,
 }
 
 /// Applies the file; returns how many clients it lists. A missing file is not an error.
@@ -80,6 +88,9 @@ pub async fn apply(store: &Store, path: &Path, issuer: &str) -> anyhow::Result<u
             first_party: entry.first_party,
             magic_link_uri: Some(entry.magic_link_uri).filter(|u| !u.is_empty()),
             resources: entry.resources,
+            id_token_alg: entry.id_token_signed_response_alg,
+            backchannel_logout_uri: Some(entry.backchannel_logout_uri).filter(|u| !u.is_empty()),
+            backchannel_logout_session_required: entry.backchannel_logout_session_required,
         };
         let mut client = new
             .into_client("file")

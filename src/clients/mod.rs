@@ -3,6 +3,7 @@
 
 use anyhow::bail;
 
+use crate::config::SigningAlg;
 use crate::domain::client::{self, generate_secret, hash_secret, Client};
 use crate::domain::Scope;
 use crate::store::Store;
@@ -35,6 +36,10 @@ pub struct NewClient {
     pub first_party: bool,
     pub magic_link_uri: Option<String>,
     pub resources: Vec<String>,
+    /// `None`: RS256, as OIDC Registration says.
+    pub id_token_alg: Option<SigningAlg>,
+    pub backchannel_logout_uri: Option<String>,
+    pub backchannel_logout_session_required: bool,
 }
 
 impl NewClient {
@@ -62,6 +67,9 @@ impl NewClient {
             first_party: self.first_party,
             magic_link_uri: self.magic_link_uri,
             resources: self.resources,
+            id_token_alg: self.id_token_alg.unwrap_or(SigningAlg::RS256),
+            backchannel_logout_uri: self.backchannel_logout_uri,
+            backchannel_logout_session_required: self.backchannel_logout_session_required,
             source: source.into(),
             created_at: 0,
             updated_at: 0,
@@ -118,6 +126,9 @@ pub fn metadata(c: &Client) -> serde_json::Value {
         "skip_consent": c.skip_consent,
         "first_party": c.first_party,
         "magic_link_uri": c.magic_link_uri,
+        "id_token_signed_response_alg": c.id_token_alg.as_str(),
+        "backchannel_logout_uri": c.backchannel_logout_uri,
+        "backchannel_logout_session_required": c.backchannel_logout_session_required,
         "resources": c.resources,
         "source": c.source,
         "created_at": c.created_at,

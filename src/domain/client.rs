@@ -1,5 +1,6 @@
 //! A registered client application (RFC 6749 §2).
 
+use crate::config::SigningAlg;
 use crate::crypto;
 use crate::domain::Scope;
 
@@ -31,6 +32,12 @@ pub struct Client {
     /// Resource servers the client may ask tokens for (RFC 8707 `resource`):
     /// absolute URIs without a fragment. A token for none is for the client itself.
     pub resources: Vec<String>,
+    /// How its ID tokens are signed (OIDC Registration `id_token_signed_response_alg`).
+    pub id_token_alg: SigningAlg,
+    /// Where it hears that a user signed out (OpenID Connect Back-Channel Logout 1.0).
+    pub backchannel_logout_uri: Option<String>,
+    /// Whether its logout tokens must name the session (`sid`).
+    pub backchannel_logout_session_required: bool,
     /// Where the client was registered: `file`, `cli` or `api`.
     pub source: String,
     pub created_at: i64,
@@ -67,6 +74,15 @@ pub fn is_secret_hash(text: &str) -> bool {
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// An URL Sesame sends users or requests to on an app's behalf: https (http
+/// only on a loopback host), no fragment, no spaces.
+fn is_app_url(uri: &str) -> bool {
+    (uri.starts_with("https://") || crate::config::issuer_is_loopback_http(uri))
+        && !uri.contains('#')
+        && uri.len() <= 2000
+        && !uri.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
 /// Checks the parts of a registration every entry point shares.
 pub fn validate(client: &Client) -> Result<(), String> {
     if let Some(bad) = client
@@ -81,17 +97,14 @@ pub fn validate(client: &Client) -> Result<(), String> {
     if client.scopes.contains(crate::oauth::policy::ACCOUNT_SCOPE) && !client.first_party {
         return Err("only a first_party client may list the sesame:account scope".into());
     }
-    if let Some(uri) = &client.magic_link_uri {
-        let loopback = crate::config::issuer_is_loopback_http(uri);
-        let ok = (uri.starts_with("https://") || loopback)
-            && !uri.contains('#')
-            && uri.len() <= 2000
-            && !uri.chars().any(|c| c.is_whitespace() || c.is_control());
-        if !ok {
-            return Err(
-                "magic_link_uri must be an https URL (http only on a loopback host) without spaces or a fragment"
-                    .into(),
-            );
+    for (name, uri) in [
+        ("magic_link_uri", &client.magic_link_uri),
+        ("backchannel_logout_uri", &client.backchannel_logout_uri),
+    ] {
+        if uri.as_deref().is_some_and(|u| !is_app_url(u)) {
+            return Err(format!(
+                "{name} must be an https URL (http only on a loopback host) without spaces or a fragment"
+            ));
         }
     }
     if client.id.is_empty()
@@ -164,6 +177,9 @@ mod tests {
             first_party: false,
             magic_link_uri: None,
             resources: vec![],
+            id_token_alg: SigningAlg::RS256,
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
             source: "cli".into(),
             created_at: 0,
             updated_at: 0,

@@ -48,7 +48,7 @@ pub fn issue(state: &AppState, grant: &Grant<'_>) -> Result<Issued, ApiError> {
     if let Some(auth_time) = grant.auth_time {
         claims.insert("auth_time".into(), auth_time.into());
     }
-    let token = state.keys.ring().sign(TYP, claims)?;
+    let token = state.keys.ring().sign(TYP, state.settings.tokens.signing_alg, claims)?;
     Ok(Issued { token, expires_in: ttl })
 }
 

@@ -1,7 +1,9 @@
-//! `GET /oauth2/authorize` (RFC 6749 §4.1.1, OIDC Core §3.1.2): validates the
-//! request, keeps it in the browser's session while the user signs in and
-//! consents, and answers with a code (or an error) at the redirect URI, with
-//! `iss` (RFC 9207).
+//! The authorization endpoint's rules (RFC 6749 §4.1, OIDC Core §3.1.2),
+//! with no page in them: parse and check a request into an `AuthzRequest`
+//! (or say why not, and whether the error may go back to the client), build
+//! the authorization response (`iss` per RFC 9207, in the query or for a
+//! form post), and issue the code. The pages that sign the user in and ask
+//! for consent live in `web::authorize` and `web::flow`.
 //!
 //! oxide-auth is not used here: its code lifetime is fixed at 10 minutes
 //! (SPEC: 60 s), it has no OIDC parameters (`nonce`, `prompt`, `max_age`),
@@ -9,9 +11,8 @@
 //! neither gives cross-node single use nor lets a reused code revoke what
 //! its first use issued. What it would validate is the short list below.
 
-use actix_session::Session;
-use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::crypto;
 use crate::domain::{Client, Scope};
@@ -20,11 +21,20 @@ use crate::state::AppState;
 use crate::store::auth_codes::AuthCode;
 use crate::store::now;
 use crate::store::users::User;
-use crate::web::page::{self, bad_request, PageError};
-use crate::web::{flow, session};
 
 /// How long an authorization code lives (SPEC §4).
 pub const CODE_TTL: i64 = 60;
+
+/// How the response reaches the client (OAuth 2.0 Multiple Response Types
+/// §2.1, OAuth 2.0 Form Post Response Mode).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResponseMode {
+    /// A redirect with the parameters in the query (the default for `code`).
+    #[default]
+    Query,
+    /// A page that POSTs the parameters to the redirect URI.
+    FormPost,
+}
 
 /// An authorization request being worked on, kept in the session. (No
 /// `Debug`: `login_hint` may be an email or phone.)
@@ -51,37 +61,67 @@ pub struct AuthzRequest {
     /// RFC 8707 resources the tokens are for (checked against the client's).
     #[serde(default)]
     pub resources: Vec<String>,
+    #[serde(default)]
+    pub response_mode: ResponseMode,
 }
 
-/// Where an authorization response goes: the redirect URI with `params`,
-/// `state` and `iss` added to its query.
-pub fn response_url(state: &AppState, authz: &AuthzRequest, params: &[(&str, &str)]) -> String {
-    let mut pairs: Vec<(&str, &str)> = params.to_vec();
-    if let Some(s) = &authz.state {
-        pairs.push(("state", s));
+/// An authorization response: where it goes, how, and what it says.
+#[derive(Debug)]
+pub struct AuthzResponse {
+    pub redirect_uri: String,
+    pub mode: ResponseMode,
+    pub params: Vec<(String, String)>,
+}
+
+impl AuthzResponse {
+    /// The redirect URI with the parameters added to its query.
+    pub fn url(&self) -> String {
+        let query = serde_urlencoded::to_string(&self.params).unwrap_or_default();
+        let sep = if self.redirect_uri.contains('?') { '&' } else { '?' };
+        format!("{}{sep}{query}", self.redirect_uri)
     }
-    pairs.push(("iss", state.issuer()));
-    let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-    let sep = if authz.redirect_uri.contains('?') { '&' } else { '?' };
-    format!("{}{sep}{query}", authz.redirect_uri)
 }
 
-pub fn error_url(state: &AppState, authz: &AuthzRequest, error: &str, description: &str) -> String {
-    response_url(state, authz, &[("error", error), ("error_description", description)])
+/// The response to `authz` carrying `params`, with `state` and `iss` added.
+pub fn respond(state: &AppState, authz: &AuthzRequest, params: &[(&str, &str)]) -> AuthzResponse {
+    let mut pairs: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    if let Some(s) = &authz.state {
+        pairs.push(("state".into(), s.clone()));
+    }
+    pairs.push(("iss".into(), state.issuer().into()));
+    AuthzResponse {
+        redirect_uri: authz.redirect_uri.clone(),
+        mode: authz.response_mode,
+        params: pairs,
+    }
 }
 
-/// Issues the code for a finished request and returns where to send the
-/// browser. The token policy is asked here, where every code is issued (the
-/// prompt=none path skips the consent step, which asks it first).
-pub async fn code_url(
+/// An error response (RFC 6749 §4.1.2.1).
+pub fn error(state: &AppState, authz: &AuthzRequest, error: &str, description: &str) -> AuthzResponse {
+    respond(state, authz, &[("error", error), ("error_description", description)])
+}
+
+/// Who the code is for: the signed-in user, how and when they signed in,
+/// and the browser session they did it in.
+pub struct CodeHolder<'a> {
+    pub sub: &'a str,
+    pub auth_time: i64,
+    pub amr: &'a [String],
+    pub session_id: Option<&'a str>,
+}
+
+/// Issues the code for a finished request. The token policy is asked here,
+/// where every code is issued (the prompt=none path skips the consent
+/// step, which asks it first).
+pub async fn issue_code(
     state: &AppState,
     authz: &AuthzRequest,
-    who: &session::SignedIn,
+    holder: &CodeHolder<'_>,
     client: &Client,
     user: &User,
-) -> Result<String, PageError> {
+) -> anyhow::Result<AuthzResponse> {
     if let Err(refusal) = super::policy::grant_scope(client, Some(&authz.scope), super::policy::Holder::User(user)) {
-        return Ok(error_url(state, authz, "invalid_scope", &refusal.to_string()));
+        return Ok(error(state, authz, "invalid_scope", &refusal.to_string()));
     }
     let code = crypto::random_token::<32>();
     state
@@ -90,63 +130,77 @@ pub async fn code_url(
             &code_digest(state, &code),
             &AuthCode {
                 client_id: authz.client_id.clone(),
-                user_id: who.sub.clone(),
+                user_id: holder.sub.to_string(),
                 redirect_uri: authz.redirect_uri.clone(),
                 scope: authz.scope.clone(),
                 nonce: authz.nonce.clone(),
                 code_challenge: authz.code_challenge.clone(),
-                auth_time: who.auth_time,
-                amr: who.amr.join(" "),
+                auth_time: holder.auth_time,
+                amr: holder.amr.join(" "),
                 expires_at: now() + CODE_TTL,
                 resources: authz.resources.join(" "),
+                session_id: holder.session_id.map(str::to_string),
             },
         )
         .await?;
-    Ok(response_url(state, authz, &[("code", &code)]))
+    Ok(respond(state, authz, &[("code", &code)]))
 }
 
 pub fn code_digest(state: &AppState, code: &str) -> String {
     state.digester.digest("authorization_code", code)
 }
 
-/// Characters of a PKCE value (RFC 7636 §4.1).
-fn pkce_chars(v: &str) -> bool {
-    v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+/// Why a request cannot go on.
+pub enum Invalid {
+    /// Client or redirect URI unknown or bad: shown to the user, never
+    /// redirected (RFC 6749 §4.1.2.1).
+    Shown(Problem),
+    /// Everything else goes back to the client.
+    Redirect(AuthzResponse),
+    Store(anyhow::Error),
 }
 
-/// `GET` with the request in the query, or `POST` with it in a form body
-/// (OIDC Core §3.1.2.1).
-pub async fn authorize(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    session: Session,
-    body: web::Bytes,
-) -> Result<HttpResponse, PageError> {
-    let t = page::texts(&req, None);
-    let pairs: Result<Vec<(String, String)>, _> = match req.method() == actix_web::http::Method::POST {
-        true => serde_urlencoded::from_bytes(&body),
-        false => serde_urlencoded::from_str(req.query_string()),
-    };
-    let pairs = pairs.map_err(|_| bad_request(t.get("authorize.bad_title"), t.get("authorize.malformed")))?;
-    let params = Params::from_pairs(pairs).map_err(|e| bad_request(t.get("authorize.bad_title"), e.description()))?;
+/// What the error page says when a request cannot be redirected.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Problem {
+    NoClient,
+    UnknownClient,
+    NoRedirect,
+    /// The redirect URI is not one the app (named) registered.
+    BadRedirect(String),
+}
 
-    // Until client and redirect URI are known good, errors are shown here, never redirected.
-    let client_id = params
-        .get("client_id")
-        .ok_or_else(|| bad_request(t.get("authorize.bad_title"), t.get("authorize.no_client")))?;
+/// `prompt` (OIDC Core §3.1.2.1).
+#[derive(Default, Debug)]
+pub struct Prompt {
+    pub none: bool,
+    pub login: bool,
+}
+
+/// A request that passed every check.
+pub struct Parsed {
+    pub client: Client,
+    pub authz: AuthzRequest,
+    pub prompt: Prompt,
+    pub max_age: Option<i64>,
+    /// The user an `id_token_hint` names (OIDC Core §3.1.2.1).
+    pub hint_sub: Option<String>,
+}
+
+/// Parses and checks the request in `params` (the query of a GET or the
+/// form body of a POST).
+pub async fn parse(state: &AppState, params: &Params) -> Result<Parsed, Invalid> {
+    // Until client and redirect URI are known good, errors are shown, never redirected.
+    let client_id = params.get("client_id").ok_or(Invalid::Shown(Problem::NoClient))?;
     let client = state
         .store
         .client(client_id)
-        .await?
-        .ok_or_else(|| bad_request(t.get("authorize.bad_title"), t.get("authorize.unknown_client")))?;
-    let redirect_uri = params
-        .get("redirect_uri")
-        .ok_or_else(|| bad_request(t.get("authorize.bad_title"), t.get("authorize.no_redirect")))?;
+        .await
+        .map_err(Invalid::Store)?
+        .ok_or(Invalid::Shown(Problem::UnknownClient))?;
+    let redirect_uri = params.get("redirect_uri").ok_or(Invalid::Shown(Problem::NoRedirect))?;
     if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
-        return Err(bad_request(
-            t.get("authorize.bad_title"),
-            t.with("authorize.bad_redirect", &client.name),
-        ));
+        return Err(Invalid::Shown(Problem::BadRedirect(client.name.clone())));
     }
 
     let mut authz = AuthzRequest {
@@ -163,47 +217,54 @@ pub async fn authorize(
         consented: false,
         id: crypto::random_token::<16>(),
         resources: vec![],
+        // Known before anything else is checked, so that errors too go back the way asked.
+        response_mode: match params.get("response_mode") {
+            Some("form_post") => ResponseMode::FormPost,
+            _ => ResponseMode::Query,
+        },
     };
-    let checked = check(&params, &client, &mut authz);
-    let redirect_err = |e: &str, d: &str| Ok(page::found(&error_url(&state, &authz, e, d)));
-    let prompt = match checked {
-        Ok(p) => p,
-        Err((e, d)) => return redirect_err(e, &d),
-    };
-    let max_age: Option<i64> = match params.get("max_age").map(str::parse::<i64>) {
+    let back = |authz: &AuthzRequest, (e, d): (&str, String)| Invalid::Redirect(error(state, authz, e, &d));
+    let prompt = check(params, &client, &mut authz).map_err(|e| back(&authz, e))?;
+    let max_age = match params.get("max_age").map(str::parse::<i64>) {
         None => None,
         Some(Ok(n)) if n >= 0 => Some(n),
-        Some(_) => return redirect_err("invalid_request", "max_age must be a non-negative integer"),
-    };
-
-    let signed_in = flow::current_user(&state, &session).await?;
-    let stale = match (&signed_in, max_age) {
-        (Some((who, _)), Some(max)) => now() - who.auth_time > max,
-        _ => false,
-    };
-    let needs_login = signed_in.is_none() || prompt.login || stale;
-    if prompt.none {
-        let Some((who, user)) = signed_in.filter(|_| !needs_login) else {
-            return redirect_err("login_required", "the user is not signed in (prompt=none)");
-        };
-        if !flow::consent_covers(&state, &client, &user.id, &authz).await? {
-            return redirect_err("consent_required", "the user has not allowed this app (prompt=none)");
+        Some(_) => {
+            let e = ("invalid_request", "max_age must be a non-negative integer".to_string());
+            return Err(back(&authz, e));
         }
-        return Ok(page::found(&code_url(&state, &authz, &who, &client, &user).await?));
-    }
-    authz.login_required = prompt.login || stale;
-    session::set(&session, "authz", &authz);
-    if needs_login {
-        return Ok(page::found("/login"));
-    }
-    let (who, user) = signed_in.expect("checked above");
-    Ok(page::found(&flow::next_step(&state, &session, &who, &user).await?))
+    };
+    let hint_sub = match params.get("id_token_hint") {
+        None => None,
+        Some(hint) => Some(hinted_user(state, hint).ok_or_else(|| {
+            let e = (
+                "invalid_request",
+                "id_token_hint is not an ID token Sesame issued".to_string(),
+            );
+            back(&authz, e)
+        })?),
+    };
+    Ok(Parsed {
+        client,
+        authz,
+        prompt,
+        max_age,
+        hint_sub,
+    })
 }
 
-#[derive(Default)]
-struct Prompt {
-    none: bool,
-    login: bool,
+/// The `sub` of an ID token this issuer signed (expired ones too: OIDC Core
+/// §3.1.2.1 allows them as hints).
+pub fn hinted_user(state: &AppState, token: &str) -> Option<String> {
+    let v = state.keys.ring().verify(token)?;
+    if v.typ.as_deref() != Some("JWT") || v.claims.get("iss").and_then(Value::as_str) != Some(state.issuer()) {
+        return None;
+    }
+    v.claims.get("sub").and_then(Value::as_str).map(str::to_string)
+}
+
+/// Characters of a PKCE value (RFC 7636 §4.1).
+fn pkce_chars(v: &str) -> bool {
+    v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
 /// The checks whose failure goes back to the client (RFC 6749 §4.1.2.1).
@@ -225,8 +286,9 @@ fn check(params: &Params, client: &Client, authz: &mut AuthzRequest) -> Result<P
             ))
         }
     }
-    if params.get("response_mode").is_some_and(|m| m != "query") {
-        return Err(invalid("only response_mode=query is supported"));
+    match params.get("response_mode") {
+        None | Some("query" | "form_post") => {}
+        Some(_) => return Err(invalid("response_mode must be query or form_post")),
     }
     if !client.allows_grant("authorization_code") {
         return Err((
@@ -238,7 +300,16 @@ fn check(params: &Params, client: &Client, authz: &mut AuthzRequest) -> Result<P
         .get("scope")
         .ok_or_else(|| ("invalid_scope", "scope is required".to_string()))?;
     super::policy::precheck(client, Some(scope_text)).map_err(|e| ("invalid_scope", e.to_string()))?;
-    let scope = Scope::parse(scope_text).map_err(|e| ("invalid_scope", e.0))?;
+    let mut scope = Scope::parse(scope_text).map_err(|e| ("invalid_scope", e.0))?;
+    if !scope.contains("openid") && params.get("claims").is_some() {
+        return Err(invalid("the claims parameter needs the openid scope"));
+    }
+    if let Some(claims) = params.get("claims") {
+        let implied = claims_scopes(claims).map_err(|d| invalid(&d))?;
+        // A claim asked for by name is released with its scope, when the client may have that scope.
+        let allowed = implied.into_iter().filter(|s| client.scopes.contains(s));
+        scope = scope.union(&Scope::from_tokens(allowed));
+    }
     authz.scope = scope.to_string();
     authz.resources =
         super::policy::audience(client, &params.all("resource")).map_err(|e| ("invalid_target", e.to_string()))?;
@@ -274,4 +345,73 @@ fn check(params: &Params, client: &Client, authz: &mut AuthzRequest) -> Result<P
         return Err(invalid("prompt=none cannot be combined with other values"));
     }
     Ok(prompt)
+}
+
+/// The scopes that hold the claims a `claims` parameter (OIDC Core §5.5)
+/// asks for, in its `userinfo` and `id_token` members. Claims Sesame does
+/// not have are ignored, as §5.5 says; a malformed parameter is an error.
+pub fn claims_scopes(text: &str) -> Result<Vec<&'static str>, String> {
+    if text.len() > 4096 {
+        return Err("the claims parameter is too long".into());
+    }
+    let value: Value =
+        serde_json::from_str(text).map_err(|_| "the claims parameter must be a JSON object".to_string())?;
+    let Value::Object(members) = value else {
+        return Err("the claims parameter must be a JSON object".into());
+    };
+    let mut scopes = Vec::new();
+    for (member, asked) in &members {
+        if member != "userinfo" && member != "id_token" {
+            continue;
+        }
+        let Value::Object(asked) = asked else {
+            return Err(format!("claims.{member} must be a JSON object"));
+        };
+        for (claim, how) in asked {
+            if !(how.is_null() || how.is_object()) {
+                return Err(format!("claims.{member}.{claim} must be null or an object"));
+            }
+            if let Some(scope) = crate::oidc::claims::scope_of(claim) {
+                if !scopes.contains(&scope) {
+                    scopes.push(scope);
+                }
+            }
+        }
+    }
+    Ok(scopes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_name_their_scopes() {
+        let scopes = claims_scopes(
+            r#"{"userinfo":{"name":{"essential":true},"email":null},"id_token":{"phone_number":null,"x":null}}"#,
+        )
+        .unwrap();
+        assert_eq!(scopes, vec!["profile", "email", "phone"]);
+        assert_eq!(
+            claims_scopes(r#"{"id_token":{"sub":{"value":"a"}}}"#).unwrap(),
+            Vec::<&str>::new()
+        );
+    }
+
+    #[test]
+    fn malformed_claims_are_refused() {
+        for bad in ["[]", "nope", r#"{"userinfo":[]}"#, r#"{"userinfo":{"name":true}}"#] {
+            assert!(claims_scopes(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_query_response_keeps_the_redirect_uris_own_query() {
+        let r = AuthzResponse {
+            redirect_uri: "https://app.example/cb?x=1".into(),
+            mode: ResponseMode::Query,
+            params: vec![("code".into(), "a b".into())],
+        };
+        assert_eq!(r.url(), "https://app.example/cb?x=1&code=a+b");
+    }
 }

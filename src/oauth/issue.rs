@@ -34,6 +34,8 @@ pub struct UserTokens<'a> {
     pub grant: &'a str,
     /// The resources the access token is for (RFC 8707); empty: the client.
     pub audience: Vec<String>,
+    /// The browser session a new family comes from (authorization code flow).
+    pub session_id: Option<&'a str>,
 }
 
 pub fn refresh_digest(state: &AppState, token: &str) -> String {
@@ -76,6 +78,7 @@ pub async fn store(state: &AppState, t: &UserTokens<'_>) -> Result<Stored, ApiEr
                 expires_at: now() + state.settings.tokens.refresh_ttl.as_secs() as i64,
                 revoked: false,
                 resources: t.audience.join(" "),
+                session_id: t.session_id.map(str::to_string),
             };
             let digest = token.as_deref().map(|t| refresh_digest(state, t));
             state.store.insert_family(&family, digest.as_deref()).await?;

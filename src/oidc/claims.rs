@@ -6,6 +6,18 @@ use serde_json::{json, Map, Value};
 use crate::domain::Scope;
 use crate::store::users::User;
 
+/// The scope that releases `claim` (OIDC Core §5.4); `None` for claims no
+/// scope holds here (`sub` is always released).
+pub fn scope_of(claim: &str) -> Option<&'static str> {
+    match claim {
+        "name" | "given_name" | "family_name" | "preferred_username" | "updated_at" => Some("profile"),
+        "email" | "email_verified" => Some("email"),
+        "phone_number" | "phone_number_verified" => Some("phone"),
+        "address" => Some("address"),
+        _ => None,
+    }
+}
+
 pub fn for_scope(user: &User, scope: &Scope) -> Map<String, Value> {
     let mut c = Map::new();
     c.insert("sub".into(), user.id.clone().into());

@@ -46,5 +46,5 @@ pub fn issue(state: &AppState, t: &IdTokenFor<'_>) -> Result<String, ApiError> {
     if let Some(sid) = t.sid {
         c.insert("sid".into(), sid.into());
     }
-    Ok(state.keys.ring().sign("JWT", c)?)
+    Ok(state.keys.ring().sign("JWT", t.client.id_token_alg, c)?)
 }

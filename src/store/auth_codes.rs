@@ -16,12 +16,14 @@ pub struct AuthCode {
     pub expires_at: i64,
     /// RFC 8707 resources of the authorization request, space-separated.
     pub resources: String,
+    /// The browser session (`sid` in its state) the code was issued in.
+    pub session_id: Option<String>,
 }
 
 /// What presenting a code found.
 pub enum Exchange {
     /// First use: the code, now consumed.
-    Fresh(AuthCode),
+    Fresh(Box<AuthCode>),
     /// Used before by its own client; the family its first use started (if it got that far).
     Reused { family_id: Option<String> },
     /// Unknown, or another client's code: nothing was spent or revoked.
@@ -33,8 +35,8 @@ impl Store {
         self.db
             .query(
                 "INSERT INTO auth_codes (digest, client_id, user_id, redirect_uri, scope, nonce, code_challenge,
-                                     auth_time, amr, created_at, expires_at, resources)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                                     auth_time, amr, created_at, expires_at, resources, session_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(digest)
             .bind(&c.client_id)
@@ -48,6 +50,7 @@ impl Store {
             .bind(now())
             .bind(c.expires_at)
             .bind(&c.resources)
+            .bind(c.session_id.as_deref())
             .execute()
             .await?;
         Ok(())
@@ -60,7 +63,7 @@ impl Store {
         let row = self
             .db
             .query(
-                "SELECT client_id, user_id, redirect_uri, scope, nonce, code_challenge, auth_time, amr, expires_at, resources
+                "SELECT client_id, user_id, redirect_uri, scope, nonce, code_challenge, auth_time, amr, expires_at, resources, session_id
              FROM auth_codes WHERE digest = $1 AND client_id = $2 AND used_at IS NULL",
             )
             .bind(digest)
@@ -79,7 +82,7 @@ impl Store {
             .query(
                 "UPDATE auth_codes SET used_at = $2, family_id = $3
              WHERE digest = $1 AND client_id = $4 AND used_at IS NULL
-             RETURNING client_id, user_id, redirect_uri, scope, nonce, code_challenge, auth_time, amr, expires_at, resources",
+             RETURNING client_id, user_id, redirect_uri, scope, nonce, code_challenge, auth_time, amr, expires_at, resources, session_id",
             )
             .bind(digest)
             .bind(now())
@@ -88,7 +91,7 @@ impl Store {
             .fetch_optional()
             .await?;
         if let Some(r) = row {
-            return Ok(Exchange::Fresh(code_from(&r)?));
+            return Ok(Exchange::Fresh(Box::new(code_from(&r)?)));
         }
         let used = self
             .db
@@ -118,5 +121,6 @@ fn code_from(r: &super::Row) -> anyhow::Result<AuthCode> {
         amr: r.try_get("amr")?,
         expires_at: r.try_get("expires_at")?,
         resources: r.try_get("resources")?,
+        session_id: r.try_get("session_id")?,
     })
 }

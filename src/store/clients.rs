@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use super::{Query, Row};
 
 use super::{now, Store};
+use crate::config::SigningAlg;
 use crate::domain::{Client, Scope};
 
-const COLUMNS: &str = "id, name, secret_digest, redirect_uris, post_logout_redirect_uris, grant_types, scopes, public, skip_consent, source, created_at, updated_at, first_party, magic_link_uri, resources";
+const COLUMNS: &str = "id, name, secret_digest, redirect_uris, post_logout_redirect_uris, grant_types, scopes, public, skip_consent, source, created_at, updated_at, first_party, magic_link_uri, resources, id_token_signed_response_alg, backchannel_logout_uri, backchannel_logout_session_required";
 
 fn from_row(row: &Row) -> anyhow::Result<Client> {
     let list =
@@ -27,6 +28,10 @@ fn from_row(row: &Row) -> anyhow::Result<Client> {
         first_party: row.try_get::<i64, _>("first_party")? != 0,
         magic_link_uri: row.try_get("magic_link_uri")?,
         resources: serde_json::from_str(&row.try_get::<String, _>("resources")?)?,
+        id_token_alg: SigningAlg::parse(&row.try_get::<String, _>("id_token_signed_response_alg")?)
+            .unwrap_or(SigningAlg::RS256),
+        backchannel_logout_uri: row.try_get("backchannel_logout_uri")?,
+        backchannel_logout_session_required: row.try_get::<i64, _>("backchannel_logout_session_required")? != 0,
         source: row.try_get("source")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -98,7 +103,7 @@ impl Store {
     /// Inserts the client; `Ok(false)` when the id is taken.
     pub async fn insert_client(&self, c: &Client) -> anyhow::Result<bool> {
         let sql = format!(
-            "INSERT INTO clients ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14) ON CONFLICT (id) DO NOTHING"
+            "INSERT INTO clients ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16, $17) ON CONFLICT (id) DO NOTHING"
         );
         let r = bind_client(self.db.query(sql), c)?.execute().await?;
         self.client_cache.forget(&c.id);
@@ -108,11 +113,13 @@ impl Store {
     /// Creates or replaces the client (used by the declarative `clients.toml`).
     pub async fn upsert_client(&self, c: &Client) -> anyhow::Result<()> {
         let sql = format!(
-            "INSERT INTO clients ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14)
+            "INSERT INTO clients ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16, $17)
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, secret_digest = excluded.secret_digest,
                redirect_uris = excluded.redirect_uris, post_logout_redirect_uris = excluded.post_logout_redirect_uris,
                grant_types = excluded.grant_types, scopes = excluded.scopes, public = excluded.public,
-               skip_consent = excluded.skip_consent, first_party = excluded.first_party, magic_link_uri = excluded.magic_link_uri, resources = excluded.resources, source = excluded.source, updated_at = excluded.updated_at"
+               skip_consent = excluded.skip_consent, first_party = excluded.first_party, magic_link_uri = excluded.magic_link_uri, resources = excluded.resources,
+               id_token_signed_response_alg = excluded.id_token_signed_response_alg, backchannel_logout_uri = excluded.backchannel_logout_uri,
+               backchannel_logout_session_required = excluded.backchannel_logout_session_required, source = excluded.source, updated_at = excluded.updated_at"
         );
         bind_client(self.db.query(sql), c)?.execute().await?;
         self.client_cache.forget(&c.id);
@@ -125,7 +132,8 @@ impl Store {
             .db
             .query(
                 "UPDATE clients SET name = $2, redirect_uris = $3, post_logout_redirect_uris = $4, grant_types = $5,
-               scopes = $6, public = $7, skip_consent = $8, updated_at = $9, first_party = $10, magic_link_uri = $11, resources = $12 WHERE id = $1",
+               scopes = $6, public = $7, skip_consent = $8, updated_at = $9, first_party = $10, magic_link_uri = $11, resources = $12,
+               id_token_signed_response_alg = $13, backchannel_logout_uri = $14, backchannel_logout_session_required = $15 WHERE id = $1",
             )
             .bind(&c.id)
             .bind(&c.name)
@@ -139,6 +147,9 @@ impl Store {
             .bind(c.first_party as i64)
             .bind(c.magic_link_uri.clone())
             .bind(serde_json::to_string(&c.resources)?)
+            .bind(c.id_token_alg.as_str())
+            .bind(c.backchannel_logout_uri.clone())
+            .bind(c.backchannel_logout_session_required as i64)
             .execute()
             .await?;
         self.client_cache.forget(&c.id);
@@ -186,5 +197,8 @@ fn bind_client<'q>(q: Query<'q>, c: &Client) -> anyhow::Result<Query<'q>> {
         .bind(now())
         .bind(c.first_party as i64)
         .bind(c.magic_link_uri.clone())
-        .bind(serde_json::to_string(&c.resources)?))
+        .bind(serde_json::to_string(&c.resources)?)
+        .bind(c.id_token_alg.as_str())
+        .bind(c.backchannel_logout_uri.clone())
+        .bind(c.backchannel_logout_session_required as i64))
 }

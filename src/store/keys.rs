@@ -1,5 +1,5 @@
-//! Signing keys, shared by every node. One key is current; retired keys stay
-//! published until every token they signed has expired.
+//! Signing keys, shared by every node. One key per algorithm is current;
+//! retired keys stay published until every token they signed has expired.
 
 use super::Row;
 
@@ -61,8 +61,8 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
-    /// Adds `key` as the current key if there is none (the unique index makes
-    /// this safe when several nodes start together). `Ok(false)`: one existed.
+    /// Adds `key` as the current key of `alg` if there is none (the unique
+    /// index makes this safe when several nodes start together). `Ok(false)`: one existed.
     pub async fn insert_first_key(&self, kid: &str, alg: &str, private_jwk: &str) -> anyhow::Result<bool> {
         let r = self.db.query(
             "INSERT INTO signing_keys (kid, alg, private_jwk, is_current, created_at) VALUES ($1, $2, $3, 1, $4) ON CONFLICT DO NOTHING",
@@ -76,24 +76,28 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Retires the current key (kept published for `keep_secs`) and makes `kid` current, atomically.
-    pub async fn rotate_key(&self, kid: &str, alg: &str, private_jwk: &str, keep_secs: i64) -> anyhow::Result<()> {
+    /// Retires every current key (kept published for `keep_secs`) and makes
+    /// `keys` (kid, alg, private JWK) current, atomically.
+    pub async fn rotate_keys(&self, keys: &[(&str, &str, &str)], keep_secs: i64) -> anyhow::Result<()> {
         let now = now();
-        let retire = self
+        let mut group = vec![self
             .db
             .query("UPDATE signing_keys SET is_current = 0, retired_at = $1, expires_at = $2 WHERE is_current = 1")
             .bind(now)
-            .bind(now + keep_secs);
-        let add = self
-            .db
-            .query(
-                "INSERT INTO signing_keys (kid, alg, private_jwk, is_current, created_at) VALUES ($1, $2, $3, 1, $4)",
-            )
-            .bind(kid)
-            .bind(alg)
-            .bind(private_jwk)
-            .bind(now);
-        self.db.execute_atomically(vec![retire, add]).await?;
+            .bind(now + keep_secs)];
+        for (kid, alg, jwk) in keys {
+            group.push(
+                self.db
+                    .query(
+                        "INSERT INTO signing_keys (kid, alg, private_jwk, is_current, created_at) VALUES ($1, $2, $3, 1, $4)",
+                    )
+                    .bind(*kid)
+                    .bind(*alg)
+                    .bind(*jwk)
+                    .bind(now),
+            );
+        }
+        self.db.execute_atomically(group).await?;
         Ok(())
     }
 }

@@ -15,6 +15,8 @@ pub struct Family {
     pub revoked: bool,
     /// The resources its access tokens are for, space-separated; empty: the client.
     pub resources: String,
+    /// The browser session it was started from (authorization code flow).
+    pub session_id: Option<String>,
 }
 
 impl Store {
@@ -26,8 +28,8 @@ impl Store {
         self.grouped(async {
             self.db
                 .query(
-                    "INSERT INTO token_families (id, client_id, user_id, scope, amr, auth_time, created_at, expires_at, resources)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    "INSERT INTO token_families (id, client_id, user_id, scope, amr, auth_time, created_at, expires_at, resources, session_id)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
                 .bind(&f.id)
                 .bind(&f.client_id)
@@ -38,6 +40,7 @@ impl Store {
                 .bind(now)
                 .bind(f.expires_at)
                 .bind(&f.resources)
+                .bind(f.session_id.as_deref())
                 .execute()
                 .await?;
             if let Some(digest) = first_token_digest {
@@ -68,7 +71,7 @@ impl Store {
 
     async fn family_of(&self, digest: &str) -> anyhow::Result<Option<(Family, bool)>> {
         let row = self.db.query(
-            "SELECT f.id, f.client_id, f.user_id, f.scope, f.amr, f.auth_time, f.expires_at, f.revoked_at, f.resources, t.used_at
+            "SELECT f.id, f.client_id, f.user_id, f.scope, f.amr, f.auth_time, f.expires_at, f.revoked_at, f.resources, f.session_id, t.used_at
              FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id WHERE t.digest = $1",
         )
         .bind(digest)
@@ -85,6 +88,7 @@ impl Store {
             auth_time: r.try_get("auth_time")?,
             expires_at: r.try_get("expires_at")?,
             revoked: r.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+            session_id: r.try_get("session_id")?,
         };
         Ok(Some((family, r.try_get::<Option<i64>, _>("used_at")?.is_some())))
     }
@@ -137,4 +141,36 @@ impl Store {
             .await?;
         rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
     }
+
+    /// `(family, client, user)` of the live families `which` names.
+    pub async fn live_families_in(&self, which: Families<'_>) -> anyhow::Result<Vec<(String, String, String)>> {
+        let (filter, key) = match which {
+            Families::OfSession(sid) => ("session_id = $1", sid),
+            Families::OfBrowsersOf(user_id) => ("user_id = $1 AND session_id IS NOT NULL", user_id),
+            Families::Of(user_id) => ("user_id = $1", user_id),
+        };
+        let rows = self
+            .db
+            .query(format!(
+                "SELECT id, client_id, user_id FROM token_families
+                 WHERE {filter} AND revoked_at IS NULL AND expires_at > $2"
+            ))
+            .bind(key)
+            .bind(now())
+            .fetch_all()
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("client_id")?, r.try_get("user_id")?)))
+            .collect()
+    }
+}
+
+/// Which token families `live_families_in` reads.
+pub enum Families<'a> {
+    /// Started in the browser session with this `sid`.
+    OfSession(&'a str),
+    /// The user's, started in any browser session.
+    OfBrowsersOf(&'a str),
+    /// All the user's.
+    Of(&'a str),
 }

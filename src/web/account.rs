@@ -173,6 +173,11 @@ pub async fn end_session(
 
 /// Ends this browser's session (the row is deleted: every node sees it).
 pub fn sign_out(state: &AppState, session: &Session) {
+    if let Some(sid) = session::get::<String>(session, "sid") {
+        state
+            .backchannel
+            .notify(crate::oidc::backchannel::Ended::Session { sid });
+    }
     if let Some(who) = session::signed_in(session) {
         state.audit.record(Event {
             event: "signed_out",

@@ -15,6 +15,7 @@ use super::page::{self, csrf_token, take_flash, AdminUser, Flash, Form, PageErro
 use super::session::{self, SessionInfo};
 use crate::accounts::{Accounts, Actor};
 use crate::clients::{self, NewClient, RegisterError};
+use crate::config::SigningAlg;
 use crate::domain::client::{Client, KNOWN_GRANT_TYPES};
 use crate::domain::Scope;
 use crate::params::Params;
@@ -88,6 +89,10 @@ struct ClientForm {
     skip_consent: bool,
     first_party: bool,
     magic_link_uri: String,
+    resources: String,
+    id_token_alg: String,
+    backchannel_logout_uri: String,
+    backchannel_logout_session_required: bool,
 }
 
 impl ClientForm {
@@ -102,6 +107,10 @@ impl ClientForm {
             skip_consent: c.skip_consent,
             first_party: c.first_party,
             magic_link_uri: c.magic_link_uri.clone().unwrap_or_default(),
+            resources: c.resources.join("\n"),
+            id_token_alg: c.id_token_alg.as_str().into(),
+            backchannel_logout_uri: c.backchannel_logout_uri.clone().unwrap_or_default(),
+            backchannel_logout_session_required: c.backchannel_logout_session_required,
         }
     }
 
@@ -129,7 +138,24 @@ impl ClientForm {
             skip_consent: form.get("skip_consent").is_some(),
             first_party: form.get("first_party").is_some(),
             magic_link_uri: form.get("magic_link_uri").unwrap_or("").trim().to_string(),
+            resources: lines("resources"),
+            id_token_alg: form.get("id_token_alg").unwrap_or("RS256").to_string(),
+            backchannel_logout_uri: form.get("backchannel_logout_uri").unwrap_or("").trim().to_string(),
+            backchannel_logout_session_required: form.get("backchannel_logout_session_required").is_some(),
         }
+    }
+
+    /// The chosen ID token algorithm (RS256 unless one of the others).
+    fn alg(&self) -> SigningAlg {
+        SigningAlg::parse(&self.id_token_alg).unwrap_or(SigningAlg::RS256)
+    }
+
+    fn is_alg(&self, alg: &&str) -> bool {
+        self.alg().as_str() == *alg
+    }
+
+    fn optional(text: &str) -> Option<String> {
+        Some(text.to_string()).filter(|u| !u.is_empty())
     }
 
     fn list(text: &str) -> Vec<String> {
@@ -151,6 +177,7 @@ struct ClientPage {
     client: Option<Client>,
     form: ClientForm,
     grant_types: &'static [&'static str],
+    algs: [&'static str; 3],
     error: Option<String>,
 }
 
@@ -166,6 +193,7 @@ pub async fn new_client_page(req: HttpRequest, session: Session, _admin: AdminUs
             ..Default::default()
         },
         grant_types: KNOWN_GRANT_TYPES,
+        algs: SigningAlg::ALL.map(SigningAlg::as_str),
         error: None,
     }))
 }
@@ -200,8 +228,11 @@ pub async fn create_client(
         public: f.public,
         skip_consent: f.skip_consent,
         first_party: f.first_party,
-        magic_link_uri: Some(f.magic_link_uri.clone()).filter(|u| !u.is_empty()),
-        resources: vec![],
+        magic_link_uri: ClientForm::optional(&f.magic_link_uri),
+        resources: ClientForm::list(&f.resources),
+        id_token_alg: Some(f.alg()),
+        backchannel_logout_uri: ClientForm::optional(&f.backchannel_logout_uri),
+        backchannel_logout_session_required: f.backchannel_logout_session_required,
     };
     match clients::register(&state.store, new, "admin").await {
         Ok((client, secret)) => {
@@ -226,6 +257,7 @@ pub async fn create_client(
                 client: None,
                 form: f,
                 grant_types: KNOWN_GRANT_TYPES,
+                algs: SigningAlg::ALL.map(SigningAlg::as_str),
                 error: Some(e.to_string()),
             },
         )),
@@ -251,6 +283,7 @@ pub async fn client_page(
         form: ClientForm::of(&client),
         client: Some(client),
         grant_types: KNOWN_GRANT_TYPES,
+        algs: SigningAlg::ALL.map(SigningAlg::as_str),
         error: None,
     }))
 }
@@ -276,7 +309,11 @@ pub async fn update_client(
             c.scopes = s;
             c.skip_consent = f.skip_consent;
             c.first_party = f.first_party;
-            c.magic_link_uri = Some(f.magic_link_uri.clone()).filter(|u| !u.is_empty());
+            c.magic_link_uri = ClientForm::optional(&f.magic_link_uri);
+            c.resources = ClientForm::list(&f.resources);
+            c.id_token_alg = f.alg();
+            c.backchannel_logout_uri = ClientForm::optional(&f.backchannel_logout_uri);
+            c.backchannel_logout_session_required = f.backchannel_logout_session_required;
             clients::update(&state.store, &c).await
         }
         Err(e) => Err(RegisterError::Invalid(e.to_string())),
@@ -299,6 +336,7 @@ pub async fn update_client(
                     client: Some(client),
                     form: ClientForm { public: c.public, ..f },
                     grant_types: KNOWN_GRANT_TYPES,
+                    algs: SigningAlg::ALL.map(SigningAlg::as_str),
                     error: Some(e.to_string()),
                 },
             ))

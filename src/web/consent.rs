@@ -6,11 +6,12 @@ use actix_session::Session;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
+use super::authorize::{answer, Via};
 use super::flow;
 use super::i18n::T;
 use super::page::{self, csrf_token, take_flash, Flash, Form, PageError};
 use crate::domain::Scope;
-use crate::oauth::authorize::error_url;
+use crate::oauth::authorize;
 use crate::state::AppState;
 use crate::store::audit::Event;
 
@@ -101,12 +102,8 @@ pub async fn decide(
             user_id: Some(&user.id),
             ..Default::default()
         });
-        return Ok(page::see_other(&error_url(
-            &state,
-            &authz,
-            "access_denied",
-            "the user did not allow the request",
-        )));
+        let denied = authorize::error(&state, &authz, "access_denied", "the user did not allow the request");
+        return Ok(answer(&req, &denied, Via::Post));
     }
     // Remember the union of what was allowed before and now.
     let mut granted = Scope::parse(&authz.scope).unwrap_or_default();
@@ -126,5 +123,8 @@ pub async fn decide(
     });
     authz.consented = true;
     super::session::set(&session, "authz", &authz);
-    Ok(page::see_other(&flow::next_step(&state, &session, &who, &user).await?))
+    flow::next_step(&state, &session, &who, &user)
+        .await?
+        .respond(&state, &req, &session, Via::Post)
+        .await
 }

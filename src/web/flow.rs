@@ -3,12 +3,16 @@
 //! and what comes after sign-in (consent, or the code for the waiting app).
 
 use actix_session::Session;
+use actix_web::{HttpRequest, HttpResponse};
+
+use super::authorize::Via;
+use super::page;
 use serde::{Deserialize, Serialize};
 
 use super::page::PageError;
 use super::session::{self, SignedIn};
 use crate::domain::{Client, Identifier, Scope};
-use crate::oauth::authorize::{self, AuthzRequest};
+use crate::oauth::authorize::{self, AuthzRequest, AuthzResponse};
 use crate::oauth::policy;
 use crate::state::AppState;
 use crate::store::audit::Event;
@@ -105,6 +109,9 @@ pub fn account_client() -> Client {
         first_party: true,
         magic_link_uri: None,
         resources: vec![],
+        id_token_alg: crate::config::SigningAlg::RS256,
+        backchannel_logout_uri: None,
+        backchannel_logout_session_required: false,
         source: "builtin".into(),
         created_at: 0,
         updated_at: 0,
@@ -147,40 +154,112 @@ pub async fn consent_covers(
     Ok(asked.is_subset(&granted))
 }
 
+/// Where a signed-in browser goes next.
+pub enum Next {
+    /// A page of Sesame's (or one it was asked to return to).
+    Page(String),
+    /// Back to the waiting app with this response (an error) to the request with this id.
+    Answer(AuthzResponse, String),
+    /// Back to the waiting app with a code, issued when the answer is sent.
+    App(Box<Finish>),
+}
+
+/// A finished authorization request and whom its code is for.
+pub struct Finish {
+    pub authz: AuthzRequest,
+    pub client: Client,
+    pub who: SignedIn,
+    pub user: User,
+    /// The browser session's `sid`, recorded with the code (back-channel logout).
+    pub session_id: Option<String>,
+}
+
+impl Next {
+    /// Sends the browser on: a redirect, or the app's form-post page. The
+    /// code is issued here, when it is really sent, and only then does the
+    /// session let go of the request it answers.
+    pub async fn respond(
+        self,
+        state: &AppState,
+        req: &HttpRequest,
+        session: &Session,
+        via: Via,
+    ) -> Result<HttpResponse, PageError> {
+        let answered = |id: &str| {
+            if authz(session).is_some_and(|a| a.id == id) {
+                session.remove("authz");
+            }
+        };
+        let response = match self {
+            Next::Page(path) => {
+                return Ok(match via {
+                    Via::Get => page::found(&path),
+                    Via::Post => page::see_other(&path),
+                })
+            }
+            Next::Answer(response, id) => {
+                answered(&id);
+                response
+            }
+            Next::App(f) => {
+                answered(&f.authz.id);
+                let holder = authorize::CodeHolder {
+                    sub: &f.who.sub,
+                    auth_time: f.who.auth_time,
+                    amr: &f.who.amr,
+                    session_id: f.session_id.as_deref(),
+                };
+                authorize::issue_code(state, &f.authz, &holder, &f.client, &f.user).await?
+            }
+        };
+        Ok(super::authorize::answer(req, &response, via))
+    }
+
+    /// A page to load with GET (the magic-link poll): the app's answer is
+    /// made at `/login/continue` (the request stays in the session until
+    /// then), so nothing is issued here.
+    pub fn page(self) -> String {
+        match self {
+            Next::Page(path) => path,
+            Next::Answer(..) | Next::App(_) => "/login/continue".into(),
+        }
+    }
+}
+
 /// Where a signed-in browser goes next: the consent page, the waiting app
 /// (with its code), or the account page.
-pub async fn next_step(state: &AppState, session: &Session, who: &SignedIn, user: &User) -> Result<String, PageError> {
+pub async fn next_step(state: &AppState, session: &Session, who: &SignedIn, user: &User) -> Result<Next, PageError> {
     let Some(authz) = authz(session) else {
         // A page that sent the user to sign in (e.g. /admin), else the account page.
         let back = session::get::<String>(session, "return_to").filter(|p| p.starts_with('/') && !p.starts_with("//"));
         session.remove("return_to");
-        return Ok(back.unwrap_or_else(|| "/account".into()));
+        return Ok(Next::Page(back.unwrap_or_else(|| "/account".into())));
     };
     if authz.login_required {
-        return Ok("/login".into());
+        return Ok(Next::Page("/login".into()));
     }
     let Some(client) = state.store.client(&authz.client_id).await? else {
         session.remove("authz");
-        return Ok("/account".into());
+        return Ok(Next::Page("/account".into()));
     };
     // What this user may carry (SPEC §9): asked before the consent page, so
     // that it never offers what would be refused.
     if let Err(refusal) = policy::grant_scope(&client, Some(&authz.scope), policy::Holder::User(user)) {
-        session.remove("authz");
-        return Ok(authorize::error_url(
-            state,
-            &authz,
-            "invalid_scope",
-            &refusal.to_string(),
-        ));
+        let response = authorize::error(state, &authz, "invalid_scope", &refusal.to_string());
+        return Ok(Next::Answer(response, authz.id));
     }
     let ask = (authz.prompt_consent && !authz.consented && !client.skip_consent)
         || !(authz.consented || consent_covers(state, &client, &user.id, &authz).await?);
     if ask {
-        return Ok("/consent".into());
+        return Ok(Next::Page("/consent".into()));
     }
-    session.remove("authz");
-    authorize::code_url(state, &authz, who, &client, user).await
+    Ok(Next::App(Box::new(Finish {
+        authz,
+        client,
+        who: who.clone(),
+        user: user.clone(),
+        session_id: session::get(session, "sid"),
+    })))
 }
 
 pub use crate::domain::parse_identifier;
@@ -263,7 +342,7 @@ pub async fn verified(
     amr: Vec<String>,
     ua: Option<&str>,
     ip: Option<&str>,
-) -> Result<String, PageError> {
+) -> Result<Next, PageError> {
     session.remove("login");
     match state.store.user_by_identifier(ident.kind(), ident.key()).await? {
         Some(user) if user.disabled => Err(PageError::Forbidden(
@@ -281,7 +360,7 @@ pub async fn verified(
                     verified_at: now(),
                 },
             );
-            Ok("/signup".into())
+            Ok(Next::Page("/signup".into()))
         }
     }
 }
@@ -294,7 +373,7 @@ pub async fn sign_in(
     amr: Vec<String>,
     ua: Option<&str>,
     ip: Option<&str>,
-) -> Result<String, PageError> {
+) -> Result<Next, PageError> {
     let who = SignedIn {
         sub: user.id.clone(),
         auth_time: now(),

@@ -8,6 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde_json::json;
 
+use super::authorize::Via;
 use super::flow::{self, PendingLogin, PendingSignup, SIGNUP_WINDOW};
 use super::i18n::T;
 use super::page::{self, csrf_token, take_flash, Flash, Form, MessagePage, PageError};
@@ -65,7 +66,10 @@ pub async fn login_page(
     let authz = flow::authz(&session);
     if let Some((who, user)) = flow::current_user(&state, &session).await? {
         if !authz.as_ref().is_some_and(|a| a.login_required) {
-            return Ok(page::found(&flow::next_step(&state, &session, &who, &user).await?));
+            return flow::next_step(&state, &session, &who, &user)
+                .await?
+                .respond(&state, &req, &session, Via::Get)
+                .await;
         }
     }
     let mut flash = take_flash(&session);
@@ -276,7 +280,7 @@ pub async fn verify_code(
                 ip.as_deref(),
             )
             .await?;
-            return Ok(page::see_other(&next));
+            return next.respond(&state, &req, &session, Via::Post).await;
         }
         Err(OtpError::WrongCode) if code.is_empty() => t.get("verify.empty").to_string(),
         Err(e) => verify_failure(t, e)?,
@@ -328,7 +332,8 @@ pub async fn status(
                     ua(&req),
                     ip.as_deref(),
                 )
-                .await?,
+                .await?
+                .page(),
             )
         }
         Some(_) => None,
@@ -343,9 +348,18 @@ pub async fn status(
 }
 
 /// `GET /login/continue`: wherever a signed-in browser should be now.
-pub async fn continue_flow(state: web::Data<AppState>, session: Session) -> Result<HttpResponse, PageError> {
+pub async fn continue_flow(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    session: Session,
+) -> Result<HttpResponse, PageError> {
     match flow::current_user(&state, &session).await? {
-        Some((who, user)) => Ok(page::found(&flow::next_step(&state, &session, &who, &user).await?)),
+        Some((who, user)) => {
+            flow::next_step(&state, &session, &who, &user)
+                .await?
+                .respond(&state, &req, &session, Via::Get)
+                .await
+        }
         None => Ok(page::found("/login")),
     }
 }
@@ -435,7 +449,7 @@ pub async fn magic_use(
             ip.as_deref(),
         )
         .await?;
-        return Ok(page::see_other(&next));
+        return next.respond(&state, &req, &session, Via::Post).await;
     }
     let follows = match (used.handoff_allowed, number.is_some()) {
         (true, _) => t.get("magic.other_follows"),
@@ -450,7 +464,7 @@ pub async fn magic_use(
                 let next =
                     flow::sign_in(&state, &session, &user, flow::amr_for("email"), ua(&req), ip.as_deref()).await?;
                 page::flash(&session, if used.handoff_allowed { "success" } else { "info" }, follows);
-                Ok(page::see_other(&next))
+                next.respond(&state, &req, &session, Via::Post).await
             }
             Some(user) if user.disabled => Err(PageError::Forbidden(t.get("login.disabled").into())),
             // Deleted, or the address moved to another account since the link was sent.
@@ -583,7 +597,7 @@ pub async fn signup(
         return Err(PageError::Forbidden(t.get("login.disabled").into()));
     }
     let next = flow::sign_in(&state, &session, &user, signup.amr, ua(&req), ip.as_deref()).await?;
-    Ok(page::see_other(&next))
+    next.respond(&state, &req, &session, Via::Post).await
 }
 
 /// `POST /login/password`: username or email plus password, for users who set one.
@@ -605,7 +619,7 @@ pub async fn password(
         match passwords::check(&state, &client.id, &login, password, ip.as_deref()).await {
             Ok(user) => {
                 let next = flow::sign_in(&state, &session, &user, vec!["pwd".into()], ua(&req), ip.as_deref()).await?;
-                return Ok(page::see_other(&next));
+                return next.respond(&state, &req, &session, Via::Post).await;
             }
             Err(AccountError::Locked { retry_after }) => t.with("password.locked", wait_text(retry_after)),
             Err(e) => page::account_error_text(t, e)?,

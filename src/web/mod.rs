@@ -5,6 +5,7 @@ pub mod account;
 pub mod admin;
 pub mod api_docs;
 pub mod assets;
+pub mod authorize;
 pub mod consent;
 pub mod dates;
 pub mod flow;

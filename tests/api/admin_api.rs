@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::db_test;
-use crate::helpers::{assert_error, spawn_app, Db, TestApp, Who, ADMIN, SVC};
+use crate::helpers::{assert_error, spawn_app, Db, TestApp, Who, SVC};
 
 db_test!(
     the_admin_api_needs_a_token_with_the_admin_scope,
@@ -11,15 +11,6 @@ db_test!(
     bad_metadata_and_unknown_clients_are_refused,
     admins_find_disable_and_delete_users,
 );
-
-async fn admin_token(app: &TestApp) -> String {
-    let res = app.client_credentials(ADMIN, Some("sesame:admin")).await;
-    assert_eq!(res.status(), 200);
-    res.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
 
 async fn call(
     app: &TestApp,
@@ -59,7 +50,7 @@ async fn the_admin_api_needs_a_token_with_the_admin_scope(db: Db) {
         "invalid_scope",
     )
     .await;
-    let admin = admin_token(&app).await;
+    let admin = app.admin_token().await;
     assert_eq!(
         call(&app, reqwest::Method::GET, "/admin/api/clients", &admin, None)
             .await
@@ -70,7 +61,7 @@ async fn the_admin_api_needs_a_token_with_the_admin_scope(db: Db) {
 
 async fn a_client_registered_through_the_api_works_at_once(db: Db) {
     let app = spawn_app(&db).await;
-    let admin = admin_token(&app).await;
+    let admin = app.admin_token().await;
     let metadata = json!({
         "client_name": "Mobile backend",
         "redirect_uris": ["https://app.example.com/cb"],
@@ -230,7 +221,7 @@ async fn a_client_registered_through_the_api_works_at_once(db: Db) {
 
 async fn bad_metadata_and_unknown_clients_are_refused(db: Db) {
     let app = spawn_app(&db).await;
-    let admin = admin_token(&app).await;
+    let admin = app.admin_token().await;
     let post = |body: Value| call(&app, reqwest::Method::POST, "/admin/api/clients", &admin, Some(body));
     for body in [
         json!({"redirect_uris": []}),
@@ -304,7 +295,7 @@ async fn bad_metadata_and_unknown_clients_are_refused(db: Db) {
 
 async fn admins_find_disable_and_delete_users(db: Db) {
     let app = spawn_app(&db).await;
-    let admin = admin_token(&app).await;
+    let admin = app.admin_token().await;
     let service = app.service_token().await;
     assert_error(
         call(&app, reqwest::Method::GET, "/admin/api/users", &service, None).await,

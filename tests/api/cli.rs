@@ -3,6 +3,7 @@
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
+use sesame::config::SigningAlg;
 
 use crate::db_test;
 use crate::helpers::{assert_error, spawn_app, spawn_with, test_settings, Db};
@@ -11,7 +12,7 @@ fn sesame(db: &Db, args: &[&str]) -> Output {
     sesame_env(db, args, &[])
 }
 
-fn sesame_env(db: &Db, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub fn sesame_env(db: &Db, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sesame"));
     cmd.args(args)
         .current_dir(db.dir())
@@ -130,23 +131,33 @@ async fn cli_manages_clients_end_to_end(db: Db) {
 
 async fn cli_rotates_and_lists_keys(db: Db) {
     let app = spawn_app(&db).await;
-    let before = app.state.keys.ring().current_kid.clone();
+    let before: Vec<String> = SigningAlg::ALL
+        .iter()
+        .map(|a| app.state.keys.ring().current_kid(*a).unwrap().to_string())
+        .collect();
     let out = sesame(&db, &["keys", "rotate"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let keys = stdout_json(&sesame(&db, &["keys", "list", "--json"]));
     let keys = keys.as_array().unwrap();
-    assert_eq!(keys.len(), 2);
-    assert!(keys
+    assert_eq!(keys.len(), 6, "a new current key for each of the three algorithms");
+    for kid in &before {
+        assert!(
+            keys.iter()
+                .any(|k| k["kid"] == kid.as_str() && k["state"] == "published"),
+            "the previous keys stay published"
+        );
+    }
+    let new_es256 = keys
         .iter()
-        .any(|k| k["kid"] == before.as_str() && k["state"] == "published"));
-    let new_kid = keys.iter().find(|k| k["state"] == "current").unwrap()["kid"]
+        .find(|k| k["state"] == "current" && k["alg"] == "ES256")
+        .unwrap()["kid"]
         .as_str()
         .unwrap()
         .to_string();
     app.state.keys.reload().await.unwrap();
     assert_eq!(
-        app.state.keys.ring().current_kid,
-        new_kid,
+        app.state.keys.ring().current_kid(SigningAlg::ES256),
+        Some(new_es256.as_str()),
         "a running node picks the rotation up on reload"
     );
 }

@@ -1,5 +1,3 @@
-use josekit::jwk::Jwk;
-use josekit::jws::{EdDSA, JwsVerifier, ES256, RS256};
 use serde_json::Value;
 
 use crate::db_test;
@@ -30,7 +28,14 @@ async fn client_credentials_issues_an_rfc9068_access_token(db: Db) {
     let (header, claims) = jwt_parts(body["access_token"].as_str().unwrap());
     assert_eq!(header["typ"], "at+jwt");
     assert_eq!(header["alg"], "ES256");
-    assert_eq!(header["kid"], app.state.keys.ring().current_kid.as_str());
+    assert_eq!(
+        header["kid"],
+        app.state
+            .keys
+            .ring()
+            .current_kid(sesame::config::SigningAlg::ES256)
+            .unwrap()
+    );
     assert_eq!(claims["iss"], app.address.as_str());
     assert_eq!(claims["sub"], "svc");
     assert_eq!(claims["client_id"], "svc");
@@ -179,15 +184,8 @@ async fn tokens_verify_against_the_published_jwks_for_every_algorithm(db: Db) {
             .as_array()
             .unwrap()
             .iter()
-            .find(|k| k["kid"] == header["kid"])
-            .expect("the token's kid is published");
-        assert_eq!(key["kty"], kty);
-        let jwk = Jwk::from_bytes(key.to_string()).unwrap();
-        let verifier: Box<dyn JwsVerifier> = match alg {
-            "ES256" => Box::new(ES256.verifier_from_jwk(&jwk).unwrap()),
-            "RS256" => Box::new(RS256.verifier_from_jwk(&jwk).unwrap()),
-            _ => Box::new(EdDSA.verifier_from_jwk(&jwk).unwrap()),
-        };
-        josekit::jwt::decode_with_verifier(&token, &*verifier).expect("signature verifies with the JWKS key");
+            .find(|k| k["kid"] == header["kid"]);
+        assert_eq!(key.expect("the token's kid is published")["kty"], kty);
+        assert_eq!(app.verified_by_jwks(&token).await["sub"], "svc");
     }
 }

@@ -6,7 +6,7 @@ use crate::helpers::{spawn_app, Db};
 db_test!(
     discovery_is_served_at_both_well_known_paths,
     health_endpoints_answer,
-    jwks_lists_the_current_key,
+    jwks_lists_a_current_key_per_algorithm,
     metrics_count_requests_codes_and_tokens,
 );
 
@@ -54,17 +54,27 @@ async fn health_endpoints_answer(db: Db) {
     assert_eq!(app.get("/health/ready").await.status(), 503);
 }
 
-async fn jwks_lists_the_current_key(db: Db) {
+async fn jwks_lists_a_current_key_per_algorithm(db: Db) {
     let app = spawn_app(&db).await;
     let res = app.get("/oauth2/jwks").await;
     assert_eq!(res.status(), 200);
     let jwks: Value = res.json().await.unwrap();
     let keys = jwks["keys"].as_array().unwrap();
-    assert_eq!(keys.len(), 1);
-    assert_eq!(keys[0]["kid"], app.state.keys.ring().current_kid.as_str());
-    assert_eq!(keys[0]["alg"], "ES256");
-    assert_eq!(keys[0]["kty"], "EC");
-    assert!(keys[0].get("d").is_none(), "no private part in the JWKS");
+    assert_eq!(keys.len(), 3);
+    for (alg, kty) in [("RS256", "RSA"), ("ES256", "EC"), ("EdDSA", "OKP")] {
+        let key = keys
+            .iter()
+            .find(|k| k["alg"] == alg)
+            .unwrap_or_else(|| panic!("{alg} key"));
+        let current = app.state.keys.ring();
+        let current = current.current_kid(sesame::config::SigningAlg::parse(alg).unwrap());
+        assert_eq!(key["kid"].as_str(), current);
+        assert_eq!(key["kty"], kty);
+        assert_eq!(key["use"], "sig");
+        for private in ["d", "p", "q", "dp", "dq", "qi"] {
+            assert!(key.get(private).is_none(), "no private part ({private}) in the JWKS");
+        }
+    }
 }
 
 fn metric(text: &str, line_start: &str) -> u64 {

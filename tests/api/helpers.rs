@@ -149,7 +149,7 @@ id = "{app}"
 name = "App"
 secret_hash = "{app_hash}"
 redirect_uris = ["http://localhost:3000/callback"]
-post_logout_redirect_uris = ["http://localhost:3000/"]
+post_logout_redirect_uris = ["http://localhost:3000/", "http://localhost:3000/logged-out?via=sesame"]
 grant_types = ["otp", "authorization_code", "refresh_token", "password"]
 scopes = ["openid", "profile", "email", "phone", "address", "offline_access"]
 
@@ -420,6 +420,41 @@ impl TestApp {
     pub async fn verifycode(&self, client: (&str, &str), who: Who<'_>, code: &str) -> reqwest::Response {
         self.post_form("/otp/verifycode/", client, &[who.field(), ("code", code)])
             .await
+    }
+
+    /// A token for the admin API (the `admin` client, scope `sesame:admin`).
+    pub async fn admin_token(&self) -> String {
+        let res = self.client_credentials(ADMIN, Some("sesame:admin")).await;
+        assert_eq!(res.status(), 200);
+        res.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// The claims of a JWT this app signed, after checking its signature
+    /// against the published JWKS with the algorithm its header names, as
+    /// a relying party does.
+    pub async fn verified_by_jwks(&self, token: &str) -> Value {
+        use josekit::jws::{EdDSA, JwsVerifier, ES256, RS256};
+        let (header, claims) = jwt_parts(token);
+        let jwks: Value = self.get("/oauth2/jwks").await.json().await.unwrap();
+        let key = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == header["kid"])
+            .expect("the token's kid is published");
+        assert_eq!(key["alg"], header["alg"]);
+        let jwk = josekit::jwk::Jwk::from_bytes(key.to_string()).unwrap();
+        let verifier: Box<dyn JwsVerifier> = match header["alg"].as_str().unwrap() {
+            "RS256" => Box::new(RS256.verifier_from_jwk(&jwk).unwrap()),
+            "ES256" => Box::new(ES256.verifier_from_jwk(&jwk).unwrap()),
+            "EdDSA" => Box::new(EdDSA.verifier_from_jwk(&jwk).unwrap()),
+            other => panic!("unexpected alg {other}"),
+        };
+        josekit::jwt::decode_with_verifier(token, &*verifier).expect("the signature verifies with the JWKS key");
+        claims
     }
 
     /// GET /oauth2/userinfo with a Bearer token.

@@ -1,4 +1,5 @@
 use serde_json::Value;
+use sesame::config::SigningAlg::{self, ES256};
 use sesame::jose::generate_key;
 
 use crate::db_test;
@@ -26,12 +27,16 @@ async fn restarting_keeps_keys_clients_and_revocations(db: Db) {
                 .status(),
             200
         );
-        (token, revoked, app.state.keys.ring().current_kid.clone())
+        (
+            token,
+            revoked,
+            app.state.keys.ring().current_kid(ES256).unwrap().to_string(),
+        )
     };
     let app = spawn_with(settings()).await;
     assert_eq!(
-        app.state.keys.ring().current_kid,
-        kid,
+        app.state.keys.ring().current_kid(ES256),
+        Some(kid.as_str()),
         "the signing key survives a restart"
     );
     assert_eq!(app.introspect(&token).await["active"], true);
@@ -46,10 +51,10 @@ async fn restarting_keeps_keys_clients_and_revocations(db: Db) {
 async fn a_rotated_key_stays_published_and_old_tokens_stay_valid(db: Db) {
     let app = spawn_app(&db).await;
     let old_token = app.service_token().await;
-    let old_kid = app.state.keys.ring().current_kid.clone();
+    let old_kid = app.state.keys.ring().current_kid(ES256).unwrap().to_string();
     let kid = rotate(&app, 3600).await;
     let kids = published_kids(&app).await;
-    assert_eq!(kids.len(), 2);
+    assert_eq!(kids.len(), 6, "three current keys and the three they replaced");
     assert!(kids.contains(&old_kid) && kids.contains(&kid));
     let new_token = app.service_token().await;
     assert_eq!(jwt_parts(&new_token).0["kid"], kid.as_str());
@@ -65,12 +70,23 @@ async fn a_rotated_key_stays_published_and_old_tokens_stay_valid(db: Db) {
     assert_eq!(app.introspect(&new_token).await["active"], false);
 }
 
-/// Rotates to a new ES256 key, keeping the retired one published for `keep` seconds.
+/// Rotates to new keys, keeping the retired ones published for `keep`
+/// seconds; returns the new ES256 key's id.
 async fn rotate(app: &TestApp, keep: i64) -> String {
-    let (kid, jwk) = generate_key(sesame::config::SigningAlg::ES256).unwrap();
-    app.state.store.rotate_key(&kid, "ES256", &jwk, keep).await.unwrap();
+    let new: Vec<(String, SigningAlg, String)> = SigningAlg::ALL
+        .into_iter()
+        .map(|alg| {
+            let (kid, jwk) = generate_key(alg).unwrap();
+            (kid, alg, jwk)
+        })
+        .collect();
+    let rows: Vec<(&str, &str, &str)> = new
+        .iter()
+        .map(|(k, a, j)| (k.as_str(), a.as_str(), j.as_str()))
+        .collect();
+    app.state.store.rotate_keys(&rows, keep).await.unwrap();
     app.state.keys.reload().await.unwrap();
-    kid
+    new.into_iter().find(|(_, a, _)| *a == ES256).unwrap().0
 }
 
 async fn published_kids(app: &TestApp) -> Vec<String> {

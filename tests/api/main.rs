@@ -15,6 +15,7 @@ mod bad_input;
 mod cli;
 mod client_credentials;
 mod conformance;
+mod conformance_logout;
 mod delivery;
 mod discovery;
 mod introspect_revoke;

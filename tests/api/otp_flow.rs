@@ -110,7 +110,18 @@ async fn phone_sign_up_and_sign_in_over_a_signed_webhook(db: Db) {
     assert_eq!(at["sub"], user["sub"]);
     assert_eq!(at["client_id"], "app");
     let (h, id) = jwt_parts(tokens["id_token"].as_str().unwrap());
-    assert_eq!(h["kid"], app.state.keys.ring().current_kid.as_str());
+    assert_eq!(
+        h["alg"], "RS256",
+        "ID tokens: the client's id_token_signed_response_alg, RS256 by default"
+    );
+    assert_eq!(
+        h["kid"],
+        app.state
+            .keys
+            .ring()
+            .current_kid(sesame::config::SigningAlg::RS256)
+            .unwrap()
+    );
     assert_eq!(id["aud"], "app");
     assert_eq!(id["sub"], user["sub"]);
     assert_eq!(id["amr"], json!(["otp", "sms"]));

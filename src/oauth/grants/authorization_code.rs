@@ -100,6 +100,7 @@ fn handle(req: GrantRequest) -> GrantFuture {
                 ip: ip.as_deref(),
                 grant: "authorization_code",
                 audience,
+                session_id: code.session_id.as_deref(),
             },
         )
         .await

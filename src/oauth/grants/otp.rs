@@ -87,6 +87,7 @@ fn tokens_for<'a>(
         ip,
         grant: "otp",
         audience: audience.to_vec(),
+        session_id: None,
     }
 }
 

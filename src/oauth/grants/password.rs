@@ -42,6 +42,7 @@ fn handle(req: GrantRequest) -> GrantFuture {
                 ip: ip.as_deref(),
                 grant: "password",
                 audience,
+                session_id: None,
             },
         )
         .await

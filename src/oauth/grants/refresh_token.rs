@@ -72,6 +72,7 @@ fn handle(req: GrantRequest) -> GrantFuture {
                 ip: ip.as_deref(),
                 grant: "refresh_token",
                 audience,
+                session_id: None,
             },
         )
         .await
