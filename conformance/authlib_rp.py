@@ -14,36 +14,30 @@ from the console outbox, signup and consent, as a browser would.
 import base64
 import http.server
 import json
-import os
 import re
 import secrets
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from urllib.parse import parse_qs, urlsplit
 
+import warnings
+
 import requests
+import server
+
+# authlib.jose is deprecated in favour of joserfc; it is what Authlib's own OIDC client validates with.
+warnings.filterwarnings("ignore", message="authlib.jose module is deprecated")
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.jose import JsonWebKey, JsonWebToken
 from authlib.oidc.core import CodeIDToken
 
-BIN = os.environ.get("SESAME_TEST_BIN", "target/debug/sesame")
 CLIENT_ID = "authlib-rp"
 CLIENT_SECRET = secrets.token_urlsafe(32)
 CALLBACK = "http://localhost:3999/callback"
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 # Only RS256 is accepted: the point is that Sesame's default ID tokens are RS256.
 RS256_ONLY = JsonWebToken(["RS256"])
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LogoutReceiver(http.server.BaseHTTPRequestHandler):
@@ -61,12 +55,8 @@ class LogoutReceiver(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def start_sesame(backchannel_url):
-    workdir = tempfile.mkdtemp(prefix="sesame-authlib-")
-    port = free_port()
-    issuer = f"http://127.0.0.1:{port}"
-    with open(os.path.join(workdir, "clients.toml"), "w") as f:
-        f.write(f"""
+def clients_toml(backchannel_url):
+    return f"""
 [[client]]
 id = "{CLIENT_ID}"
 name = "Authlib RP"
@@ -77,31 +67,7 @@ grant_types = ["authorization_code", "refresh_token"]
 scopes = ["openid", "profile", "email", "offline_access"]
 backchannel_logout_uri = "{backchannel_url}"
 backchannel_logout_session_required = true
-""")
-    with open(os.path.join(workdir, "sesame.toml"), "w") as f:
-        f.write(f"""
-issuer = "{issuer}"
-clients_file = "{os.path.join(workdir, 'clients.toml')}"
-[server]
-bind = "127.0.0.1:{port}"
-workers = 2
-[database]
-url = "sqlite://{os.path.join(workdir, 'sesame.db')}"
-[log]
-level = "warn"
-""")
-    env = dict(os.environ, AUTHLIB_RP_SECRET=CLIENT_SECRET)
-    child = subprocess.Popen([BIN, "serve", "--config", os.path.join(workdir, "sesame.toml")], env=env)
-    for _ in range(300):
-        if child.poll() is not None:
-            sys.exit(f"sesame serve exited with {child.returncode}")
-        try:
-            if requests.get(f"{issuer}/health/ready", timeout=1).ok:
-                return issuer, child
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    sys.exit("sesame did not become ready")
+"""
 
 
 def hidden(html, name):
@@ -135,12 +101,12 @@ def user_signs_in(issuer, browser, authorization_url, email):
 def main():
     receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), LogoutReceiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    issuer, child = start_sesame(f"http://127.0.0.1:{receiver.server_port}/backchannel")
+    backchannel = f"http://127.0.0.1:{receiver.server_port}/backchannel"
+    issuer, child = server.start(clients_toml(backchannel), {"AUTHLIB_RP_SECRET": CLIENT_SECRET})
     try:
         run(issuer)
     finally:
-        child.terminate()
-        child.wait(10)
+        server.stop(child)
         receiver.shutdown()
 
 

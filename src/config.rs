@@ -515,6 +515,11 @@ pub fn issuer_is_loopback_http(issuer: &str) -> bool {
         return false;
     };
     let host_port = rest.split(['/', '?', '#']).next().unwrap_or("");
+    // Userinfo (`localhost@evil.example`) or a backslash would let the real
+    // host be another than the one read here.
+    if host_port.contains(['@', '\\']) || rest.contains('\\') {
+        return false;
+    }
     let host = match host_port.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => host_port.rsplit_once(':').map_or(host_port, |(h, _)| h),
@@ -639,5 +644,21 @@ mod tests {
         s.issuer = "https://id.example.com".into();
         let err = s.check_development_delivery().unwrap_err().to_string();
         assert!(err.contains("sms.provider"), "{err}");
+    }
+
+    #[test]
+    fn loopback_http_is_the_host_itself_not_userinfo() {
+        for ok in ["http://localhost:3000/cb", "http://127.0.0.1/x", "http://[::1]:8080/"] {
+            assert!(issuer_is_loopback_http(ok), "{ok}");
+        }
+        for bad in [
+            "http://localhost:80@evil.example/bc",
+            "http://[::1]@evil.example/",
+            "http://127.0.0.1\\@evil.example/",
+            "http://evil.example/localhost",
+            "https://localhost/",
+        ] {
+            assert!(!issuer_is_loopback_http(bad), "{bad}");
+        }
     }
 }

@@ -96,10 +96,12 @@ impl<'a> Accounts<'a> {
         }
     }
 
-    /// Tells the clients of the user's live token families that they ended
-    /// (read before they end: disable, delete).
-    async fn tell_clients_families_end(&self, user_id: &str) -> Result<(), AccountError> {
-        let families = self.store.live_families_in(Families::Of(user_id)).await?;
+    /// Tells the clients of the user's live token families (at one client,
+    /// or all) that they ended: read before they end (disable, delete, a
+    /// sensitive change, an app's access revoked).
+    pub async fn tell_clients_families_end(&self, user_id: &str, client: Option<&str>) -> Result<(), AccountError> {
+        let mut families = self.store.live_families_in(Families::Of(user_id)).await?;
+        families.retain(|f| client.is_none_or(|c| f.client_id == c));
         if !families.is_empty() {
             self.backchannel.notify(Ended::Families(families));
         }
@@ -164,7 +166,7 @@ impl<'a> Accounts<'a> {
         }
         let ended = match disabled {
             true => {
-                self.tell_clients_families_end(&user.id).await?;
+                self.tell_clients_families_end(&user.id, None).await?;
                 self.store.end_sessions_of(&user.id).await?;
                 self.end_access_tokens(&user.id).await?;
                 self.end_tokens(&user.id, None).await?
@@ -197,7 +199,7 @@ impl<'a> Accounts<'a> {
     /// Deletes the account by an admin or the CLI: its token families,
     /// sessions and consents end with it. Returns the families ended.
     pub async fn delete(&self, user: &User, actor: Actor<'_>) -> Result<usize, AccountError> {
-        self.tell_clients_families_end(&user.id).await?;
+        self.tell_clients_families_end(&user.id, None).await?;
         self.end_access_tokens(&user.id).await?;
         let ended = self.end_tokens(&user.id, None).await?;
         if !self.store.delete_user(&user.id).await? {
@@ -211,7 +213,7 @@ impl<'a> Accounts<'a> {
     pub async fn delete_own(&self, user: &User, by: &Authority<'_>, ip: Option<&str>) -> Result<(), AccountError> {
         self.check_sensitive(by)?;
         let verified = verified_identifiers(user, &self.settings.phones());
-        self.tell_clients_families_end(&user.id).await?;
+        self.tell_clients_families_end(&user.id, None).await?;
         self.end_access_tokens(&user.id).await?;
         self.end_tokens(&user.id, None).await?;
         if !self.store.delete_user(&user.id).await? {
@@ -374,11 +376,16 @@ impl<'a> Accounts<'a> {
     /// Ends every browser session of the user (the page signs its own browser
     /// in again under a new session id) and every token family but the caller's.
     async fn end_others(&self, user: &User, by: &Authority<'_>) -> Result<(), AccountError> {
-        self.store.end_sessions_of(&user.id).await?;
         let keep = match by {
             Authority::Token { family, .. } => *family,
             Authority::Session { .. } => None,
         };
+        let mut ending = self.store.live_families_in(Families::Of(&user.id)).await?;
+        ending.retain(|f| Some(f.id.as_str()) != keep);
+        if !ending.is_empty() {
+            self.backchannel.notify(Ended::Families(ending));
+        }
+        self.store.end_sessions_of(&user.id).await?;
         self.end_tokens(&user.id, keep).await?;
         Ok(())
     }

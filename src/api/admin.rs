@@ -93,7 +93,7 @@ fn bad_metadata(description: impl Into<String>) -> ApiError {
 
 async fn metadata_body(req: &HttpRequest, payload: &mut web::Payload) -> Result<Metadata, ApiError> {
     let body = read_body(payload, body_limit(req)).await?;
-    serde_json::from_slice(&body).map_err(|e| bad_metadata(format!("malformed client metadata: {e}")))
+    crate::params::json_object(&body).map_err(|e| bad_metadata(format!("malformed client metadata: {e}")))
 }
 
 fn public_from(method: Option<&str>) -> Result<Option<bool>, ApiError> {

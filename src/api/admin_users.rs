@@ -75,7 +75,7 @@ pub async fn update(
     let who = admin(&state, &req).await?;
     let user = found(&state, &sub).await?;
     let body = read_body(&mut payload, body_limit(&req)).await?;
-    let change: Change = serde_json::from_slice(&body)
+    let change: Change = crate::params::json_object(&body)
         .map_err(|e| invalid_request(format!("expected {{\"disabled\": bool, \"is_admin\": bool}}: {e}")))?;
     let actor = who.actor();
     let accounts = Accounts::of(&state);

@@ -119,6 +119,9 @@ pub fn validate(client: &Client) -> Result<(), String> {
     if client.name.trim().is_empty() {
         return Err("client name must not be empty".into());
     }
+    if client.name.chars().count() > 200 {
+        return Err("client name must be at most 200 characters".into());
+    }
     if let Some(g) = client
         .grant_types
         .iter()

@@ -63,6 +63,10 @@ pub struct AuthzRequest {
     pub resources: Vec<String>,
     #[serde(default)]
     pub response_mode: ResponseMode,
+    /// The user a `claims` request names (`sub` with a `value`, OIDC Core
+    /// §5.5.1): no other user's tokens may be issued for it.
+    #[serde(default)]
+    pub required_sub: Option<String>,
 }
 
 /// An authorization response: where it goes, how, and what it says.
@@ -222,6 +226,7 @@ pub async fn parse(state: &AppState, params: &Params) -> Result<Parsed, Invalid>
             Some("form_post") => ResponseMode::FormPost,
             _ => ResponseMode::Query,
         },
+        required_sub: None,
     };
     let back = |authz: &AuthzRequest, (e, d): (&str, String)| Invalid::Redirect(error(state, authz, e, &d));
     let prompt = check(params, &client, &mut authz).map_err(|e| back(&authz, e))?;
@@ -233,22 +238,15 @@ pub async fn parse(state: &AppState, params: &Params) -> Result<Parsed, Invalid>
             return Err(back(&authz, e));
         }
     };
-    let hint_sub = match params.get("id_token_hint") {
-        None => None,
-        Some(hint) => Some(hinted_user(state, hint).ok_or_else(|| {
-            let e = (
-                "invalid_request",
-                "id_token_hint is not an ID token Sesame issued".to_string(),
-            );
-            back(&authz, e)
-        })?),
-    };
+    // A hint that does not verify (signed by a key retired since, or not
+    // an ID token) is no hint: it is ignored, as a hint may be.
+    let hinted = params.get("id_token_hint").and_then(|hint| hinted_user(state, hint));
     Ok(Parsed {
+        hint_sub: authz.required_sub.clone().or(hinted),
         client,
         authz,
         prompt,
         max_age,
-        hint_sub,
     })
 }
 
@@ -305,7 +303,8 @@ fn check(params: &Params, client: &Client, authz: &mut AuthzRequest) -> Result<P
         return Err(invalid("the claims parameter needs the openid scope"));
     }
     if let Some(claims) = params.get("claims") {
-        let implied = claims_scopes(claims).map_err(|d| invalid(&d))?;
+        let (implied, sub) = claims_scopes(claims).map_err(|d| invalid(&d))?;
+        authz.required_sub = sub;
         // A claim asked for by name is released with its scope, when the client may have that scope.
         let allowed = implied.into_iter().filter(|s| client.scopes.contains(s));
         scope = scope.union(&Scope::from_tokens(allowed));
@@ -348,9 +347,10 @@ fn check(params: &Params, client: &Client, authz: &mut AuthzRequest) -> Result<P
 }
 
 /// The scopes that hold the claims a `claims` parameter (OIDC Core §5.5)
-/// asks for, in its `userinfo` and `id_token` members. Claims Sesame does
-/// not have are ignored, as §5.5 says; a malformed parameter is an error.
-pub fn claims_scopes(text: &str) -> Result<Vec<&'static str>, String> {
+/// asks for, in its `userinfo` and `id_token` members, and the `sub` it
+/// requires, if any (§5.5.1). Claims Sesame does not have are ignored, as
+/// §5.5 says; a malformed parameter is an error.
+pub fn claims_scopes(text: &str) -> Result<(Vec<&'static str>, Option<String>), String> {
     if text.len() > 4096 {
         return Err("the claims parameter is too long".into());
     }
@@ -360,6 +360,7 @@ pub fn claims_scopes(text: &str) -> Result<Vec<&'static str>, String> {
         return Err("the claims parameter must be a JSON object".into());
     };
     let mut scopes = Vec::new();
+    let mut sub: Option<String> = None;
     for (member, asked) in &members {
         if member != "userinfo" && member != "id_token" {
             continue;
@@ -371,6 +372,15 @@ pub fn claims_scopes(text: &str) -> Result<Vec<&'static str>, String> {
             if !(how.is_null() || how.is_object()) {
                 return Err(format!("claims.{member}.{claim} must be null or an object"));
             }
+            if claim == "sub" {
+                if let Some(value) = how.get("value") {
+                    let value = value.as_str().ok_or("claims sub value must be a string")?;
+                    if sub.as_deref().is_some_and(|s| s != value) {
+                        return Err("claims asks for two different sub values".into());
+                    }
+                    sub = Some(value.to_string());
+                }
+            }
             if let Some(scope) = crate::oidc::claims::scope_of(claim) {
                 if !scopes.contains(&scope) {
                     scopes.push(scope);
@@ -378,7 +388,7 @@ pub fn claims_scopes(text: &str) -> Result<Vec<&'static str>, String> {
             }
         }
     }
-    Ok(scopes)
+    Ok((scopes, sub))
 }
 
 #[cfg(test)]
@@ -391,16 +401,23 @@ mod tests {
             r#"{"userinfo":{"name":{"essential":true},"email":null},"id_token":{"phone_number":null,"x":null}}"#,
         )
         .unwrap();
-        assert_eq!(scopes, vec!["profile", "email", "phone"]);
+        assert_eq!(scopes, (vec!["profile", "email", "phone"], None));
         assert_eq!(
             claims_scopes(r#"{"id_token":{"sub":{"value":"a"}}}"#).unwrap(),
-            Vec::<&str>::new()
+            (vec![], Some("a".to_string()))
         );
     }
 
     #[test]
     fn malformed_claims_are_refused() {
-        for bad in ["[]", "nope", r#"{"userinfo":[]}"#, r#"{"userinfo":{"name":true}}"#] {
+        for bad in [
+            "[]",
+            "nope",
+            r#"{"userinfo":[]}"#,
+            r#"{"userinfo":{"name":true}}"#,
+            r#"{"id_token":{"sub":{"value":1}}}"#,
+            r#"{"id_token":{"sub":{"value":"a"}},"userinfo":{"sub":{"value":"b"}}}"#,
+        ] {
             assert!(claims_scopes(bad).is_err(), "{bad}");
         }
     }

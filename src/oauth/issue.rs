@@ -98,6 +98,11 @@ pub fn sign(state: &AppState, t: UserTokens<'_>, stored: Stored) -> Result<Token
         refresh_token,
         family_id,
     } = stored;
+    // OIDC `sid`: the browser session the tokens came from (one per session
+    // however often the app renews them, as back-channel logout names it),
+    // else the family.
+    let session = t.session_id.or_else(|| t.family.and_then(|f| f.session_id.as_deref()));
+    let sid = session.or(family_id.as_deref());
     let access = access_token::issue(
         state,
         &access_token::Grant {
@@ -119,7 +124,7 @@ pub fn sign(state: &AppState, t: UserTokens<'_>, stored: Stored) -> Result<Token
                 amr: &t.amr,
                 auth_time: t.auth_time,
                 nonce: t.nonce,
-                sid: family_id.as_deref(),
+                sid,
             },
         )?)
     } else {

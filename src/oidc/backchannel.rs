@@ -17,7 +17,7 @@ use crate::audit::AuditLog;
 use crate::jose::Keys;
 use crate::store::audit::Event;
 use crate::store::now;
-use crate::store::tokens::Families;
+use crate::store::tokens::{Families, LiveFamily};
 use crate::store::Store;
 
 /// The event a logout token carries (§2.4).
@@ -38,9 +38,9 @@ pub enum Ended {
     Session { sid: String },
     /// The user signed out of every browser: the clients any session signed in to.
     BrowserSessionsOf { sub: String },
-    /// Token families that ended (disable, delete), read before they went:
-    /// `(family id, client id, sub)`.
-    Families(Vec<(String, String, String)>),
+    /// Token families that ended (disable, delete, a sensitive change, an
+    /// app's access revoked), read before they went.
+    Families(Vec<LiveFamily>),
 }
 
 /// What delivering needs; shared by the worker and its tasks.
@@ -126,9 +126,9 @@ struct Notice {
     token: String,
 }
 
-/// The logout tokens `ended` calls for: one per token family at a client
-/// with a `backchannel_logout_uri`, with the family's id as `sid` (the
-/// `sid` its ID tokens carry).
+/// The logout tokens `ended` calls for: one per client (with a
+/// `backchannel_logout_uri`) and `sid` (the browser session's, else the
+/// family's own id: what its ID tokens carry), however many families share it.
 async fn notices(ctx: &Ctx, ended: Ended) -> anyhow::Result<Vec<Notice>> {
     let families = match ended {
         Ended::Session { sid } => ctx.store.live_families_in(Families::OfSession(&sid)).await?,
@@ -136,8 +136,12 @@ async fn notices(ctx: &Ctx, ended: Ended) -> anyhow::Result<Vec<Notice>> {
         Ended::Families(list) => list,
     };
     let mut out = Vec::new();
-    for (family, client_id, sub) in families {
-        let Some(client) = ctx.store.client(&client_id).await? else {
+    let mut told = std::collections::HashSet::new();
+    for family in families {
+        if !told.insert((family.client_id.clone(), family.sid().to_string())) {
+            continue;
+        }
+        let Some(client) = ctx.store.client(&family.client_id).await? else {
             continue;
         };
         let Some(uri) = client.backchannel_logout_uri.clone() else {
@@ -146,13 +150,13 @@ async fn notices(ctx: &Ctx, ended: Ended) -> anyhow::Result<Vec<Notice>> {
         let iat = now();
         let mut claims = Map::new();
         claims.insert("iss".into(), ctx.issuer.clone().into());
-        claims.insert("sub".into(), sub.into());
+        claims.insert("sub".into(), family.user_id.clone().into());
         claims.insert("aud".into(), client.id.clone().into());
         claims.insert("iat".into(), iat.into());
         claims.insert("exp".into(), (iat + 120).into());
         claims.insert("jti".into(), crate::crypto::random_token::<16>().into());
         claims.insert("events".into(), json!({ EVENT: {} }));
-        claims.insert("sid".into(), Value::String(family));
+        claims.insert("sid".into(), Value::String(family.sid().to_string()));
         let token = ctx.keys.ring().sign(TYP, client.id_token_alg, claims)?;
         out.push(Notice {
             uri,

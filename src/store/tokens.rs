@@ -142,8 +142,8 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
     }
 
-    /// `(family, client, user)` of the live families `which` names.
-    pub async fn live_families_in(&self, which: Families<'_>) -> anyhow::Result<Vec<(String, String, String)>> {
+    /// The live families `which` names.
+    pub async fn live_families_in(&self, which: Families<'_>) -> anyhow::Result<Vec<LiveFamily>> {
         let (filter, key) = match which {
             Families::OfSession(sid) => ("session_id = $1", sid),
             Families::OfBrowsersOf(user_id) => ("user_id = $1 AND session_id IS NOT NULL", user_id),
@@ -152,7 +152,7 @@ impl Store {
         let rows = self
             .db
             .query(format!(
-                "SELECT id, client_id, user_id FROM token_families
+                "SELECT id, client_id, user_id, session_id FROM token_families
                  WHERE {filter} AND revoked_at IS NULL AND expires_at > $2"
             ))
             .bind(key)
@@ -160,8 +160,31 @@ impl Store {
             .fetch_all()
             .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("client_id")?, r.try_get("user_id")?)))
+            .map(|r| {
+                Ok(LiveFamily {
+                    id: r.try_get("id")?,
+                    client_id: r.try_get("client_id")?,
+                    user_id: r.try_get("user_id")?,
+                    session_id: r.try_get("session_id")?,
+                })
+            })
             .collect()
+    }
+}
+
+/// A live token family: whose, at which client, from which browser session.
+#[derive(Debug, Clone)]
+pub struct LiveFamily {
+    pub id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub session_id: Option<String>,
+}
+
+impl LiveFamily {
+    /// The `sid` its ID tokens carry: the browser session's, else the family's own id.
+    pub fn sid(&self) -> &str {
+        self.session_id.as_deref().unwrap_or(&self.id)
     }
 }
 

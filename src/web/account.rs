@@ -134,6 +134,9 @@ pub async fn revoke_app(
         ));
     };
     state.store.revoke_consent(&user.id, client_id).await?;
+    Accounts::of(&state)
+        .tell_clients_families_end(&user.id, Some(client_id))
+        .await?;
     state
         .revocations
         .revoke_user_families(
@@ -161,11 +164,20 @@ pub async fn end_session(
     form: Form,
 ) -> Result<HttpResponse, PageError> {
     let t = page::texts(&req, None);
-    if state
+    let id = form.get("id").unwrap_or("");
+    let sid = state
         .store
-        .end_user_session(&user.id, form.get("id").unwrap_or(""))
+        .sessions_of(&user.id)
         .await?
-    {
+        .iter()
+        .find(|row| row.key_digest == id)
+        .and_then(session::stored_sid);
+    if state.store.end_user_session(&user.id, id).await? {
+        if let Some(sid) = sid {
+            state
+                .backchannel
+                .notify(crate::oidc::backchannel::Ended::Session { sid });
+        }
         page::flash(&session, "success", t.get("account.session_ended"));
     }
     Ok(page::see_other("/account"))

@@ -242,6 +242,16 @@ pub async fn next_step(state: &AppState, session: &Session, who: &SignedIn, user
         session.remove("authz");
         return Ok(Next::Page("/account".into()));
     };
+    // A request for one user's tokens (claims `sub` value) is never answered with another's.
+    if authz.required_sub.as_ref().is_some_and(|required| required != &user.id) {
+        let response = authorize::error(
+            state,
+            &authz,
+            "access_denied",
+            "the signed-in user is not the one the request's claims ask for",
+        );
+        return Ok(Next::Answer(response, authz.id));
+    }
     // What this user may carry (SPEC §9): asked before the consent page, so
     // that it never offers what would be refused.
     if let Err(refusal) = policy::grant_scope(&client, Some(&authz.scope), policy::Holder::User(user)) {
@@ -379,7 +389,12 @@ pub async fn sign_in(
         auth_time: now(),
         amr,
     };
-    session::sign_in(session, &who, ua, ip);
+    if let Some(replaced) = session::sign_in(session, &who, ua, ip) {
+        // Another user's session in this browser ends here: tell its apps.
+        state
+            .backchannel
+            .notify(crate::oidc::backchannel::Ended::Session { sid: replaced });
+    }
     if let Some(mut authz) = authz(session).filter(|a| a.login_required) {
         authz.login_required = false;
         session::set(session, "authz", &authz);

@@ -64,6 +64,7 @@ pub fn ask(session: &Session, t: T) -> HttpResponse {
 pub fn keep_signed_in(req: &HttpRequest, session: &Session, who: &SignedIn) {
     let ip = client_ip(req);
     let ua = req.headers().get("user-agent").and_then(|v| v.to_str().ok());
+    // The same user: the session keeps its sid (its apps were told when the change ended their tokens).
     session::sign_in(session, who, ua, ip.as_deref());
 }
 

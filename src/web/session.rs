@@ -168,7 +168,12 @@ pub fn signed_in(session: &Session) -> Option<SignedIn> {
 
 /// Signs this browser in: a new session id (no fixation), with only what a
 /// sign-in carries forward (the pending authorization request, flash).
-pub fn sign_in(session: &Session, who: &SignedIn, ua: Option<&str>, ip: Option<&str>) {
+/// The session's `sid` (what back-channel logout names) stays when the same
+/// user signs in again (`prompt=login`, `max_age`, a re-check); when another
+/// user's sign-in replaces the session, the old `sid` is returned so that
+/// the apps signed in through it can be told.
+pub fn sign_in(session: &Session, who: &SignedIn, ua: Option<&str>, ip: Option<&str>) -> Option<String> {
+    let previous = (get::<String>(session, "sid"), get::<String>(session, "sub"));
     let keep: Vec<(String, serde_json::Value)> = ["authz", "flash", "csrf", "return_to"]
         .into_iter()
         .filter_map(|k| Some((k.to_string(), get::<serde_json::Value>(session, k)?)))
@@ -182,13 +187,18 @@ pub fn sign_in(session: &Session, who: &SignedIn, ua: Option<&str>, ip: Option<&
     set(session, "auth_time", &who.auth_time);
     set(session, "amr", &who.amr);
     set(session, "signed_in_at", &crate::store::now());
-    set(session, "sid", &crypto::random_token::<16>());
+    let (sid, replaced) = match previous {
+        (Some(sid), Some(sub)) if sub == who.sub => (sid, None),
+        (old, _) => (crypto::random_token::<16>(), old),
+    };
+    set(session, "sid", &sid);
     if let Some(ua) = ua {
         set(session, "ua", &ua.chars().take(200).collect::<String>());
     }
     if let Some(ip) = ip {
         set(session, "ip", &ip);
     }
+    replaced
 }
 
 /// A browser session as the account page lists it.
@@ -203,9 +213,20 @@ pub struct SessionInfo {
     pub last_seen: i64,
 }
 
-pub fn describe(row: &crate::store::sessions::SessionRow, current_sid: Option<&str>) -> SessionInfo {
+/// A text value kept in a stored session's state.
+fn stored_text(row: &crate::store::sessions::SessionRow, key: &str) -> Option<String> {
     let state: HashMap<String, String> = serde_json::from_str(&row.state).unwrap_or_default();
-    let text = |k: &str| -> Option<String> { state.get(k).and_then(|v| serde_json::from_str(v).ok()) };
+    state.get(key).and_then(|v| serde_json::from_str(v).ok())
+}
+
+/// The `sid` of a stored session (to tell its apps when it is ended from elsewhere).
+pub fn stored_sid(row: &crate::store::sessions::SessionRow) -> Option<String> {
+    stored_text(row, "sid")
+}
+
+pub fn describe(row: &crate::store::sessions::SessionRow, current_sid: Option<&str>) -> SessionInfo {
+    let text = |k: &str| stored_text(row, k);
+    let state: HashMap<String, String> = serde_json::from_str(&row.state).unwrap_or_default();
     SessionInfo {
         id: row.key_digest.clone(),
         current: current_sid.is_some() && text("sid").as_deref() == current_sid,

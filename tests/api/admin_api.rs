@@ -231,9 +231,29 @@ async fn bad_metadata_and_unknown_clients_are_refused(db: Db) {
         json!({"client_name": "X", "redirect_uris": ["not a uri"]}),
         json!({"client_name": "X", "scope": "bad\"scope"}),
         json!({"client_name": 42}),
+        json!({"client_name": "X".repeat(201)}),
+        json!({"client_name": "X", "id_token_signed_response_alg": "none"}),
+        json!({"client_name": "X", "backchannel_logout_uri": "http://app.example.com/bcl"}),
+        // A struct from an array, field by field, is not an object (found by schemathesis).
+        json!([null, null]),
+        json!(["X"]),
     ] {
         assert_error(post(body).await, 400, "invalid_client_metadata").await;
     }
+    let put = call(
+        &app,
+        reqwest::Method::PUT,
+        "/admin/api/clients/app",
+        &admin,
+        Some(json!([null, null])),
+    );
+    assert_error(put.await, 400, "invalid_client_metadata").await;
+    let user = app.account_for("array@example.com").await;
+    let path = format!("/admin/api/users/{}", user.id);
+    let put = call(&app, reqwest::Method::PUT, &path, &admin, Some(json!([true])));
+    assert_error(put.await, 400, "invalid_request").await;
+    let after = app.state.store.user(&user.id).await.unwrap().unwrap();
+    assert!(!after.disabled, "nothing changed");
     let res = app
         .http
         .post(app.url("/admin/api/clients"))

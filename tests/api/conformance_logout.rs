@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::conformance::{verified_id_token, Mode, Rp};
+use crate::conformance::{Mode, Rp};
 use crate::db_test;
 use crate::helpers::{jwt_parts, spawn_app, Db, TestApp, APP};
 use crate::peers::{Received, Receiver};
@@ -23,6 +23,7 @@ db_test!(
     oidcc_rp_initiated_logout_only_state,
     oidcc_rp_initiated_logout_query_added_to_post_logout_redirect_uri,
     backchannel_logout_tells_the_client_the_session_signed_in_to,
+    backchannel_logout_tells_the_apps_of_a_user_replaced_in_the_same_browser,
     backchannel_logout_follows_sign_out_everywhere_disable_and_delete,
     backchannel_logout_retries_and_never_holds_up_the_sign_out,
 );
@@ -246,7 +247,7 @@ async fn logout_token(app: &TestApp, got: &Received) -> Value {
     let (header, _) = jwt_parts(token);
     assert_eq!(header["typ"], "logout+jwt");
     assert_eq!(header["alg"], "RS256", "the client's id_token_signed_response_alg");
-    let claims = verified_id_token(app, token).await;
+    let claims = app.verified_by_jwks(token).await;
     assert_eq!(claims["iss"], app.address.as_str());
     assert_eq!(claims["aud"], APP.0);
     assert!(claims["iat"].as_i64().is_some() && claims["exp"].as_i64() > claims["iat"].as_i64());
@@ -259,6 +260,9 @@ async fn logout_token(app: &TestApp, got: &Received) -> Value {
     claims
 }
 
+/// Only the session that signs out is named: the same user signed in from a
+/// second browser stays; the ID tokens a session got (a first sign-in and a
+/// forced one, `prompt=login`) share its `sid`, so one logout token covers them.
 async fn backchannel_logout_tells_the_client_the_session_signed_in_to(db: Db) {
     let app = spawn_app(&db).await;
     let receiver = Receiver::start().await;
@@ -268,6 +272,16 @@ async fn backchannel_logout_tells_the_client_the_session_signed_in_to(db: Db) {
     listen_for_logouts(&app, "spa", &format!("{}/spa", other.url)).await;
     let (mut rp, id_token) = signed_in(&app, "bcl@example.com").await;
     let (_, id) = jwt_parts(&id_token);
+    let page = rp.authorize(&[("scope", "openid"), ("prompt", "login")]).await;
+    assert!(page.redirects_to("/login"));
+    let again = rp.sign_in("bcl@example.com").await;
+    let again = rp.tokens(&again).await;
+    let (_, again) = jwt_parts(again["id_token"].as_str().unwrap());
+    assert_eq!(again["sid"], id["sid"], "one browser session, one sid");
+    let (_, elsewhere) = signed_in(&app, "bcl@example.com").await;
+    let (_, elsewhere) = jwt_parts(&elsewhere);
+    assert_ne!(elsewhere["sid"], id["sid"]);
+
     let page =
         rp.b.get(&logout_path(&[
             ("id_token_hint", &id_token),
@@ -279,14 +293,33 @@ async fn backchannel_logout_tells_the_client_the_session_signed_in_to(db: Db) {
     assert_eq!(got[0].path, "/backchannel");
     let claims = logout_token(&app, &got[0]).await;
     assert_eq!(claims["sub"], id["sub"]);
-    assert_eq!(claims["sid"], id["sid"], "the sid of the ID token the RP holds");
-    assert_eq!(other.count(), 0);
-    // Audited once the client's answer is in.
+    assert_eq!(claims["sid"], id["sid"], "the sid of the ID tokens the RP holds");
+    // Audited once the client's answer is in; nothing more is sent.
     let until = Instant::now() + Duration::from_secs(5);
     while !app.audit_event_names().await.iter().any(|n| n == "backchannel_logout") {
         assert!(Instant::now() < until, "the delivery is audited");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.count(), 1, "the other browser's session is not named");
+    assert_eq!(other.count(), 0);
+}
+
+/// Another user signing in over a session in the same browser ends it: its
+/// apps are told.
+async fn backchannel_logout_tells_the_apps_of_a_user_replaced_in_the_same_browser(db: Db) {
+    let app = spawn_app(&db).await;
+    let receiver = Receiver::start().await;
+    listen_for_logouts(&app, APP.0, &format!("{}/bc", receiver.url)).await;
+    let (mut rp, id_token) = signed_in(&app, "first-user@example.com").await;
+    let (_, first) = jwt_parts(&id_token);
+    let page = rp.authorize(&[("scope", "openid"), ("prompt", "login")]).await;
+    assert!(page.redirects_to("/login"));
+    rp.flow_from_login("second-user@example.com").await;
+    let got = received(&receiver, 1).await;
+    let claims = logout_token(&app, &got[0]).await;
+    assert_eq!(claims["sub"], first["sub"]);
+    assert_eq!(claims["sid"], first["sid"]);
 }
 
 async fn backchannel_logout_follows_sign_out_everywhere_disable_and_delete(db: Db) {

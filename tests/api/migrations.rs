@@ -5,7 +5,35 @@ use serde_json::Value;
 use crate::db_test;
 use crate::helpers::{spawn_app, Db};
 
-db_test!(unverified_identifiers_of_existing_accounts_stop_being_sign_in_keys);
+db_test!(
+    unverified_identifiers_of_existing_accounts_stop_being_sign_in_keys,
+    clients_registered_before_keys_per_algorithm_keep_their_id_token_algorithm,
+);
+
+/// Before migration 6 every ID token was signed with the one current key
+/// (ES256 by default): clients registered then keep that algorithm, so apps
+/// that pinned it go on validating; new clients get RS256.
+async fn clients_registered_before_keys_per_algorithm_keep_their_id_token_algorithm(db: Db) {
+    let store = sesame::store::Store::connect(&db.url, Some(1)).await.unwrap();
+    store.migrate_to(5).await.unwrap();
+    drop(store);
+    db.execute(
+        "INSERT INTO signing_keys (kid, alg, private_jwk, is_current, created_at) VALUES ('old', 'ES256', '{}', 1, 1);
+         INSERT INTO clients (id, name, redirect_uris, post_logout_redirect_uris, grant_types, scopes, source, created_at, updated_at)
+         VALUES ('old-cli', 'Old', '[]', '[]', '[\"client_credentials\"]', 'api:read', 'cli', 1, 1)",
+    )
+    .await;
+    let store = sesame::store::Store::connect(&db.url, Some(1)).await.unwrap();
+    store.migrate().await.unwrap();
+    let old = store.client("old-cli").await.unwrap().unwrap();
+    assert_eq!(old.id_token_alg, sesame::config::SigningAlg::ES256);
+    let new = sesame::clients::NewClient {
+        name: "New".into(),
+        ..Default::default()
+    };
+    let (new, _) = sesame::clients::register(&store, new, "cli").await.unwrap();
+    assert_eq!(new.id_token_alg, sesame::config::SigningAlg::RS256);
+}
 
 /// Accounts written before SPEC §9 could hold an email or phone never proven
 /// by a code as a sign-in key. Migration 4 keeps them as contacts.
