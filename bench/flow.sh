@@ -5,7 +5,8 @@
 # FLOW=signup_password sends a password with it (argon2id; watch the peak RSS). Usage:
 #   bench/flow.sh                                            # SQLite
 #   BENCH_DB=postgres://postgres@127.0.0.1:5432/test bench/flow.sh
-# Options: FLOW (signin), CONCURRENCY (32), DURATION_S (10), PORT (18080), RECEIVER_PORT (18099)
+# Options: FLOW (signin), CONCURRENCY (32), DURATION_S (10), PORT (18080), RECEIVER_PORT (18099),
+# SKIP_BUILD=1 to run the binaries already in $CARGO_TARGET_DIR/release (to compare two builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONCURRENCY=${CONCURRENCY:-32}
@@ -14,7 +15,7 @@ FLOW=${FLOW:-signin}
 PORT=${PORT:-18080}
 RECEIVER_PORT=${RECEIVER_PORT:-18099}
 source bench/lib.sh
-cargo build --release --quiet --bin sesame --example flow
+[[ -n "${SKIP_BUILD:-}" ]] || cargo build --release --quiet --bin sesame --example flow
 export SESAME_EMAIL__PROVIDER=webhook SESAME_EMAIL__URL="http://127.0.0.1:$RECEIVER_PORT/hook"
 export SESAME_OTP__IP_MAX_SENDS=100000000 SESAME_OTP__CLIENT_MAX_SENDS=100000000
 [[ "$FLOW" == signin ]] && export SESAME_OTP__AUTO_CREATE_ACCOUNTS=true
