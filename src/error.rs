@@ -119,12 +119,18 @@ impl ResponseError for ApiError {
             Conflict(_) => StatusCode::CONFLICT,
             NotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Internal(cause) if crate::store::is_unavailable(cause) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         if let ApiError::Internal(cause) = self {
+            if crate::store::is_unavailable(cause) {
+                // The database is down or unreachable: a 503 the client may retry, not a 500.
+                tracing::warn!(error = format!("{cause:#}"), "database unavailable");
+                return ApiError::Unavailable("the database is unreachable; try again shortly".into()).error_response();
+            }
             tracing::error!(error = format!("{cause:#}"), "request failed");
         }
         let mut res = HttpResponse::build(self.status_code());

@@ -9,8 +9,14 @@ pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
+/// How long readiness waits for the database: an unreachable one is "not ready" at once.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    match state.store.ping().await {
+    let answered = tokio::time::timeout(READY_TIMEOUT, state.store.ping())
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {READY_TIMEOUT:?}")));
+    match answered {
         Ok(()) => HttpResponse::Ok().json(json!({ "status": "ok", "database": "ok" })),
         Err(e) => {
             tracing::warn!(error = format!("{e:#}"), "readiness check failed");

@@ -293,6 +293,7 @@ fn page_routes(cfg: &mut web::ServiceConfig, sessions: SessionMiddleware<pages::
         resource(path, allow)
             .wrap(actix_web::middleware::from_fn(pages::page::form_targets))
             .wrap(sessions.clone())
+            .wrap(actix_web::middleware::from_fn(pages::page::session_store_failures))
     };
     cfg.service(
         page("/oauth2/authorize", "GET, POST")

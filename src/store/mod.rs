@@ -49,6 +49,28 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// How long a request waits for a PostgreSQL connection before it is told
+/// the database is unavailable (503), instead of hanging through an outage.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Whether a failure means the database could not be reached (refused,
+/// reset, timed out, pool closed), not that a statement was wrong: callers
+/// answer 503 `temporarily_unavailable` with `Retry-After` for these.
+pub fn is_unavailable(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        let sqlx_down = |s: &sqlx::Error| {
+            matches!(
+                s,
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
+            )
+        };
+        match (cause.downcast_ref::<DbError>(), cause.downcast_ref::<sqlx::Error>()) {
+            (Some(DbError::Sqlx(s)), _) | (_, Some(s)) => sqlx_down(s),
+            _ => false,
+        }
+    })
+}
+
 impl Store {
     /// Connects to `sqlite://…` (created if missing; WAL, foreign keys, busy
     /// timeout), `sqlite::memory:`, or `postgres://…`.
@@ -66,7 +88,7 @@ impl Store {
             let options = AnyConnectOptions::from_str(url).context("configuration key `database.url`: invalid URL")?;
             let pool = AnyPoolOptions::new()
                 .max_connections(max_connections.unwrap_or(8))
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(ACQUIRE_TIMEOUT)
                 // No ping before every query: it doubles the round trips. A
                 // broken connection still fails its query and is replaced.
                 .test_before_acquire(false)

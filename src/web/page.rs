@@ -94,6 +94,32 @@ pub async fn form_targets(
     Ok(res)
 }
 
+/// Page middleware, outside the session middleware: the session store is
+/// the database, so when it fails (an outage) the page says Sesame is
+/// briefly unavailable (503, `Retry-After`) instead of actix-session's
+/// bare 500. Only middleware errors arrive here; a handler's are responses.
+pub async fn session_store_failures(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<
+    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
+    actix_web::Error,
+> {
+    let http = req.request().clone();
+    match next.call(req).await {
+        Ok(res) => Ok(res.map_into_left_body()),
+        Err(e) => {
+            tracing::warn!(error = %e, "the session store failed");
+            let t = T::default();
+            let page = MessagePage::new(t.get("error.unavailable_title"), t.get("error.unavailable_text"));
+            let mut res = render(StatusCode::SERVICE_UNAVAILABLE, &page);
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            Ok(actix_web::dev::ServiceResponse::new(http, res).map_into_right_body())
+        }
+    }
+}
+
 /// With `abuse.bot_check` on, the pages load the provider's widget: its
 /// origins (only those) may serve scripts, styles, frames and requests.
 fn allow_bot_check(headers: &mut header::HeaderMap, origins: &str) {
@@ -415,6 +441,7 @@ impl ResponseError for PageError {
             PageError::SignInFirst => StatusCode::SEE_OTHER,
             PageError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             PageError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            PageError::Internal(cause) if crate::store::is_unavailable(cause) => StatusCode::SERVICE_UNAVAILABLE,
             PageError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -429,6 +456,10 @@ impl ResponseError for PageError {
             PageError::Forbidden(text) => MessagePage::new(t.get("error.forbidden_title"), text),
             PageError::NotFound => MessagePage::new(t.get("error.not_found_title"), t.get("error.not_found_text")),
             PageError::TooMany(text) => MessagePage::new(t.get("error.too_many_title"), text),
+            PageError::Internal(cause) if crate::store::is_unavailable(cause) => {
+                tracing::warn!(error = format!("{cause:#}"), "database unavailable");
+                MessagePage::new(t.get("error.unavailable_title"), t.get("error.unavailable_text"))
+            }
             PageError::Internal(cause) => {
                 tracing::error!(error = format!("{cause:#}"), "page failed");
                 MessagePage::new(t.get("error.internal_title"), t.get("error.internal_text"))

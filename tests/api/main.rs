@@ -26,6 +26,7 @@ mod multi_node;
 mod otp_api_errors;
 mod otp_flow;
 mod otp_limits;
+mod outage;
 mod page_limits;
 mod passwords;
 mod refresh;

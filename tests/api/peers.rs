@@ -289,3 +289,59 @@ impl SiteVerify {
         self.got.lock().unwrap().clone()
     }
 }
+
+/// A TCP relay to a real server (PostgreSQL) that the test can cut, as an
+/// outage does: the port stops accepting and open connections drop.
+pub struct Relay {
+    pub addr: std::net::SocketAddr,
+    upstream: String,
+    tasks: Arc<Mutex<Option<tokio::task::JoinSet<()>>>>,
+}
+
+impl Relay {
+    pub async fn start(upstream: &str) -> Relay {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe);
+        let relay = Relay {
+            addr,
+            upstream: upstream.to_string(),
+            tasks: Arc::default(),
+        };
+        relay.restore().await;
+        relay
+    }
+
+    /// Accepts again (after `cut`).
+    pub async fn restore(&self) {
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        let upstream = self.upstream.clone();
+        let mut set = tokio::task::JoinSet::new();
+        let conns: Arc<Mutex<tokio::task::JoinSet<()>>> = Arc::default();
+        let inner = conns.clone();
+        set.spawn(async move {
+            // The connections live in the accept task's set: aborting it drops them all.
+            let _keep = conns;
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                let upstream = upstream.clone();
+                inner.lock().unwrap().spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        *self.tasks.lock().unwrap() = Some(set);
+    }
+
+    /// The outage: the port is closed (connections refused) and every open
+    /// connection is dropped.
+    pub fn cut(&self) {
+        if let Some(mut set) = self.tasks.lock().unwrap().take() {
+            set.abort_all();
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! A PostgreSQL outage (issue 14, problem 1), through a relay the test cuts:
+//! requests get a quick 503 the client may retry, never a 500 or a hang;
+//! readiness says so at once; service resumes when the database is back.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::{spawn_with, test_settings, Db, Who, APP};
+use crate::peers::Relay;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgresql_outage_is_a_quick_503_and_service_resumes_after_it() {
+    let Some(db) = Db::postgres().await else { return };
+    let base = std::env::var("SESAME_TEST_POSTGRES_URL").unwrap();
+    let at = base.split('@').nth(1).unwrap().split('/').next().unwrap().to_string();
+    let relay = Relay::start(&at).await;
+    let mut settings = test_settings(&db);
+    settings.database.url = db.url.replacen(&at, &relay.addr.to_string(), 1);
+    let app = spawn_with(settings).await;
+    assert_eq!(app.getcode(APP, Who::Email("before@example.com")).await.status(), 200);
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+
+    relay.cut();
+    let started = Instant::now();
+    let res = app.getcode(APP, Who::Email("during@example.com")).await;
+    assert_eq!(res.status(), 503, "a 503, not a 500");
+    assert_eq!(res.headers()["retry-after"], "1");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no hang: {:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let ready = app.get("/health/ready").await;
+    assert_eq!(ready.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "readiness answers at once: {:?}",
+        started.elapsed()
+    );
+    let page = app.get("/login").await;
+    assert_eq!(page.status(), 503, "the pages too");
+    assert_eq!(page.headers()["retry-after"], "1");
+    assert!(page.text().await.unwrap().contains("briefly unavailable"));
+
+    relay.restore().await;
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = app.getcode(APP, Who::Email("after@example.com")).await.status();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "service resumes after the outage (last: {status})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+}
