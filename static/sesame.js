@@ -47,10 +47,16 @@
   if (poll && poll.getAttribute("data-status-poll")) {
     var url = poll.getAttribute("data-status-poll");
     var body = new URLSearchParams({ csrf: poll.getAttribute("data-csrf") });
+    // Once a form of the page is sent (the code entered), that answer leads
+    // on: a poll answered meanwhile must not send the tab elsewhere.
+    var leaving = false;
+    document.addEventListener("submit", function () { leaving = true; }, true);
     var check = function () {
+      if (leaving) return;
       fetch(url, { method: "POST", body: body, credentials: "same-origin" })
         .then(function (r) { return r.ok ? r.json() : { next: null }; })
         .then(function (answer) {
+          if (leaving) return;
           if (answer.next) { window.location.assign(answer.next); } else { setTimeout(check, 2000); }
         })
         .catch(function () { setTimeout(check, 5000); });
