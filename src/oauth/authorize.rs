@@ -70,11 +70,21 @@ pub struct AuthzRequest {
 }
 
 /// An authorization response: where it goes, how, and what it says.
-#[derive(Debug)]
 pub struct AuthzResponse {
     pub redirect_uri: String,
     pub mode: ResponseMode,
     pub params: Vec<(String, String)>,
+}
+
+/// Names only: the values include the code.
+impl std::fmt::Debug for AuthzResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthzResponse")
+            .field("redirect_uri", &self.redirect_uri)
+            .field("mode", &self.mode)
+            .field("params", &self.params.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl AuthzResponse {

@@ -213,20 +213,24 @@ pub struct SessionInfo {
     pub last_seen: i64,
 }
 
-/// A text value kept in a stored session's state.
-fn stored_text(row: &crate::store::sessions::SessionRow, key: &str) -> Option<String> {
-    let state: HashMap<String, String> = serde_json::from_str(&row.state).unwrap_or_default();
+/// A stored session's state: each value is JSON text, as actix-session keeps it.
+fn stored_state(row: &crate::store::sessions::SessionRow) -> HashMap<String, String> {
+    serde_json::from_str(&row.state).unwrap_or_default()
+}
+
+/// A text value of a stored session's state.
+fn stored_text(state: &HashMap<String, String>, key: &str) -> Option<String> {
     state.get(key).and_then(|v| serde_json::from_str(v).ok())
 }
 
 /// The `sid` of a stored session (to tell its apps when it is ended from elsewhere).
 pub fn stored_sid(row: &crate::store::sessions::SessionRow) -> Option<String> {
-    stored_text(row, "sid")
+    stored_text(&stored_state(row), "sid")
 }
 
 pub fn describe(row: &crate::store::sessions::SessionRow, current_sid: Option<&str>) -> SessionInfo {
-    let text = |k: &str| stored_text(row, k);
-    let state: HashMap<String, String> = serde_json::from_str(&row.state).unwrap_or_default();
+    let state = stored_state(row);
+    let text = |k: &str| stored_text(&state, k);
     SessionInfo {
         id: row.key_digest.clone(),
         current: current_sid.is_some() && text("sid").as_deref() == current_sid,
