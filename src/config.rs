@@ -29,6 +29,7 @@ pub struct Settings {
     pub passwords: PasswordSettings,
     pub account: AccountSettings,
     pub abuse: AbuseSettings,
+    pub audit: AuditSettings,
     pub log: LogSettings,
 }
 
@@ -46,6 +47,7 @@ impl Default for Settings {
             passwords: PasswordSettings::default(),
             account: AccountSettings::default(),
             abuse: AbuseSettings::default(),
+            audit: AuditSettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -93,6 +95,10 @@ impl Default for ServerSettings {
 pub struct DatabaseSettings {
     pub url: String,
     pub max_connections: Option<u32>,
+    /// How often each node tries the retention sweep (one node at a time
+    /// runs it); `"0s"`: never on this node.
+    #[serde(deserialize_with = "duration::de")]
+    pub retention_interval: Duration,
 }
 
 impl Default for DatabaseSettings {
@@ -100,6 +106,7 @@ impl Default for DatabaseSettings {
         DatabaseSettings {
             url: "sqlite://sesame.db".into(),
             max_connections: None,
+            retention_interval: Duration::from_secs(60),
         }
     }
 }
@@ -321,6 +328,23 @@ pub enum LogFormat {
     Json,
 }
 
+/// The audit trail (SPEC §8).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// How long audit events are kept; older ones are purged in the background.
+    #[serde(deserialize_with = "duration::de")]
+    pub retention: Duration,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            retention: Duration::from_secs(400 * 86_400),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
@@ -394,6 +418,7 @@ impl Settings {
             ("tokens.refresh_ttl", self.tokens.refresh_ttl),
             ("account.session_max_age", self.account.session_max_age),
             ("abuse.failure_window", self.abuse.failure_window),
+            ("audit.retention", self.audit.retention),
         ] {
             if d.is_zero() {
                 bail!("configuration key `{key}`: must be longer than zero");

@@ -10,7 +10,7 @@ pub async fn live() -> HttpResponse {
 }
 
 /// How long readiness waits for the database: an unreachable one is "not ready" at once.
-const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500);
 
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let answered = tokio::time::timeout(READY_TIMEOUT, state.store.ping())

@@ -19,6 +19,7 @@ pub mod oauth;
 pub mod oidc;
 pub mod otp;
 pub mod params;
+pub mod retention;
 pub mod startup;
 pub mod state;
 pub mod store;

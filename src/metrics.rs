@@ -36,8 +36,25 @@ const REFUSALS: [&str; 11] = [
     "bot_check_unavailable",
 ];
 
+/// The tables retention purges (`retention.rs`).
+const RETAINED: [&str; 9] = [
+    "otp_codes",
+    "verified_identifiers",
+    "rate_counters",
+    "otp_locks",
+    "sessions",
+    "auth_codes",
+    "revocations",
+    "audit_events",
+    "token_families",
+];
+const SWEEPS: [&str; 3] = ["done", "skipped", "failed"];
+
 #[derive(Default)]
 pub struct Metrics {
+    retention_deleted: [AtomicU64; RETAINED.len()],
+    sweeps: [AtomicU64; SWEEPS.len()],
+    last_sweep: AtomicU64,
     refusals: [AtomicU64; REFUSALS.len()],
     test_codes: AtomicU64,
     by_class: [AtomicU64; 5],
@@ -88,6 +105,24 @@ impl Metrics {
         if let Some(i) = GRANTS.iter().position(|g| *g == grant) {
             self.tokens[i].fetch_add(1, Relaxed);
         }
+    }
+
+    pub fn retention_deleted(&self, table: &str, n: u64) {
+        if let Some(i) = RETAINED.iter().position(|t| *t == table) {
+            self.retention_deleted[i].fetch_add(n, Relaxed);
+        }
+    }
+    /// A sweep finished, as if at `now` (unix seconds).
+    pub fn retention_done(&self, now: i64) {
+        self.sweeps[0].fetch_add(1, Relaxed);
+        self.last_sweep.store(now.max(0) as u64, Relaxed);
+    }
+    /// Another node held the lease.
+    pub fn retention_skipped(&self) {
+        self.sweeps[1].fetch_add(1, Relaxed);
+    }
+    pub fn retention_failed(&self) {
+        self.sweeps[2].fetch_add(1, Relaxed);
     }
 
     pub fn render(&self) -> String {
@@ -174,6 +209,25 @@ impl Metrics {
             "Token responses, by grant.",
             "grant",
             &tokens,
+        );
+        let deleted: Vec<_> = RETAINED.iter().copied().zip(self.retention_deleted.iter()).collect();
+        counter(
+            "sesame_retention_deleted_total",
+            "Rows past their lifetime deleted by retention, by table.",
+            "table",
+            &deleted,
+        );
+        let sweeps: Vec<_> = SWEEPS.iter().copied().zip(self.sweeps.iter()).collect();
+        counter(
+            "sesame_retention_sweeps_total",
+            "Retention sweeps on this node: done, skipped (another node held the lease) or failed.",
+            "outcome",
+            &sweeps,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP sesame_retention_last_sweep_timestamp_seconds When this node last finished a sweep.\n# TYPE sesame_retention_last_sweep_timestamp_seconds gauge\nsesame_retention_last_sweep_timestamp_seconds {}",
+            self.last_sweep.load(Relaxed)
         );
         out
     }

@@ -20,9 +20,6 @@ use crate::state::AppState;
 use crate::store::{Backend, Store};
 use crate::{api, clients, health, oauth, oidc, web as pages};
 
-/// How long a session that never signed in is kept after its last change.
-const ANONYMOUS_SESSION_IDLE: i64 = 3600;
-
 /// How often each node re-reads the signing keys (rotations reach every node within this).
 const KEY_RELOAD: Duration = Duration::from_secs(30);
 
@@ -105,6 +102,7 @@ impl Application {
             discovery,
         });
         spawn_maintenance(state.clone());
+        crate::retention::spawn(state.clone());
 
         let port = listener.local_addr()?.port();
         let workers = state
@@ -123,10 +121,16 @@ impl Application {
                 .wrap_fn(|req, srv| {
                     let started = std::time::Instant::now();
                     let state = req.app_data::<web::Data<AppState>>().cloned();
-                    let answer = srv.call(req);
+                    let answer = crate::audit::in_scope(srv.call(req));
                     async move {
-                        let res = answer.await?;
+                        let (res, events) = answer.await;
+                        let mut res = res?.map_into_boxed_body();
                         if let Some(state) = state {
+                            // The request's audit events are written before it is answered.
+                            if let Err(e) = state.audit.write(&state.store, events).await {
+                                tracing::error!(error = format!("{e:#}"), "could not write the request's audit events");
+                                res = audit_unavailable(res.request().clone());
+                            }
                             state.metrics.request(res.status().as_u16(), started.elapsed());
                         }
                         Ok(res)
@@ -162,6 +166,24 @@ impl Application {
     }
 }
 
+/// The answer to a request whose audit events could not be written: it did
+/// not happen as far as the caller knows (503, try again), on the pages a page.
+fn audit_unavailable(req: actix_web::HttpRequest) -> actix_web::dev::ServiceResponse {
+    let wants_page = req
+        .headers()
+        .get(actix_web::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    let res = if wants_page {
+        pages::page::unavailable()
+    } else {
+        actix_web::ResponseError::error_response(&ApiError::Unavailable(
+            "the audit trail could not be written; try again shortly".into(),
+        ))
+    };
+    actix_web::dev::ServiceResponse::new(req, res)
+}
+
 fn decode_key<const N: usize>(hex: &str) -> anyhow::Result<[u8; N]> {
     let bytes: Vec<u8> = (0..hex.len())
         .step_by(2)
@@ -191,20 +213,10 @@ fn spawn_maintenance(state: Arc<AppState>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(KEY_RELOAD);
         tick.tick().await;
-        let mut n: u64 = 0;
         loop {
             tick.tick().await;
             if let Err(e) = state.keys.reload().await {
                 tracing::warn!(error = format!("{e:#}"), "could not reload signing keys");
-            }
-            n += 1;
-            if n.is_multiple_of(20) {
-                if let Err(e) = state.store.purge_expired_revocations().await {
-                    tracing::warn!(error = format!("{e:#}"), "could not purge expired revocations");
-                }
-                if let Err(e) = state.store.purge_expired_sessions(ANONYMOUS_SESSION_IDLE).await {
-                    tracing::warn!(error = format!("{e:#}"), "could not purge expired sessions");
-                }
             }
         }
     });

@@ -78,16 +78,13 @@ pub async fn run(cmd: UserCommand, store: &Store, settings: &Settings) -> anyhow
     // Clients hear of disabled and deleted accounts before the CLI exits.
     let keys = std::sync::Arc::new(crate::jose::Keys::load(store.clone()).await?);
     let backchannel = Backchannel::start(store.clone(), keys, settings.issuer().to_string(), Some(audit.clone()))?;
-    let result = change(
-        cmd,
-        store,
-        settings,
-        &Accounts::offline(store, settings, &audit, &backchannel),
-    )
-    .await;
+    let accounts = Accounts::offline(store, settings, &audit, &backchannel);
+    let (result, events) = crate::audit::in_scope(change(cmd, store, settings, &accounts)).await;
+    let written = audit.write(store, events).await;
     backchannel.drain().await;
     audit.flush().await;
-    result
+    result?;
+    written.context("the change was made, but its audit events could not be written")
 }
 
 async fn change(cmd: UserCommand, store: &Store, settings: &Settings, accounts: &Accounts<'_>) -> anyhow::Result<()> {

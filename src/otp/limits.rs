@@ -31,7 +31,7 @@ fn over(retry_after: i64, limit: Limit) -> OtpError {
 }
 
 /// How long a source that last verified a code for an identifier is known to it.
-const KNOWN_SOURCE: i64 = 30 * 86_400;
+pub const KNOWN_SOURCE: i64 = 30 * 86_400;
 
 /// Remembers that this source proved the identifier (for
 /// `abuse.identifier_max_sends`), and lifts its resend gap: its code is

@@ -10,6 +10,7 @@ use crate::store::otp::{NewCode, VerifiedIdentifier};
 
 mod error;
 mod limits;
+pub use limits::KNOWN_SOURCE;
 
 pub use error::{Limit, OtpError, Refusal};
 

@@ -1,6 +1,6 @@
 //! The audit trail of security events. Never holds a code, secret or token.
 
-use super::{Arg, Store};
+use super::{Arg, DbResult, Store};
 
 #[derive(Debug, Default)]
 pub struct Event<'a> {
@@ -15,6 +15,10 @@ pub struct Event<'a> {
 impl Store {
     /// Writes a batch of events in one statement.
     pub async fn audit_batch(&self, records: &[crate::audit::Record]) -> anyhow::Result<()> {
+        Ok(self.insert_audit_events(records).await?)
+    }
+
+    pub(crate) async fn insert_audit_events(&self, records: &[crate::audit::Record]) -> DbResult<()> {
         if records.is_empty() {
             return Ok(());
         }
@@ -37,15 +41,17 @@ impl Store {
                 n + 8
             ));
         }
-        // Ids sort in the order events were recorded: the batch's clock, then its position.
+        // Ids sort in the order events were recorded: the batch's clock, then
+        // its position; a random tail keeps two nodes' batches apart.
         let base = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
+        let tail = crate::crypto::hex(&crate::crypto::random_bytes::<4>());
         let mut q = self.db.query(sql);
         for (i, r) in records.iter().enumerate() {
             q = q
-                .bind(format!("{base:024}{i:05}"))
+                .bind(format!("{base:024}{i:05}{tail}"))
                 .bind(r.at)
                 .bind(r.event.clone())
                 .bind(r.client_id.clone())

@@ -233,7 +233,7 @@ impl Db {
         // many times once: ~1,120 → ~1,240 flows/s (bench/RESULTS.md).
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;
-             PRAGMA wal_autocheckpoint = 16000; PRAGMA mmap_size = 268435456;",
+             PRAGMA wal_autocheckpoint = 16000;",
         )?;
         Ok(Db::Sqlite(Arc::new(Mutex::new(Some(conn)))))
     }

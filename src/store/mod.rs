@@ -17,6 +17,7 @@ pub mod keys;
 pub mod limits;
 mod migrate;
 pub mod otp;
+pub mod retention;
 pub mod revocations;
 pub mod secrets;
 pub mod sessions;
@@ -26,7 +27,7 @@ pub mod users;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 pub use db::DbError;
-pub(crate) use db::{Arg, Db, Query, Row};
+pub(crate) use db::{Arg, Db, DbResult, Query, Row};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -51,7 +52,7 @@ impl std::fmt::Debug for Store {
 
 /// How long a request waits for a PostgreSQL connection before it is told
 /// the database is unavailable (503), instead of hanging through an outage.
-pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Whether a failure means the database could not be reached (refused,
 /// reset, timed out, pool closed), not that a statement was wrong: callers
@@ -151,11 +152,29 @@ impl Store {
 
     /// Runs `work`'s statements as one group: on SQLite one transaction and
     /// one commit (see `db.rs`); `work` must wait on nothing but the store.
+    /// The audit events it recorded (in an audit scope) are written with
+    /// them, in the same transaction on SQLite.
     pub async fn grouped<T, E: From<DbError>>(
         &self,
         work: impl std::future::Future<Output = Result<T, E>>,
     ) -> Result<T, E> {
-        self.db.group(work).await
+        let outermost = crate::audit::group_entered();
+        self.db
+            .group(async {
+                let out = work.await;
+                crate::audit::group_left();
+                if !outermost {
+                    return out;
+                }
+                let events = crate::audit::take_pending();
+                if let Err(e) = self.insert_audit_events(&events).await {
+                    // Left for the request's own write, which answers 503 if it fails too.
+                    crate::audit::hold_again(events);
+                    return Err(e.into());
+                }
+                out
+            })
+            .await
     }
 
     /// Readiness check: the database answers a query.

@@ -75,14 +75,4 @@ impl Store {
             .map(|r| Ok((r.try_get("id")?, r.try_get("expires_at")?)))
             .collect()
     }
-
-    pub async fn purge_expired_revocations(&self) -> anyhow::Result<u64> {
-        let r = self
-            .db
-            .query("DELETE FROM revocations WHERE expires_at < $1")
-            .bind(now())
-            .execute()
-            .await?;
-        Ok(r.rows_affected())
-    }
 }

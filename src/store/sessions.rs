@@ -137,23 +137,4 @@ impl Store {
             })
             .collect()
     }
-
-    /// Drops expired sessions, and anonymous ones (a sign-in never finished)
-    /// idle for `anonymous_idle` seconds, so visitors who never sign in cannot
-    /// fill the table.
-    pub async fn purge_expired_sessions(&self, anonymous_idle: i64) -> anyhow::Result<()> {
-        let now = now();
-        self.db
-            .query("DELETE FROM sessions WHERE expires_at <= $1 OR (user_id IS NULL AND updated_at <= $2)")
-            .bind(now)
-            .bind(now - anonymous_idle)
-            .execute()
-            .await?;
-        self.db
-            .query("DELETE FROM auth_codes WHERE expires_at <= $1")
-            .bind(now - 86_400)
-            .execute()
-            .await?;
-        Ok(())
-    }
 }

@@ -110,14 +110,19 @@ pub async fn session_store_failures(
         Ok(res) => Ok(res.map_into_left_body()),
         Err(e) => {
             tracing::warn!(error = %e, "the session store failed");
-            let t = T::default();
-            let page = MessagePage::new(t.get("error.unavailable_title"), t.get("error.unavailable_text"));
-            let mut res = render(StatusCode::SERVICE_UNAVAILABLE, &page);
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            Ok(actix_web::dev::ServiceResponse::new(http, res).map_into_right_body())
+            Ok(actix_web::dev::ServiceResponse::new(http, unavailable()).map_into_right_body())
         }
     }
+}
+
+/// "Briefly unavailable, try again": 503 with `Retry-After`.
+pub fn unavailable() -> HttpResponse {
+    let t = T::default();
+    let page = MessagePage::new(t.get("error.unavailable_title"), t.get("error.unavailable_text"));
+    let mut res = render(StatusCode::SERVICE_UNAVAILABLE, &page);
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    res
 }
 
 /// With `abuse.bot_check` on, the pages load the provider's widget: its

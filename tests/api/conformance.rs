@@ -31,20 +31,18 @@ macro_rules! plan {
                 super::$name($crate::helpers::Db::sqlite(), Mode::Query).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(not(sesame_test_postgres), ignore = "set SESAME_TEST_POSTGRES_URL to run the PostgreSQL half")]
             async fn postgres() {
-                if let Some(db) = $crate::helpers::Db::postgres().await {
-                    super::$name(db, Mode::Query).await
-                }
+                super::$name($crate::helpers::Db::postgres().await, Mode::Query).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn form_post_sqlite() {
                 super::$name($crate::helpers::Db::sqlite(), Mode::FormPost).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(not(sesame_test_postgres), ignore = "set SESAME_TEST_POSTGRES_URL to run the PostgreSQL half")]
             async fn form_post_postgres() {
-                if let Some(db) = $crate::helpers::Db::postgres().await {
-                    super::$name(db, Mode::FormPost).await
-                }
+                super::$name($crate::helpers::Db::postgres().await, Mode::FormPost).await
             }
         }
     )+};

@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 use crate::helpers::{basic, Db, APP};
 use crate::peers::Receiver;
 
-struct Node {
-    child: Child,
-    url: String,
+pub struct Node {
+    pub child: Child,
+    pub url: String,
 }
 
 impl Drop for Node {
@@ -35,6 +35,11 @@ fn start_node(db: &Db, sms_url: &str) -> Node {
 }
 
 fn start_node_logging_to(db: &Db, sms_url: &str, stderr: Stdio) -> Node {
+    start_node_with(db, sms_url, stderr, &[])
+}
+
+/// `sesame serve` on `db`, codes by SMS webhook to `sms_url`, with `env` on top.
+pub fn start_node_with(db: &Db, sms_url: &str, stderr: Stdio, env: &[(&str, &str)]) -> Node {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_sesame"))
         .arg("serve")
@@ -48,6 +53,7 @@ fn start_node_logging_to(db: &Db, sms_url: &str, stderr: Stdio) -> Node {
         .env("SESAME_SMS__URL", sms_url)
         .env("SESAME_OTP__RESEND_AFTER", "0")
         .env("SESAME_LOG__LEVEL", "warn")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr)
@@ -59,7 +65,7 @@ fn start_node_logging_to(db: &Db, sms_url: &str, stderr: Stdio) -> Node {
     }
 }
 
-async fn wait_ready(http: &reqwest::Client, node: &Node) {
+pub async fn wait_ready(http: &reqwest::Client, node: &Node) {
     for _ in 0..200 {
         if let Ok(r) = http.get(format!("{}/health/ready", node.url)).send().await {
             if r.status() == 200 {
@@ -81,8 +87,12 @@ async fn post(http: &reqwest::Client, node: &Node, path: &str, form: &[(&str, &s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(sesame_test_postgres),
+    ignore = "set SESAME_TEST_POSTGRES_URL to run the PostgreSQL half"
+)]
 async fn two_nodes_on_one_postgres_database_behave_as_one_service() {
-    let Some(db) = Db::postgres().await else { return };
+    let db = Db::postgres().await;
     std::fs::write(db.dir().join("clients.toml"), crate::helpers::clients_toml()).unwrap();
     let sms = Receiver::start().await;
     let sms_url = format!("{}/sms", sms.url);

@@ -95,6 +95,16 @@ impl Receiver {
         self.got.lock().unwrap().clone()
     }
 
+    /// The code in the newest message to `to`, if one came.
+    pub fn code_for(&self, to: &str) -> Option<String> {
+        let got = self.got.lock().unwrap();
+        got.iter()
+            .rev()
+            .map(Received::json)
+            .find(|m| m["to"] == to)
+            .and_then(|m| m["code"].as_str().map(String::from))
+    }
+
     /// The newest request, waiting briefly for it.
     pub async fn last(&self) -> Received {
         for _ in 0..50 {
