@@ -4,6 +4,9 @@
 //!
 //!     cargo run --release --example flow -- BASE_URL RECEIVER_PORT CONCURRENCY SECONDS [signin|signup|signup_password]
 //!
+//! BASE_URL may list several nodes, comma-separated: requests go to them in
+//! turn (round robin, request by request), as behind a load balancer.
+//!
 //! `signin` (default): getcode → verifycode → token, the account created at
 //! the token step (`otp.auto_create_accounts`). `signup`: getcode →
 //! verifycode → PUT /api/v1/user/ → token; `signup_password` with a password in the body.
@@ -11,7 +14,7 @@
 //! `bench/flow.sh` starts Sesame configured for it and runs this.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,10 +23,26 @@ use serde_json::{json, Value};
 
 type Codes = Arc<Mutex<HashMap<String, String>>>;
 
+/// The nodes, taken in turn.
+struct Nodes {
+    urls: Vec<String>,
+    next: AtomicUsize,
+}
+
+impl Nodes {
+    fn pick(&self) -> &str {
+        &self.urls[self.next.fetch_add(1, Ordering::Relaxed) % self.urls.len()]
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let base = args.get(1).cloned().unwrap_or_else(|| "http://127.0.0.1:18080".into());
+    let base = Arc::new(Nodes {
+        urls: base.split(',').map(String::from).collect(),
+        next: AtomicUsize::new(0),
+    });
     let port: u16 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(18099);
     let concurrency: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(32);
     let seconds: u64 = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(10);
@@ -115,7 +134,7 @@ async fn main() {
 
 async fn flow(
     http: &reqwest::Client,
-    base: &str,
+    base: &Nodes,
     codes: &Codes,
     email: &str,
     signup: bool,
@@ -130,7 +149,7 @@ async fn flow(
         }
     };
     let r = http
-        .post(format!("{base}/otp/getcode/"))
+        .post(format!("{}/otp/getcode/", base.pick()))
         .basic_auth(auth.0, auth.1)
         .form(&[("email", email)])
         .send()
@@ -139,7 +158,7 @@ async fn flow(
     ok(r, 200).await?;
     let code = codes.lock().unwrap().remove(email).ok_or("no code delivered")?;
     let r = http
-        .post(format!("{base}/otp/verifycode/"))
+        .post(format!("{}/otp/verifycode/", base.pick()))
         .basic_auth(auth.0, auth.1)
         .form(&[("email", email), ("code", &code)])
         .send()
@@ -156,7 +175,7 @@ async fn flow(
             body["password"] = json!(format!("bench password for {email}"));
         }
         let r = http
-            .put(format!("{base}/api/v1/user/"))
+            .put(format!("{}/api/v1/user/", base.pick()))
             .basic_auth(auth.0, auth.1)
             .json(&body)
             .send()
@@ -165,7 +184,7 @@ async fn flow(
         ok(r, 201).await?;
     }
     let r = http
-        .post(format!("{base}/o/extended_token/"))
+        .post(format!("{}/o/extended_token/", base.pick()))
         .basic_auth(auth.0, auth.1)
         .form(&[("email", email), ("secret_identifier", &secret)])
         .send()

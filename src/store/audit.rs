@@ -19,6 +19,16 @@ impl Store {
     }
 
     pub(crate) async fn insert_audit_events(&self, records: &[crate::audit::Record]) -> DbResult<()> {
+        self.write_audit_events(records, false).await
+    }
+
+    /// Writes a statement group's events as its last statement: on
+    /// PostgreSQL they commit together with the group, or not at all.
+    pub(crate) async fn insert_audit_events_last(&self, records: &[crate::audit::Record]) -> DbResult<()> {
+        self.write_audit_events(records, true).await
+    }
+
+    async fn write_audit_events(&self, records: &[crate::audit::Record], last: bool) -> DbResult<()> {
         if records.is_empty() {
             return Ok(());
         }
@@ -60,7 +70,11 @@ impl Store {
                 .bind(r.ip.clone())
                 .bind(r.detail.clone());
         }
-        q.execute().await?;
+        if last {
+            q.execute_last().await?;
+        } else {
+            q.execute().await?;
+        }
         Ok(())
     }
 

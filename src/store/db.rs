@@ -1,7 +1,9 @@
 //! How the store runs a statement. The SQL is the same on both backends
 //! (`$1` placeholders, `RETURNING`, `ON CONFLICT`); only the executor differs:
 //!
-//! - **PostgreSQL** goes through sqlx's pool, a network round trip a statement.
+//! - **PostgreSQL** goes through tokio-postgres and a pool of our own
+//!   (`pg.rs`): a statement is one round trip, and a group is one
+//!   transaction whose `BEGIN` travels with its first statement.
 //! - **SQLite** runs the statement right here, on the calling thread, on one
 //!   connection behind a mutex. A statement on a local file in WAL mode takes
 //!   microseconds; sqlx's SQLite driver ran each on a worker thread per
@@ -13,11 +15,11 @@
 //!   tokio's: a request waiting for the connection lets its worker serve
 //!   other requests meanwhile.
 //!
-//! Every commit on SQLite costs file locks and whole WAL pages, so a request
-//! on the hot path runs its statements as one group (`Db::group`): one
-//! transaction, one commit. The rules never depend on that grouping; each
-//! is a single atomic statement, as on PostgreSQL, where a group is simply
-//! its statements one after another.
+//! Every commit costs (file locks and whole WAL pages on SQLite, a WAL
+//! flush on PostgreSQL), so a request on the hot path runs its statements as
+//! one group (`Db::group`): one transaction, one commit. The rules never
+//! depend on that grouping; each is a single atomic statement that holds
+//! across nodes.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -29,9 +31,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use rusqlite::types::{Value, ValueRef};
-use sqlx::any::AnyRow;
-use sqlx::AnyPool;
 use tokio::sync::Mutex;
+
+use super::pg::{Answer, Lent, PgPool, Want};
 
 /// A statement failed. Unique violations are told apart, so that the store
 /// can answer "taken" instead of failing.
@@ -43,6 +45,11 @@ pub enum DbError {
     Sqlite(rusqlite::Error),
     #[error(transparent)]
     Sqlx(sqlx::Error),
+    #[error(transparent)]
+    Pg(tokio_postgres::Error),
+    /// The database could not be reached or did not answer in time.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     #[error("column `{column}`: {problem}")]
     Column { column: String, problem: String },
     #[error("the database is closed")]
@@ -80,13 +87,62 @@ impl From<sqlx::Error> for DbError {
     }
 }
 
+impl From<tokio_postgres::Error> for DbError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.as_db_error() {
+            Some(d) if *d.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => {
+                DbError::Unique(format!("{} ({})", d.message(), d.constraint().unwrap_or("")))
+            }
+            _ => DbError::Pg(e),
+        }
+    }
+}
+
 pub type DbResult<T> = Result<T, DbError>;
 
 /// The database a `Store` talks to.
 #[derive(Clone)]
 pub(crate) enum Db {
     Sqlite(Arc<Mutex<Option<rusqlite::Connection>>>),
-    Postgres(AnyPool),
+    Postgres(Arc<PgPool>),
+}
+
+/// The connection of a PostgreSQL group: taken at its first statement.
+type PgGroup = Arc<Mutex<Option<Lent>>>;
+
+tokio::task_local! {
+    /// The PostgreSQL group this task is running, with its pool's id.
+    static PG_GROUP: (usize, PgGroup);
+}
+
+fn pool_id(pool: &Arc<PgPool>) -> usize {
+    Arc::as_ptr(pool) as usize
+}
+
+/// The group of this task on `pool`, if it runs one.
+fn pg_group(pool: &Arc<PgPool>) -> Option<PgGroup> {
+    let id = pool_id(pool);
+    PG_GROUP
+        .try_with(|(owner, group)| (*owner == id).then(|| group.clone()))
+        .ok()
+        .flatten()
+}
+
+/// Runs one statement on PostgreSQL: on the group's connection (its first
+/// statement begins the transaction), or on one from the pool. (Callers box
+/// this future: it is large, and requests nest many statements.)
+/// With `last`, the group's transaction commits with this statement.
+async fn pg_run(pool: &Arc<PgPool>, sql: &str, args: &[Arg], want: Want, last: bool) -> DbResult<Answer> {
+    if let Some(group) = pg_group(pool) {
+        let mut slot = group.lock().await;
+        if slot.is_none() {
+            *slot = Some(pool.acquire().await?);
+        }
+        let conn = slot.as_mut().expect("just set");
+        let begin = !conn.in_transaction();
+        return conn.run(sql, args, want, begin, last).await;
+    }
+    pool.acquire().await?.run(sql, args, want, false, false).await
 }
 
 thread_local! {
@@ -253,11 +309,46 @@ impl Db {
                 .await
             }
             Db::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                for q in queries {
-                    q.into_sqlx().execute(&mut *tx).await?;
+                let group = pg_group(pool);
+                let mut guard = match &group {
+                    Some(g) => Some(g.lock().await),
+                    None => None,
+                };
+                let mut own = None;
+                let conn: &mut Lent = match guard.as_deref_mut() {
+                    Some(slot) => {
+                        if slot.is_none() {
+                            *slot = Some(pool.acquire().await?);
+                        }
+                        slot.as_mut().expect("just set")
+                    }
+                    None => own.insert(pool.acquire().await?),
+                };
+                // Inside a group's transaction a savepoint; else a transaction of its own.
+                let nested = group.is_some();
+                if !conn.in_transaction() {
+                    conn.simple("BEGIN").await?;
                 }
-                Ok(tx.commit().await?)
+                if nested {
+                    conn.simple("SAVEPOINT atomically").await?;
+                }
+                for q in &queries {
+                    if let Err(e) = conn.run(&q.sql, &q.args, Want::Count, false, false).await {
+                        let undo = if nested {
+                            "ROLLBACK TO SAVEPOINT atomically"
+                        } else {
+                            "ROLLBACK"
+                        };
+                        let _ = conn.simple(undo).await;
+                        return Err(e);
+                    }
+                }
+                conn.simple(if nested {
+                    "RELEASE SAVEPOINT atomically"
+                } else {
+                    "COMMIT"
+                })
+                .await
             }
         }
     }
@@ -287,9 +378,26 @@ impl Db {
     /// anything but its statements. If it does, what ran so far is committed
     /// and the rest runs statement by statement. On PostgreSQL, and inside
     /// another group, the work simply runs.
+    ///
+    /// On PostgreSQL the group is one transaction on one connection, begun
+    /// by its first statement and committed after the work, whatever it
+    /// returned (a statement that failed has rolled it back: PostgreSQL
+    /// aborts a transaction at its first error).
     pub async fn group<T, E: From<DbError>>(&self, work: impl Future<Output = Result<T, E>>) -> Result<T, E> {
-        let Db::Sqlite(conn) = self else {
-            return work.await;
+        let conn = match self {
+            Db::Sqlite(conn) => conn,
+            Db::Postgres(pool) => {
+                if pg_group(pool).is_some() {
+                    return work.await;
+                }
+                let group: PgGroup = Arc::default();
+                let out = Box::pin(PG_GROUP.scope((pool_id(pool), group.clone()), work)).await;
+                let mut slot = group.lock().await;
+                if let Some(conn) = slot.as_mut().filter(|c| c.in_transaction()) {
+                    conn.simple("COMMIT").await?;
+                }
+                return out;
+            }
         };
         let id = &**conn as *const _ as usize;
         if LENT.with(|lent| lent.borrow().as_ref().is_some_and(|(owner, _)| *owner == id)) {
@@ -323,7 +431,7 @@ impl Db {
                 let conn = conn.lock().await.take();
                 drop(conn);
             }
-            Db::Postgres(pool) => pool.close().await,
+            Db::Postgres(pool) => pool.close(),
         }
     }
 }
@@ -335,12 +443,23 @@ impl Query<'_> {
     }
 
     pub async fn execute(self) -> DbResult<Done> {
+        self.execute_as(false).await
+    }
+
+    /// Runs the group's last statement: on PostgreSQL the group's `COMMIT`
+    /// goes with it (one round trip), so it takes effect with the rest or,
+    /// if it fails, nothing does. Elsewhere the same as `execute`.
+    pub async fn execute_last(self) -> DbResult<Done> {
+        self.execute_as(true).await
+    }
+
+    async fn execute_as(self, last: bool) -> DbResult<Done> {
         match self.db {
             Db::Sqlite(conn) => Db::with_sqlite(conn, |c| self.execute_on(c)).await,
-            Db::Postgres(pool) => {
-                let r = self.into_sqlx().execute(pool).await?;
-                Ok(Done(r.rows_affected()))
-            }
+            Db::Postgres(pool) => match Box::pin(pg_run(pool, &self.sql, &self.args, Want::Count, last)).await? {
+                Answer::Count(n) => Ok(Done(n)),
+                Answer::Rows(rows) => Ok(Done(rows.len() as u64)),
+            },
         }
     }
 
@@ -371,13 +490,10 @@ impl Query<'_> {
                 })
                 .await
             }
-            Db::Postgres(pool) => Ok(self
-                .into_sqlx()
-                .fetch_all(pool)
-                .await?
-                .into_iter()
-                .map(Row::Any)
-                .collect()),
+            Db::Postgres(pool) => match Box::pin(pg_run(pool, &self.sql, &self.args, Want::Rows, false)).await? {
+                Answer::Rows(rows) => Ok(rows.into_iter().map(Row::Pg).collect()),
+                Answer::Count(_) => Ok(Vec::new()),
+            },
         }
     }
 
@@ -388,23 +504,7 @@ impl Query<'_> {
     pub async fn fetch_one(self) -> DbResult<Row> {
         self.fetch_optional()
             .await?
-            .ok_or(DbError::Sqlx(sqlx::Error::RowNotFound))
-    }
-
-    fn into_sqlx(self) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
-        let mut q = match self.sql {
-            Cow::Borrowed(s) => sqlx::query(s),
-            Cow::Owned(s) => sqlx::query(sqlx::AssertSqlSafe(s)),
-        };
-        for a in self.args {
-            q = match a {
-                Arg::Int(i) => q.bind(i),
-                Arg::Text(s) => q.bind(s),
-                Arg::NullInt => q.bind(None::<i64>),
-                Arg::NullText => q.bind(None::<String>),
-            };
-        }
-        q
+            .ok_or_else(|| column_error("(row)", "the statement returned no row"))
     }
 }
 
@@ -483,7 +583,7 @@ fn column_error(column: &str, problem: &str) -> DbError {
 /// A result row from either backend.
 pub(crate) enum Row {
     Sqlite { columns: Arc<[String]>, values: Vec<Value> },
-    Any(AnyRow),
+    Pg(tokio_postgres::Row),
 }
 
 impl Row {
@@ -500,45 +600,88 @@ impl Row {
                     column_error(name, &format!("cannot read {:?} as {}", values[i].data_type(), T::NAME))
                 })
             }
-            Row::Any(r) => Ok(sqlx::Row::try_get::<T, _>(r, name)?),
+            Row::Pg(r) => {
+                let i = r
+                    .columns()
+                    .iter()
+                    .position(|c| c.name() == name)
+                    .ok_or_else(|| column_error(name, "no such column"))?;
+                T::from_pg(r, i).map_err(|problem| column_error(name, &problem))
+            }
         }
     }
 }
 
 /// A Rust type a column decodes to, on both backends.
-pub trait Column: Sized + for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> {
+pub trait Column: Sized {
     const NAME: &'static str;
     fn from_sqlite(v: ValueRef<'_>) -> Option<Self>;
+    fn from_pg(row: &tokio_postgres::Row, i: usize) -> Result<Self, String>;
 }
 
-impl Column for i64 {
-    const NAME: &'static str = "an integer";
-    fn from_sqlite(v: ValueRef<'_>) -> Option<Self> {
-        v.as_i64().ok()
+/// A non-null column type, read from a PostgreSQL row as `None` when NULL.
+pub trait PgValue: Sized {
+    fn read(row: &tokio_postgres::Row, i: usize) -> Result<Option<Self>, String>;
+}
+
+impl PgValue for i64 {
+    fn read(row: &tokio_postgres::Row, i: usize) -> Result<Option<Self>, String> {
+        use tokio_postgres::types::Type;
+        // Integer expressions (`SELECT 1`, `CASE … THEN 1`) are INT4 on PostgreSQL.
+        let got = match *row.columns()[i].type_() {
+            Type::INT8 => row.try_get::<_, Option<i64>>(i),
+            Type::INT4 => row.try_get::<_, Option<i32>>(i).map(|v| v.map(i64::from)),
+            Type::INT2 => row.try_get::<_, Option<i16>>(i).map(|v| v.map(i64::from)),
+            Type::BOOL => row.try_get::<_, Option<bool>>(i).map(|v| v.map(i64::from)),
+            ref other => return Err(format!("cannot read {other} as an integer")),
+        };
+        got.map_err(|e| e.to_string())
     }
 }
 
-impl Column for String {
-    const NAME: &'static str = "text";
-    fn from_sqlite(v: ValueRef<'_>) -> Option<Self> {
-        v.as_str().ok().map(String::from)
+impl PgValue for String {
+    fn read(row: &tokio_postgres::Row, i: usize) -> Result<Option<Self>, String> {
+        row.try_get::<_, Option<String>>(i).map_err(|e| e.to_string())
     }
 }
 
-impl Column for Vec<u8> {
-    const NAME: &'static str = "bytes";
-    fn from_sqlite(v: ValueRef<'_>) -> Option<Self> {
-        v.as_bytes().ok().map(<[u8]>::to_vec)
+impl PgValue for Vec<u8> {
+    fn read(row: &tokio_postgres::Row, i: usize) -> Result<Option<Self>, String> {
+        row.try_get::<_, Option<Vec<u8>>>(i).map_err(|e| e.to_string())
     }
 }
 
-impl<T: Column> Column for Option<T> {
+macro_rules! column {
+    ($t:ty, $name:literal, $sqlite:expr) => {
+        impl Column for $t {
+            const NAME: &'static str = $name;
+            fn from_sqlite(v: ValueRef<'_>) -> Option<Self> {
+                $sqlite(v)
+            }
+            fn from_pg(row: &tokio_postgres::Row, i: usize) -> Result<Self, String> {
+                <$t as PgValue>::read(row, i)?.ok_or_else(|| "is NULL".to_string())
+            }
+        }
+    };
+}
+
+column!(i64, "an integer", |v: ValueRef<'_>| v.as_i64().ok());
+column!(String, "text", |v: ValueRef<'_>| v.as_str().ok().map(String::from));
+column!(Vec<u8>, "bytes", |v: ValueRef<'_>| v
+    .as_bytes()
+    .ok()
+    .map(<[u8]>::to_vec));
+
+impl<T: Column + PgValue> Column for Option<T> {
     const NAME: &'static str = T::NAME;
     fn from_sqlite(v: ValueRef<'_>) -> Option<Self> {
         match v {
             ValueRef::Null => Some(None),
             v => T::from_sqlite(v).map(Some),
         }
+    }
+    fn from_pg(row: &tokio_postgres::Row, i: usize) -> Result<Self, String> {
+        T::read(row, i)
     }
 }
 

@@ -2,11 +2,9 @@
 //! same portable statements run on SQLite and PostgreSQL (`db.rs` says how).
 //! Rules that must hold under concurrency are single atomic statements.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 
 pub mod audit;
 pub mod auth_codes;
@@ -17,6 +15,7 @@ pub mod keys;
 pub mod limits;
 mod migrate;
 pub mod otp;
+mod pg;
 pub mod retention;
 pub mod revocations;
 pub mod secrets;
@@ -50,25 +49,20 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// How long a request waits for a PostgreSQL connection before it is told
-/// the database is unavailable (503), instead of hanging through an outage.
-pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+pub use pg::{ACQUIRE_TIMEOUT, STATEMENT_TIMEOUT};
 
 /// Whether a failure means the database could not be reached (refused,
-/// reset, timed out, pool closed), not that a statement was wrong: callers
+/// reset, timed out, closed), not that a statement was wrong: callers
 /// answer 503 `temporarily_unavailable` with `Retry-After` for these.
 pub fn is_unavailable(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| {
-        let sqlx_down = |s: &sqlx::Error| {
-            matches!(
-                s,
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
-            )
-        };
-        match (cause.downcast_ref::<DbError>(), cause.downcast_ref::<sqlx::Error>()) {
-            (Some(DbError::Sqlx(s)), _) | (_, Some(s)) => sqlx_down(s),
-            _ => false,
-        }
+    e.chain().any(|cause| match cause.downcast_ref::<DbError>() {
+        Some(DbError::Unavailable(_)) => true,
+        Some(DbError::Pg(pg)) => pg.is_closed(),
+        Some(DbError::Sqlx(s)) => matches!(
+            s,
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
+        ),
+        _ => false,
     })
 }
 
@@ -85,15 +79,7 @@ impl Store {
                 .with_context(|| format!("cannot open the SQLite database ({})", redact_url(url)))?;
             (Backend::Sqlite, db)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            sqlx::any::install_default_drivers();
-            let options = AnyConnectOptions::from_str(url).context("configuration key `database.url`: invalid URL")?;
-            let pool = AnyPoolOptions::new()
-                .max_connections(max_connections.unwrap_or(8))
-                .acquire_timeout(ACQUIRE_TIMEOUT)
-                // No ping before every query: it doubles the round trips. A
-                // broken connection still fails its query and is replaced.
-                .test_before_acquire(false)
-                .connect_with(options)
+            let pool = pg::PgPool::open(url, max_connections.unwrap_or(8))
                 .await
                 .with_context(|| format!("cannot connect to the database ({})", redact_url(url)))?;
             (Backend::Postgres, Db::Postgres(pool))
@@ -117,7 +103,7 @@ impl Store {
     /// sqlx's `_sqlx_migrations` table.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match &self.db {
-            Db::Postgres(pool) => MIGRATOR.run(pool).await.context("database migration failed"),
+            Db::Postgres(pool) => migrate_postgres(&pool.url, &MIGRATOR).await,
             Db::Sqlite(conn) => Db::with_sqlite(conn, |c| migrate::sqlite(c, &MIGRATOR))
                 .await
                 .context("database migration failed"),
@@ -143,7 +129,7 @@ impl Store {
             create_schemas: MIGRATOR.create_schemas.clone(),
         };
         match &self.db {
-            Db::Postgres(pool) => partial.run(pool).await.context("database migration failed"),
+            Db::Postgres(pool) => migrate_postgres(&pool.url, &partial).await,
             Db::Sqlite(conn) => Db::with_sqlite(conn, |c| migrate::sqlite(c, &partial))
                 .await
                 .context("database migration failed"),
@@ -167,9 +153,19 @@ impl Store {
                     return out;
                 }
                 let events = crate::audit::take_pending();
-                if let Err(e) = self.insert_audit_events(&events).await {
-                    // Left for the request's own write, which answers 503 if it fails too.
-                    crate::audit::hold_again(events);
+                if let Err(e) = self.insert_audit_events_last(&events).await {
+                    match self.backend {
+                        // The group's other statements stand: the events are
+                        // left for the request's own write (503 if it fails too).
+                        Backend::Sqlite => crate::audit::hold_again(events),
+                        // The group was rolled back with them: nothing to record.
+                        Backend::Postgres => {
+                            tracing::warn!(
+                                events = events.len(),
+                                "a statement group was rolled back with its audit events"
+                            )
+                        }
+                    }
                     return Err(e.into());
                 }
                 out
@@ -190,6 +186,18 @@ impl Store {
     pub async fn close(&self) {
         self.db.close().await;
     }
+}
+
+/// Applies `migrator` over a connection of sqlx's own (sqlx records and
+/// locks migrations as it always has; the store's statements use `pg.rs`).
+async fn migrate_postgres(url: &str, migrator: &sqlx::migrate::Migrator) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .with_context(|| format!("cannot connect to the database ({})", redact_url(url)))?;
+    migrator.run(&mut conn).await.context("database migration failed")?;
+    let _ = conn.close().await;
+    Ok(())
 }
 
 /// The file (or `:memory:`) and open flags a `sqlite:` URL names, as sqlx

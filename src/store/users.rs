@@ -92,15 +92,19 @@ impl Store {
         row.as_ref().map(from_row).transpose()
     }
 
+    /// Creates the account, or says which unique field is taken. No
+    /// constraint error is raised (`ON CONFLICT DO NOTHING`), so a conflict
+    /// does not abort the PostgreSQL transaction of the group it runs in.
     pub async fn insert_user(&self, u: &NewUser<'_>) -> anyhow::Result<InsertUser> {
         let now = now();
         let sql = format!(
             "INSERT INTO users (id, username, username_key, email, email_key, email_verified, phone, phone_verified,
                first_name, last_name, password_hash, metadata, created_at, updated_at, contact_email, contact_phone)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15)
+             ON CONFLICT DO NOTHING
              RETURNING {COLUMNS}"
         );
-        let result = self
+        let created = self
             .db
             .query(sql)
             .bind(u.id)
@@ -118,23 +122,29 @@ impl Store {
             .bind(now)
             .bind(u.contact_email)
             .bind(u.contact_phone)
-            .fetch_one()
-            .await;
-        match result {
-            Ok(row) => Ok(InsertUser::Created(Box::new(from_row(&row)?))),
-            Err(e) if e.is_unique_violation() => {
-                let msg = e.to_string().to_ascii_lowercase();
-                let which = |col: &str| msg.contains(col);
-                Ok(InsertUser::Conflict(if which("phone") {
-                    "phone"
-                } else if which("email") {
-                    "email"
-                } else {
-                    "username"
-                }))
-            }
-            Err(e) => Err(e.into()),
+            .fetch_optional()
+            .await?;
+        if let Some(row) = created {
+            return Ok(InsertUser::Created(Box::new(from_row(&row)?)));
         }
+        let taken = self
+            .db
+            .query(
+                "SELECT CASE WHEN EXISTS (SELECT 1 FROM users WHERE phone = $1) THEN 'phone'
+                             WHEN EXISTS (SELECT 1 FROM users WHERE email_key = $2) THEN 'email'
+                             ELSE 'username' END AS taken",
+            )
+            .bind(u.phone)
+            .bind(u.email_key)
+            .fetch_one()
+            .await?;
+        Ok(InsertUser::Conflict(
+            match taken.try_get::<String, _>("taken")?.as_str() {
+                "phone" => "phone",
+                "email" => "email",
+                _ => "username",
+            },
+        ))
     }
 
     /// Users, newest first; `search` matches username, email or phone (case-insensitive substring).

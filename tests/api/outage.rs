@@ -89,3 +89,33 @@ async fn a_postgresql_outage_is_a_quick_503_and_service_resumes_after_it() {
         "before and after: each answered send has its event, the refused one none"
     );
 }
+
+/// Connections the server ended (a restart, `pg_terminate_backend`, a
+/// proxy's idle timeout) are noticed when taken from the pool and replaced:
+/// no request fails for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(sesame_test_postgres),
+    ignore = "set SESAME_TEST_POSTGRES_URL to run the PostgreSQL half"
+)]
+async fn connections_the_server_ended_are_replaced_without_an_error() {
+    let db = Db::postgres().await;
+    let tag = format!("sesame_{}", sesame::crypto::hex(&sesame::crypto::random_bytes::<6>()));
+    let mut settings = test_settings(&db);
+    settings.database.url = format!("{}&application_name={tag}", db.url);
+    let app = spawn_with(settings).await;
+    for i in 0..4 {
+        let who = format!("warm{i}@example.com");
+        assert_eq!(app.getcode(APP, Who::Email(&who)).await.status(), 200);
+    }
+    db.execute(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{tag}'"
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..6 {
+        let who = format!("after{i}@example.com");
+        let res = app.getcode(APP, Who::Email(&who)).await;
+        assert_eq!(res.status(), 200, "request {i} after the server ended the connections");
+    }
+}

@@ -1,0 +1,369 @@
+//! PostgreSQL through tokio-postgres, with a pool of our own.
+//!
+//! - **A connection is driven by the task that uses it.** tokio-postgres
+//!   splits a connection into a `Client` and a future that does the I/O;
+//!   instead of spawning that future (whose runtime may be another actix
+//!   worker's), each statement polls it beside the statement's own future,
+//!   so a statement costs no thread hop.
+//! - **Prepared once per connection.** Statements are prepared with the
+//!   parameter types the store binds (`BIGINT`, `TEXT`), as sqlx did, and
+//!   cached on the connection; afterwards a statement is one round trip.
+//! - **A statement group is one transaction** (`Db::group`). Its `BEGIN`
+//!   goes out with its first statement (pipelined: one round trip), and its
+//!   `COMMIT` follows the last, whatever the work returned, so a counted try
+//!   stays counted as on SQLite.
+//! - **Bounded waits.** A connection is waited for at most
+//!   `ACQUIRE_TIMEOUT` and a statement's answer at most `STATEMENT_TIMEOUT`;
+//!   past either, the database counts as unavailable (503), and a connection
+//!   that did not answer is dropped, never reused.
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::future::Future;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_postgres::types::{IsNull, ToSql, Type};
+use tokio_postgres::{Client, Statement};
+
+use super::db::{Arg, DbError, DbResult};
+
+/// How long a request waits for a connection before it is told the
+/// database is unavailable (503), instead of hanging through an outage.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a statement may go unanswered before its connection counts as
+/// lost: a database that stopped answering (a blackholed network) gives a
+/// 503, not a hang.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Prepared statements kept per connection.
+const CACHED_STATEMENTS: usize = 256;
+
+type Driver = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send>>;
+
+/// One connection: its client, the future that does its I/O, and its statements.
+pub(crate) struct Conn {
+    client: Client,
+    driver: Driver,
+    statements: HashMap<String, Statement>,
+    /// Inside a transaction (a group's, or `execute_atomically`'s).
+    in_transaction: bool,
+    /// Failed in a way that leaves it unusable: dropped, not pooled.
+    broken: bool,
+}
+
+/// Awaits `work` while driving the connection's I/O; a closed connection
+/// or a statement past `STATEMENT_TIMEOUT` marks it broken.
+async fn drive<T>(
+    driver: &mut Driver,
+    broken: &mut bool,
+    work: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> DbResult<T> {
+    let work = tokio::time::timeout(STATEMENT_TIMEOUT, work);
+    tokio::pin!(work);
+    let answered = tokio::select! {
+        biased;
+        answered = &mut work => answered,
+        ended = driver => {
+            *broken = true;
+            let why = match ended {
+                Ok(()) => "the server closed the connection".to_string(),
+                Err(e) => e.to_string(),
+            };
+            return Err(DbError::Unavailable(why));
+        }
+    };
+    match answered {
+        Err(_) => {
+            *broken = true;
+            Err(DbError::Unavailable(format!(
+                "the database did not answer within {STATEMENT_TIMEOUT:?}"
+            )))
+        }
+        Ok(Err(e)) => {
+            if e.is_closed() || e.source().is_some_and(|s| s.is::<std::io::Error>()) {
+                *broken = true;
+            }
+            Err(e.into())
+        }
+        Ok(Ok(v)) => Ok(v),
+    }
+}
+
+fn param_type(a: &Arg) -> Type {
+    match a {
+        Arg::Int(_) | Arg::NullInt => Type::INT8,
+        Arg::Text(_) | Arg::NullText => Type::TEXT,
+    }
+}
+
+impl ToSql for Arg {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        match self {
+            Arg::Int(v) => v.to_sql(ty, out),
+            Arg::Text(v) => v.to_sql(ty, out),
+            Arg::NullInt | Arg::NullText => Ok(IsNull::Yes),
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <i64 as ToSql>::accepts(ty) || <String as ToSql>::accepts(ty)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// `ToSql` needs `Debug`: the values (phones, emails, digests) are never shown.
+impl std::fmt::Debug for Arg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Arg::Int(_) => "Int(…)",
+            Arg::Text(_) => "Text(…)",
+            Arg::NullInt | Arg::NullText => "Null",
+        })
+    }
+}
+
+/// What a statement is asked for.
+pub(crate) enum Want {
+    /// The number of rows it changed.
+    Count,
+    /// Its rows.
+    Rows,
+}
+
+pub(crate) enum Answer {
+    Count(u64),
+    Rows(Vec<tokio_postgres::Row>),
+}
+
+impl Conn {
+    pub fn in_transaction(&self) -> bool {
+        self.in_transaction
+    }
+
+    /// Whether an idle connection is still open: its I/O future is polled
+    /// once, without waiting, so that one the server closed meanwhile (a
+    /// restart, `pg_terminate_backend`, a proxy's idle timeout) is noticed
+    /// here and replaced, instead of failing the next request.
+    fn still_open(&mut self) -> bool {
+        if self.client.is_closed() {
+            return false;
+        }
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        self.driver.as_mut().poll(&mut cx).is_pending()
+    }
+
+    /// The statement for `sql` with `args`' types, prepared once.
+    async fn statement(&mut self, sql: &str, args: &[Arg]) -> DbResult<Statement> {
+        let mut key: String = args
+            .iter()
+            .map(|a| if param_type(a) == Type::INT8 { 'i' } else { 't' })
+            .collect();
+        key.push('\n');
+        key.push_str(sql);
+        if let Some(s) = self.statements.get(&key) {
+            return Ok(s.clone());
+        }
+        let types: Vec<Type> = args.iter().map(param_type).collect();
+        let s = drive(
+            &mut self.driver,
+            &mut self.broken,
+            self.client.prepare_typed(sql, &types),
+        )
+        .await?;
+        if self.statements.len() >= CACHED_STATEMENTS {
+            self.statements.clear();
+        }
+        self.statements.insert(key, s.clone());
+        Ok(s)
+    }
+
+    /// Runs one statement. With `begin`, a `BEGIN` goes out just before it,
+    /// and with `commit` a `COMMIT` just after it, in the same round trip.
+    /// (If the statement fails, PostgreSQL answers that `COMMIT` by rolling
+    /// the transaction back.)
+    pub async fn run(&mut self, sql: &str, args: &[Arg], want: Want, begin: bool, commit: bool) -> DbResult<Answer> {
+        let stmt = self.statement(sql, args).await?;
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        let client = &self.client;
+        let statement = async {
+            match want {
+                Want::Count => client.execute(&stmt, &params).await.map(Answer::Count),
+                Want::Rows => client.query(&stmt, &params).await.map(Answer::Rows),
+            }
+        };
+        let skip = || async { Ok::<(), tokio_postgres::Error>(()) };
+        let all = async {
+            let before = async {
+                match begin {
+                    true => client.batch_execute("BEGIN").await,
+                    false => skip().await,
+                }
+            };
+            let after = async {
+                match commit {
+                    true => client.batch_execute("COMMIT").await,
+                    false => skip().await,
+                }
+            };
+            let (begun, answer, committed) = tokio::join!(before, statement, after);
+            begun?;
+            let answer = answer?;
+            committed?;
+            Ok(answer)
+        };
+        let answered = drive(&mut self.driver, &mut self.broken, all).await;
+        self.in_transaction = (self.in_transaction || begin) && !commit;
+        answered
+    }
+
+    /// Runs plain SQL without parameters (`BEGIN`, `COMMIT`, savepoints).
+    pub async fn simple(&mut self, sql: &str) -> DbResult<()> {
+        let answered = drive(&mut self.driver, &mut self.broken, self.client.batch_execute(sql)).await;
+        match sql {
+            "BEGIN" => self.in_transaction = answered.is_ok(),
+            "COMMIT" | "ROLLBACK" => self.in_transaction = false,
+            _ => {}
+        }
+        answered
+    }
+}
+
+/// The pool: at most `max` connections, idle ones kept for reuse.
+pub(crate) struct PgPool {
+    pub url: String,
+    config: tokio_postgres::Config,
+    tls: postgres_native_tls::MakeTlsConnector,
+    idle: StdMutex<Vec<Conn>>,
+    permits: Arc<Semaphore>,
+    closed: AtomicBool,
+}
+
+/// A connection lent by the pool; back to it when dropped, unless broken
+/// or left inside a transaction (a cancelled group): those are closed.
+pub(crate) struct Lent {
+    conn: Option<Conn>,
+    pool: Arc<PgPool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for Lent {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        self.conn.as_ref().expect("lent until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Lent {
+    fn deref_mut(&mut self) -> &mut Conn {
+        self.conn.as_mut().expect("lent until dropped")
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if !conn.broken && !conn.in_transaction && !self.pool.closed.load(Ordering::Relaxed) {
+                if let Ok(mut idle) = self.pool.idle.lock() {
+                    idle.push(conn);
+                }
+            }
+        }
+    }
+}
+
+impl PgPool {
+    /// A pool for `url`, with one connection opened now (so that a wrong
+    /// URL or an unreachable server stops start-up at once).
+    pub async fn open(url: &str, max: u32) -> anyhow::Result<Arc<PgPool>> {
+        // As libpq: `prefer` (the default) and `require` encrypt without
+        // checking the certificate; `verify-ca` checks it against the
+        // system's roots, `verify-full` the host name too.
+        let verify = ["verify-ca", "verify-full"]
+            .into_iter()
+            .find(|m| url.contains(&format!("sslmode={m}")));
+        let plain = match verify {
+            Some(m) => url.replace(&format!("sslmode={m}"), "sslmode=require"),
+            None => url.to_string(),
+        };
+        let config = tokio_postgres::Config::from_str(&plain)
+            .map_err(|e| anyhow::anyhow!("configuration key `database.url`: invalid URL ({e})"))?;
+        let tls = native_tls::TlsConnector::builder()
+            .danger_accept_invalid_certs(verify.is_none())
+            .danger_accept_invalid_hostnames(verify != Some("verify-full"))
+            .build()?;
+        let pool = Arc::new(PgPool {
+            url: url.to_string(),
+            config,
+            tls: postgres_native_tls::MakeTlsConnector::new(tls),
+            idle: StdMutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(max.max(1) as usize)),
+            closed: AtomicBool::new(false),
+        });
+        let first = pool.acquire().await?;
+        drop(first);
+        Ok(pool)
+    }
+
+    async fn connect(&self) -> DbResult<Conn> {
+        let (client, connection) = self
+            .config
+            .connect(self.tls.clone())
+            .await
+            .map_err(|e| DbError::Unavailable(format!("cannot connect: {e}")))?;
+        Ok(Conn {
+            client,
+            driver: Box::pin(connection),
+            statements: HashMap::new(),
+            in_transaction: false,
+            broken: false,
+        })
+    }
+
+    /// A connection, within `ACQUIRE_TIMEOUT`.
+    pub async fn acquire(self: &Arc<Self>) -> DbResult<Lent> {
+        let get = async {
+            let permit = self
+                .permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| DbError::Closed)?;
+            let reused = self.idle.lock().ok().and_then(|mut idle| {
+                while let Some(mut c) = idle.pop() {
+                    if c.still_open() {
+                        return Some(c);
+                    }
+                }
+                None
+            });
+            let conn = match reused {
+                Some(c) => c,
+                None => self.connect().await?,
+            };
+            Ok(Lent {
+                conn: Some(conn),
+                pool: self.clone(),
+                _permit: permit,
+            })
+        };
+        tokio::time::timeout(ACQUIRE_TIMEOUT, get).await.unwrap_or_else(|_| {
+            Err(DbError::Unavailable(format!(
+                "no database connection within {ACQUIRE_TIMEOUT:?}"
+            )))
+        })
+    }
+
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        self.permits.close();
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+    }
+}
