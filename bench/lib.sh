@@ -10,7 +10,8 @@ start_sesame() {
   if [[ "$db" == postgres* ]]; then
     SCHEMA="bench_$$"
     PGOPTIONS='-c client_min_messages=warning' psql "$db" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE; CREATE SCHEMA $SCHEMA" >/dev/null
-    db="$db?options=-c%20search_path%3D$SCHEMA"
+    local sep='?'; [[ "$db" == *\?* ]] && sep='&'
+    db="$db${sep}options=-c%20search_path%3D$SCHEMA"
   fi
   BASE="http://127.0.0.1:$PORT"
   SESAME_DATABASE__URL="$db" SESAME_SERVER__BIND="127.0.0.1:$PORT" SESAME_ISSUER="$BASE" \

@@ -46,7 +46,8 @@ printf '%-6s %-9s %-13s %-15s %-17s %-16s\n' nodes flows/s "p50/p99 ms" "databas
 for n in $NODE_COUNTS; do
   SCHEMA="bench_nodes_$$_$n"
   PGOPTIONS='-c client_min_messages=warning' psql "$BENCH_DB" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE; CREATE SCHEMA $SCHEMA" >/dev/null
-  url="$BENCH_DB?options=-c%20search_path%3D$SCHEMA"
+  sep='?'; [[ "$BENCH_DB" == *\?* ]] && sep='&'
+  url="$BENCH_DB${sep}options=-c%20search_path%3D$SCHEMA"
   urls=()
   for i in $(seq 1 "$n"); do
     port=$((18080 + i))
@@ -72,7 +73,7 @@ for n in $NODE_COUNTS; do
   n1=$(ticks "${PIDS[@]}"); d1=$(ticks $(pg_pids)); t1=$(date +%s.%N)
   wait "$gen"
   flows=$(awk '/^flows\/s/ {print $2}' "$out")
-  lat=$(awk '/^flow latency/ {print $4 "/" $6}' "$out")
+  lat=$(awk '/^flow latency/ {print $5 "/" $7}' "$out")
   python3 - "$n" "$flows" "$lat" "$n0" "$n1" "$d0" "$d1" "$t0" "$t1" "$HZ" <<'PY'
 import sys
 n, flows, lat = sys.argv[1], float(sys.argv[2]), sys.argv[3]

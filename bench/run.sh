@@ -4,7 +4,8 @@
 # idle and under load. Usage:
 #   bench/run.sh                                   # SQLite in a temp dir
 #   BENCH_DB=postgres://postgres@127.0.0.1:5432/test bench/run.sh
-# Options (environment): DURATION (10s), CONNECTIONS (64), THREADS (2), PORT (18080)
+# Options (environment): DURATION (10s), CONNECTIONS (64), THREADS (2), PORT (18080),
+# SKIP_BUILD=1 to run the binary already in $CARGO_TARGET_DIR/release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +15,7 @@ THREADS=${THREADS:-2}
 PORT=${PORT:-18080}
 source bench/lib.sh
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-cargo build --release --quiet --bin sesame
+[[ -n "${SKIP_BUILD:-}" ]] || cargo build --release --quiet --bin sesame
 start_sesame
 
 rate() { awk '/Requests\/sec/ {printf "%d", $2}'; }

@@ -204,19 +204,19 @@ async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Msg>) {
                 "the database has been away too long: the oldest audit events were dropped"
             );
         }
-        if !batch.is_empty() {
-            match store.audit_batch(&batch).await {
+        // In statements of at most `BATCH` events (a statement's parameters
+        // are limited); each one written leaves the batch.
+        while !batch.is_empty() {
+            let n = batch.len().min(BATCH);
+            match store.audit_batch(&batch[..n]).await {
                 Ok(()) => {
                     if !retry.is_zero() {
-                        tracing::info!(
-                            written = batch.len(),
-                            "the audit events held during an outage are written"
-                        );
+                        tracing::info!(written = n, "audit events held during an outage are written");
                     }
-                    batch.clear();
+                    batch.drain(..n);
                     retry = Duration::ZERO;
                 }
-                Err(e) => {
+                Err(e) if crate::store::is_unavailable(&e) => {
                     retry = (retry * 2).clamp(Duration::from_millis(250), RETRY_MAX);
                     tracing::warn!(
                         error = format!("{e:#}"),
@@ -224,6 +224,12 @@ async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Msg>) {
                         retry_in_ms = retry.as_millis() as u64,
                         "could not write audit events; they are kept and retried"
                     );
+                    break;
+                }
+                Err(e) => {
+                    // Not an outage: these events will never be written; the others may.
+                    tracing::error!(error = format!("{e:#}"), lost = n, "audit events could not be written");
+                    batch.drain(..n);
                 }
             }
         }

@@ -386,11 +386,21 @@ impl Settings {
     }
 
     pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> anyhow::Result<Settings> {
-        let mut table = match file {
+        let table = match file {
             Some(path) => read_table(path)?,
             None if Path::new("sesame.toml").exists() => read_table(Path::new("sesame.toml"))?,
             None => toml::Table::new(),
         };
+        Self::from_table(table, env)
+    }
+
+    /// The settings a configuration file's text gives (no environment).
+    pub fn from_toml(text: &str) -> anyhow::Result<Settings> {
+        let table = toml::from_str(text).context("invalid configuration file")?;
+        Self::from_table(table, &[])
+    }
+
+    fn from_table(mut table: toml::Table, env: &[(String, String)]) -> anyhow::Result<Settings> {
         overlay_env(&mut table, env)?;
         let settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
             let path = e.path().to_string();

@@ -95,6 +95,28 @@ impl Keyring {
         })
     }
 
+    /// A keyring of fresh keys, one current per algorithm, that no store
+    /// holds (for fuzzing the verifier).
+    #[doc(hidden)]
+    pub fn generated() -> anyhow::Result<Keyring> {
+        let keys = [SigningAlg::ES256, SigningAlg::RS256, SigningAlg::EdDSA]
+            .into_iter()
+            .map(|alg| {
+                let (kid, private_jwk) = generate_key(alg)?;
+                Ok(StoredKey {
+                    kid,
+                    alg: alg.as_str().to_string(),
+                    private_jwk,
+                    is_current: true,
+                    created_at: 0,
+                    retired_at: None,
+                    expires_at: None,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Keyring::build(&keys)
+    }
+
     /// The `kid` of the current key of `alg`.
     pub fn current_kid(&self, alg: SigningAlg) -> Option<&str> {
         self.signers.get(alg.as_str()).map(|s| s.kid.as_str())

@@ -65,7 +65,8 @@ impl Params {
             .unwrap_or_default()
     }
 
-    fn parse(content_type: &str, body: &[u8]) -> Result<Params, ApiError> {
+    /// Reads a body of `content_type` (a form, or a JSON object of scalars).
+    pub fn parse(content_type: &str, body: &[u8]) -> Result<Params, ApiError> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Params::default());
         }

@@ -119,11 +119,10 @@ pub async fn sweep(state: &AppState, holder: &str, now: i64) -> anyhow::Result<O
 /// Rows of `what` older than this are past their use.
 fn cutoff(settings: &Settings, what: Expired, now: i64) -> i64 {
     match what {
-        Expired::OtpCodes
-        | Expired::VerifiedIdentifiers
-        | Expired::OtpLocks
-        | Expired::Sessions
-        | Expired::Revocations => now,
+        // A code is kept one more lifetime past its expiry: a magic link
+        // opened just before it expired can still be handed to the waiting tab.
+        Expired::OtpCodes => now - settings.otp.ttl.as_secs() as i64,
+        Expired::VerifiedIdentifiers | Expired::OtpLocks | Expired::Sessions | Expired::Revocations => now,
         Expired::RateCounters => now - longest_window(settings),
         Expired::AnonymousSessions => now - ANONYMOUS_SESSION_IDLE,
         Expired::AuthCodes => now - AUTH_CODE_GRACE,

@@ -124,7 +124,17 @@ impl Application {
                     let answer = crate::audit::in_scope(srv.call(req));
                     async move {
                         let (res, events) = answer.await;
-                        let mut res = res?.map_into_boxed_body();
+                        let res = match res {
+                            Ok(res) => res,
+                            Err(e) => {
+                                // An error answer: what it did is still recorded.
+                                if let Some(state) = &state {
+                                    let _ = state.audit.write(&state.store, events).await;
+                                }
+                                return Err(e);
+                            }
+                        };
+                        let mut res = res.map_into_boxed_body();
                         if let Some(state) = state {
                             // The request's audit events are written before it is answered.
                             if let Err(e) = state.audit.write(&state.store, events).await {

@@ -66,7 +66,21 @@ impl Phone {
         if !phonenumber::is_valid(&number) {
             return Err(format!("`{text}` is not a valid phone number"));
         }
-        Ok(Phone(number.format().mode(phonenumber::Mode::E164).to_string()))
+        let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
+        // Only a canonical form is kept: one that reads back as itself. (The
+        // library can rewrite a number it calls valid into one it does not:
+        // `00 43 1111101011148` became `+4311101011148`; found by fuzzing.)
+        // Read back with and without the region, as it will be read later.
+        let reads_back = |region| {
+            phonenumber::parse(region, &e164).is_ok_and(|n| {
+                phonenumber::is_valid(&n) && n.format().mode(phonenumber::Mode::E164).to_string() == e164
+            })
+        };
+        let stable = reads_back(None) && reads_back(region);
+        if !stable {
+            return Err(format!("`{text}` is not a valid phone number"));
+        }
+        Ok(Phone(e164))
     }
 
     /// The `+<digits>` form of an international number as typed, if it is one
@@ -261,6 +275,17 @@ mod tests {
 
     fn us() -> PhoneRules<'static> {
         PhoneRules::region("US")
+    }
+
+    #[test]
+    fn a_number_is_kept_only_in_a_form_that_reads_back_as_itself() {
+        // Found by fuzz/identifiers: the library rewrote this valid-looking
+        // number into an E.164 form that it does not accept.
+        assert!(Phone::parse("00 43 1111101011148", &us()).is_err());
+        for typed in ["+1 415 555 0123", "+44 20 7946 0958", "+44 7400 123456"] {
+            let phone = Phone::parse(typed, &us()).unwrap();
+            assert_eq!(Phone::parse(phone.e164(), &us()).unwrap().e164(), phone.e164());
+        }
     }
 
     #[test]

@@ -69,11 +69,7 @@ fn credentials(req: &HttpRequest, params: &Params) -> Result<Credentials, ApiErr
                 "use one client authentication method, not Basic and client_secret together",
             ));
         }
-        let decoded = STANDARD.decode(encoded).map_err(|_| ApiError::InvalidClient)?;
-        let decoded = String::from_utf8(decoded).map_err(|_| ApiError::InvalidClient)?;
-        let (id, secret) = decoded.split_once(':').ok_or(ApiError::InvalidClient)?;
-        let id = form_decode(id).ok_or(ApiError::InvalidClient)?;
-        let secret = form_decode(secret).ok_or(ApiError::InvalidClient)?;
+        let (id, secret) = decode_basic(&encoded).ok_or(ApiError::InvalidClient)?;
         if params.get("client_id").is_some_and(|body_id| body_id != id) {
             return Err(ApiError::InvalidClient);
         }
@@ -87,6 +83,14 @@ fn credentials(req: &HttpRequest, params: &Params) -> Result<Credentials, ApiErr
         id: id.to_string(),
         secret: params.get("client_secret").map(str::to_string),
     })
+}
+
+/// The client id and secret of an HTTP Basic `Authorization` value (after
+/// `Basic `): base64 of `id:secret`, each form-url-encoded (RFC 6749 §2.3.1).
+pub fn decode_basic(encoded: &str) -> Option<(String, String)> {
+    let decoded = String::from_utf8(STANDARD.decode(encoded).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    Some((form_decode(id)?, form_decode(secret)?))
 }
 
 /// `application/x-www-form-urlencoded` decoding of one value (`+` is a space).

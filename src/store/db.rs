@@ -45,7 +45,7 @@ pub enum DbError {
     Sqlite(rusqlite::Error),
     #[error(transparent)]
     Sqlx(sqlx::Error),
-    #[error(transparent)]
+    #[error("{}", super::pg::describe(.0))]
     Pg(tokio_postgres::Error),
     /// The database could not be reached or did not answer in time.
     #[error("the database is unavailable: {0}")]
@@ -93,6 +93,7 @@ impl From<tokio_postgres::Error> for DbError {
             Some(d) if *d.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => {
                 DbError::Unique(format!("{} ({})", d.message(), d.constraint().unwrap_or("")))
             }
+            Some(d) if super::pg::is_transient(d.code()) => DbError::Unavailable(super::pg::describe(&e)),
             _ => DbError::Pg(e),
         }
     }
@@ -287,9 +288,13 @@ impl Db {
         // holding the connection while it copies pages and fsyncs. 16,000
         // pages (64 MB of WAL) makes that rarer, and copies a page rewritten
         // many times once: ~1,120 → ~1,240 flows/s (bench/RESULTS.md).
+        // No `mmap_size`: mapped pages of a growing file count as the
+        // process's memory (116 MB after a 30 s flow bench). A page cache of
+        // 8 MB instead of SQLite's 2 MB keeps the hot index pages of large
+        // tables (a million accounts) in memory, and the RSS near 30 MB.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;
-             PRAGMA wal_autocheckpoint = 16000;",
+             PRAGMA wal_autocheckpoint = 16000; PRAGMA cache_size = -8000;",
         )?;
         Ok(Db::Sqlite(Arc::new(Mutex::new(Some(conn)))))
     }

@@ -56,7 +56,12 @@ pub use pg::{ACQUIRE_TIMEOUT, STATEMENT_TIMEOUT};
 /// answer 503 `temporarily_unavailable` with `Retry-After` for these.
 pub fn is_unavailable(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| match cause.downcast_ref::<DbError>() {
-        Some(DbError::Unavailable(_)) => true,
+        Some(DbError::Unavailable(_)) | Some(DbError::Closed) => true,
+        // Another process (the CLI) held SQLite's lock past `busy_timeout`.
+        Some(DbError::Sqlite(rusqlite::Error::SqliteFailure(f, _))) => matches!(
+            f.code,
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+        ),
         Some(DbError::Pg(pg)) => pg.is_closed(),
         Some(DbError::Sqlx(s)) => matches!(
             s,
@@ -145,7 +150,15 @@ impl Store {
         work: impl std::future::Future<Output = Result<T, E>>,
     ) -> Result<T, E> {
         let outermost = crate::audit::group_entered();
-        self.db
+        // Events recorded before the group belong to work already done: kept
+        // aside, so that only the group's own go (and go down) with it.
+        let before = if outermost {
+            crate::audit::take_pending()
+        } else {
+            Vec::new()
+        };
+        let out = self
+            .db
             .group(async {
                 let out = work.await;
                 crate::audit::group_left();
@@ -153,24 +166,25 @@ impl Store {
                     return out;
                 }
                 let events = crate::audit::take_pending();
-                if let Err(e) = self.insert_audit_events_last(&events).await {
-                    match self.backend {
-                        // The group's other statements stand: the events are
-                        // left for the request's own write (503 if it fails too).
-                        Backend::Sqlite => crate::audit::hold_again(events),
-                        // The group was rolled back with them: nothing to record.
-                        Backend::Postgres => {
-                            tracing::warn!(
-                                events = events.len(),
-                                "a statement group was rolled back with its audit events"
-                            )
-                        }
-                    }
-                    return Err(e.into());
+                let Err(e) = self.insert_audit_events_last(&events).await else {
+                    return out;
+                };
+                match self.backend {
+                    // The group's other statements stand: the events are
+                    // left for the request's own write (503 if it fails too).
+                    Backend::Sqlite => crate::audit::hold_again(events),
+                    // The group was rolled back with them: nothing to record.
+                    Backend::Postgres => tracing::warn!(
+                        events = events.len(),
+                        "a statement group was rolled back with its audit events"
+                    ),
                 }
-                out
+                // The work's own error, if it had one, says more.
+                Err(out.err().unwrap_or_else(|| e.into()))
             })
-            .await
+            .await;
+        crate::audit::hold_again(before);
+        out
     }
 
     /// Readiness check: the database answers a query.

@@ -52,6 +52,9 @@ pub(crate) struct Conn {
     statements: HashMap<String, Statement>,
     /// Inside a transaction (a group's, or `execute_atomically`'s).
     in_transaction: bool,
+    /// A request was sent and its answer not yet read (the future was
+    /// dropped midway): the server's state is unknown, so it is not reused.
+    busy: bool,
     /// Failed in a way that leaves it unusable: dropped, not pooled.
     broken: bool,
 }
@@ -87,10 +90,36 @@ async fn drive<T>(
         Ok(Err(e)) => {
             if e.is_closed() || e.source().is_some_and(|s| s.is::<std::io::Error>()) {
                 *broken = true;
+                return Err(DbError::Unavailable(e.to_string()));
             }
             Err(e.into())
         }
         Ok(Ok(v)) => Ok(v),
+    }
+}
+
+/// SQLSTATEs that mean "try again shortly", not "this request is wrong":
+/// the connection or server going away (class 08, 57P01 – 57P03), a
+/// deadlock or serialization failure (40P01, 40001), a lock or statement
+/// that waited too long (55P03, 57014).
+pub fn is_transient(code: &tokio_postgres::error::SqlState) -> bool {
+    let code = code.code();
+    code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "40P01" | "40001" | "55P03" | "57014"
+        )
+}
+
+/// A database error's code, message and constraint, never its `DETAIL`
+/// (which can quote a row's values) nor the statement's parameters.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => match d.constraint() {
+            Some(c) => format!("{} {} (constraint {c})", d.code().code(), d.message()),
+            None => format!("{} {}", d.code().code(), d.message()),
+        },
+        None => e.to_string(),
     }
 }
 
@@ -170,12 +199,15 @@ impl Conn {
             return Ok(s.clone());
         }
         let types: Vec<Type> = args.iter().map(param_type).collect();
+        self.busy = true;
         let s = drive(
             &mut self.driver,
             &mut self.broken,
             self.client.prepare_typed(sql, &types),
         )
-        .await?;
+        .await;
+        self.busy = false;
+        let s = s?;
         if self.statements.len() >= CACHED_STATEMENTS {
             self.statements.clear();
         }
@@ -217,14 +249,22 @@ impl Conn {
             committed?;
             Ok(answer)
         };
+        self.busy = true;
+        self.in_transaction |= begin;
         let answered = drive(&mut self.driver, &mut self.broken, all).await;
-        self.in_transaction = (self.in_transaction || begin) && !commit;
+        self.busy = false;
+        self.in_transaction = self.in_transaction && !commit;
         answered
     }
 
     /// Runs plain SQL without parameters (`BEGIN`, `COMMIT`, savepoints).
     pub async fn simple(&mut self, sql: &str) -> DbResult<()> {
+        self.busy = true;
+        if sql == "BEGIN" {
+            self.in_transaction = true;
+        }
         let answered = drive(&mut self.driver, &mut self.broken, self.client.batch_execute(sql)).await;
+        self.busy = false;
         match sql {
             "BEGIN" => self.in_transaction = answered.is_ok(),
             "COMMIT" | "ROLLBACK" => self.in_transaction = false,
@@ -268,7 +308,8 @@ impl std::ops::DerefMut for Lent {
 impl Drop for Lent {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            if !conn.broken && !conn.in_transaction && !self.pool.closed.load(Ordering::Relaxed) {
+            let reusable = !conn.broken && !conn.busy && !conn.in_transaction;
+            if reusable && !self.pool.closed.load(Ordering::Relaxed) {
                 if let Ok(mut idle) = self.pool.idle.lock() {
                     idle.push(conn);
                 }
@@ -291,8 +332,20 @@ impl PgPool {
             Some(m) => url.replace(&format!("sslmode={m}"), "sslmode=require"),
             None => url.to_string(),
         };
-        let config = tokio_postgres::Config::from_str(&plain)
+        let mut config = tokio_postgres::Config::from_str(&plain)
             .map_err(|e| anyhow::anyhow!("configuration key `database.url`: invalid URL ({e})"))?;
+        // The server enforces limits too, so that a node that vanishes
+        // mid-transaction (a paused VM, a blackholed network) does not hold
+        // its row locks until TCP gives up: its transaction ends after 10 s
+        // idle; a statement may run 5 s and wait 3 s for a lock.
+        let options = format!(
+            "{} -c idle_in_transaction_session_timeout=10s -c statement_timeout=5s -c lock_timeout=3s",
+            config.get_options().unwrap_or("")
+        );
+        config
+            .options(options.trim())
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30));
         let tls = native_tls::TlsConnector::builder()
             .danger_accept_invalid_certs(verify.is_none())
             .danger_accept_invalid_hostnames(verify != Some("verify-full"))
@@ -321,6 +374,7 @@ impl PgPool {
             driver: Box::pin(connection),
             statements: HashMap::new(),
             in_transaction: false,
+            busy: false,
             broken: false,
         })
     }
