@@ -45,7 +45,8 @@ level = "warn"
         try:
             if requests.get(f"{issuer}/health/ready", timeout=1).ok:
                 return issuer, child
-        except requests.ConnectionError:
+        except requests.RequestException:
+            # Refused, or accepted but not answered yet (still starting): try again.
             pass
         time.sleep(0.1)
     sys.exit("sesame did not become ready")
