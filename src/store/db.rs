@@ -129,19 +129,32 @@ fn pg_group(pool: &Arc<PgPool>) -> Option<PgGroup> {
         .flatten()
 }
 
+/// Where a statement stands in its group (on PostgreSQL; SQLite runs a
+/// group as one transaction whatever its statements say).
+#[derive(Clone, Copy, PartialEq)]
+enum Place {
+    /// Begins the group's transaction if it is the first.
+    InGroup,
+    /// The group's transaction commits with it.
+    Last,
+    /// Runs on its own (autocommit) while the group has not begun its
+    /// transaction, so the row locks it takes end with it.
+    Alone,
+}
+
 /// Runs one statement on PostgreSQL: on the group's connection (its first
 /// statement begins the transaction), or on one from the pool. (Callers box
 /// this future: it is large, and requests nest many statements.)
-/// With `last`, the group's transaction commits with this statement.
-async fn pg_run(pool: &Arc<PgPool>, sql: &str, args: &[Arg], want: Want, last: bool) -> DbResult<Answer> {
+async fn pg_run(pool: &Arc<PgPool>, sql: &str, args: &[Arg], want: Want, place: Place) -> DbResult<Answer> {
     if let Some(group) = pg_group(pool) {
         let mut slot = group.lock().await;
         if slot.is_none() {
             *slot = Some(pool.acquire().await?);
         }
         let conn = slot.as_mut().expect("just set");
-        let begin = !conn.in_transaction();
-        return conn.run(sql, args, want, begin, last).await;
+        let begin = !conn.in_transaction() && place != Place::Alone;
+        let commit = place == Place::Last && (begin || conn.in_transaction());
+        return conn.run(sql, args, want, begin, commit).await;
     }
     pool.acquire().await?.run(sql, args, want, false, false).await
 }
@@ -257,6 +270,7 @@ pub(crate) struct Query<'a> {
     db: &'a Db,
     sql: Cow<'static, str>,
     args: Vec<Arg>,
+    place: Place,
 }
 
 /// What `execute` did.
@@ -275,6 +289,7 @@ impl Db {
             db: self,
             sql: sql.into(),
             args: Vec::new(),
+            place: Place::InGroup,
         }
     }
 
@@ -447,6 +462,17 @@ impl Query<'_> {
         self
     }
 
+    /// On PostgreSQL, a statement that comes before its group has begun a
+    /// transaction runs on its own (autocommit), so that the row locks it
+    /// takes are not held through the group's later statements. For rows
+    /// that many requests update (a counter per client or per address): held
+    /// across round trips, such a lock makes every request queue behind the
+    /// one in front. The statement must be a rule on its own, as they all are.
+    pub fn on_its_own(mut self) -> Self {
+        self.place = Place::Alone;
+        self
+    }
+
     pub async fn execute(self) -> DbResult<Done> {
         self.execute_as(false).await
     }
@@ -459,9 +485,10 @@ impl Query<'_> {
     }
 
     async fn execute_as(self, last: bool) -> DbResult<Done> {
+        let place = if last { Place::Last } else { self.place };
         match self.db {
             Db::Sqlite(conn) => Db::with_sqlite(conn, |c| self.execute_on(c)).await,
-            Db::Postgres(pool) => match Box::pin(pg_run(pool, &self.sql, &self.args, Want::Count, last)).await? {
+            Db::Postgres(pool) => match Box::pin(pg_run(pool, &self.sql, &self.args, Want::Count, place)).await? {
                 Answer::Count(n) => Ok(Done(n)),
                 Answer::Rows(rows) => Ok(Done(rows.len() as u64)),
             },
@@ -495,7 +522,7 @@ impl Query<'_> {
                 })
                 .await
             }
-            Db::Postgres(pool) => match Box::pin(pg_run(pool, &self.sql, &self.args, Want::Rows, false)).await? {
+            Db::Postgres(pool) => match Box::pin(pg_run(pool, &self.sql, &self.args, Want::Rows, self.place)).await? {
                 Answer::Rows(rows) => Ok(rows.into_iter().map(Row::Pg).collect()),
                 Answer::Count(_) => Ok(Vec::new()),
             },

@@ -16,6 +16,7 @@ mod cli;
 mod client_credentials;
 mod conformance;
 mod conformance_logout;
+mod contention;
 mod crashes;
 mod delivery;
 mod discovery;

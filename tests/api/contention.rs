@@ -1,0 +1,113 @@
+//! Requests that share a counter (one client, one address) do not queue
+//! behind each other's transactions on PostgreSQL: a counter's row is locked
+//! for its own statement, not until the group that counted it commits. The
+//! tests hold a row from another session to stop a request at a known point.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sesame::domain::{Email, Identifier};
+use sqlx::Connection;
+
+use crate::helpers::{spawn_app, Db, TestApp, Who, APP};
+
+/// Takes `key`'s counter row in `tx` (inserted or updated, uncommitted), so
+/// that whoever counts it next waits for `tx`.
+async fn hold(tx: &mut sqlx::PgConnection, key: &str) {
+    sqlx::query(
+        "INSERT INTO rate_counters (key, window_start, count) VALUES ($1, 0, 0)
+         ON CONFLICT (key) DO UPDATE SET count = rate_counters.count",
+    )
+    .bind(key)
+    .execute(tx)
+    .await
+    .unwrap();
+}
+
+/// The counter key of `email` from this test's address, for `kind`.
+fn source_key(app: &TestApp, kind: &str, email: &str) -> String {
+    let ident = Identifier::Email(Email::parse(email).unwrap());
+    format!(
+        "{kind}:{}|{}",
+        sesame::otp::ident_key(&app.state, &ident),
+        sesame::net::ip_bucket(Some("127.0.0.1"))
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(sesame_test_postgres), ignore = "set SESAME_TEST_POSTGRES_URL to run it")]
+async fn a_send_held_up_inside_its_group_does_not_hold_up_other_sends_from_the_same_client_and_address() {
+    let db = Db::postgres().await;
+    let app = Arc::new(spawn_app(&db).await);
+    // Send A's group will stop at its resend-gap counter, which another
+    // session holds: an uncommitted insert of the same key. That comes after
+    // A has counted the address's and the client's sends.
+    let resend = source_key(&app, "resend", "held@example.com");
+    let mut other = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut holder = other.begin().await.unwrap();
+    hold(&mut holder, &resend).await;
+
+    let held = {
+        let app = app.clone();
+        tokio::spawn(async move { app.getcode(APP, Who::Email("held@example.com")).await.status() })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!held.is_finished(), "send A waits for the held counter");
+
+    // B: another identifier, the same client and address.
+    let started = Instant::now();
+    let b = tokio::time::timeout(
+        Duration::from_millis(1500),
+        app.getcode(APP, Who::Email("free@example.com")),
+    )
+    .await
+    .expect("send B does not wait for send A's transaction");
+    assert_eq!(b.status(), 200);
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    assert!(!held.is_finished(), "A was still held while B was answered");
+
+    holder.rollback().await.unwrap();
+    assert_eq!(held.await.unwrap(), 200, "A goes on once the counter is free");
+}
+
+/// A send counts its limits first and writes its code last; a verification
+/// takes the code first and lifts the resend gap last. When the send held
+/// its counters until it committed, the two deadlocked for one identifier
+/// (PostgreSQL then ends one of them: a 503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(sesame_test_postgres), ignore = "set SESAME_TEST_POSTGRES_URL to run it")]
+async fn a_send_and_a_verification_for_one_identifier_do_not_deadlock() {
+    let db = Db::postgres().await;
+    let app = Arc::new(spawn_app(&db).await);
+    let who = Who::Email("both@example.com");
+    assert_eq!(app.getcode(APP, who).await.status(), 200);
+    let code = app.outbox_code().await;
+    // The resend gap has passed (its window moved back), so the second send
+    // is allowed and counts the gap's row again.
+    db.execute("UPDATE rate_counters SET window_start = 0 WHERE key LIKE 'resend:%'")
+        .await;
+
+    // The second send stops after its resend-gap counter, at its send count.
+    let mut other = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut holder = other.begin().await.unwrap();
+    hold(&mut holder, &source_key(&app, "sends", "both@example.com")).await;
+    let send = {
+        let app = app.clone();
+        tokio::spawn(async move { app.getcode(APP, Who::Email("both@example.com")).await.status() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The verification takes the code, then lifts the resend gap the send counted.
+    let verify = {
+        let app = app.clone();
+        let code = code.clone();
+        tokio::spawn(async move {
+            app.verifycode(APP, Who::Email("both@example.com"), &code)
+                .await
+                .status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    holder.rollback().await.unwrap();
+    let (send, verify) = (send.await.unwrap().as_u16(), verify.await.unwrap().as_u16());
+    assert_eq!((send, verify), (200, 200), "the send and the verification both succeed");
+}
