@@ -44,6 +44,7 @@ impl Store {
             .query("SELECT 1 AS one FROM rate_counters WHERE key = $1 AND window_start > $2")
             .bind(key)
             .bind(now() - window)
+            .on_its_own()
             .fetch_optional()
             .await?;
         Ok(row.is_some())

@@ -173,7 +173,8 @@ impl Store {
                     // The group's other statements stand: the events are
                     // left for the request's own write (503 if it fails too).
                     Backend::Sqlite => crate::audit::hold_again(events),
-                    // The group was rolled back with them: nothing to record.
+                    // The group's transaction was rolled back with them:
+                    // nothing to record (counters that ran on their own stand).
                     Backend::Postgres => tracing::warn!(
                         events = events.len(),
                         "a statement group was rolled back with its audit events"

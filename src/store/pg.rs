@@ -11,7 +11,8 @@
 //! - **A statement group is one transaction** (`Db::group`). Its `BEGIN`
 //!   goes out with its first statement (pipelined: one round trip), and its
 //!   `COMMIT` follows the last, whatever the work returned, so a counted try
-//!   stays counted as on SQLite.
+//!   stays counted as on SQLite. Statements marked `on_its_own` that come
+//!   before the first other one (the send counters) commit one by one.
 //! - **Bounded waits.** A connection is waited for at most
 //!   `ACQUIRE_TIMEOUT` and a statement's answer at most `STATEMENT_TIMEOUT`;
 //!   past either, the database counts as unavailable (503), and a connection
