@@ -86,6 +86,18 @@ pub async fn store(state: &AppState, t: &UserTokens<'_>) -> Result<Stored, ApiEr
         }
         (None, _) => (None, None),
     };
+    // Recorded here, with what was stored, so that a grant that stores in
+    // its statement group commits the event with it (one write less than
+    // after signing). Signing cannot fail but for a broken key (a 500); the
+    // event then names tokens that were stored and never handed out.
+    state.audit.record(Event {
+        event: "token_issued",
+        client_id: Some(&t.client.id),
+        user_id: Some(&t.user.id),
+        ip: t.ip,
+        detail: Some(t.grant),
+        ..Default::default()
+    });
     Ok(Stored {
         refresh_token,
         family_id,
@@ -130,15 +142,6 @@ pub fn sign(state: &AppState, t: UserTokens<'_>, stored: Stored) -> Result<Token
     } else {
         None
     };
-    let event = Event {
-        event: "token_issued",
-        client_id: Some(&t.client.id),
-        user_id: Some(&t.user.id),
-        ip: t.ip,
-        detail: Some(t.grant),
-        ..Default::default()
-    };
-    state.audit.record(event);
     Ok(TokenResponse {
         access_token: access.token,
         token_type: "Bearer",

@@ -153,10 +153,10 @@ pub async fn count_try(state: &AppState, origin: &Origin<'_>, key: &str) -> Resu
     Ok(())
 }
 
-/// A try that was right is not a failure.
-pub async fn forgive_try(state: &AppState, key: &str) -> Result<(), OtpError> {
-    state.store.unhit(&format!("failures:{key}")).await?;
-    Ok(())
+/// Consumes the code of a try that was right, which then is not a failure
+/// (its count is given back). `false` when another request used the code first.
+pub async fn consume_forgiven(state: &AppState, key: &str, code_id: &str) -> Result<bool, OtpError> {
+    Ok(state.store.consume_code(code_id, &format!("failures:{key}")).await?)
 }
 
 /// After `otp.max_attempts` wrong tries at its code, a source is locked out

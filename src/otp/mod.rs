@@ -296,8 +296,7 @@ async fn verify_checked(state: &AppState, origin: &Origin<'_>, key: &str, code: 
         state.digester.digest("code", code).as_bytes(),
         attempt.code_digest.as_bytes(),
     ) {
-        limits::forgive_try(state, key).await?;
-        if state.store.consume_code(&attempt.id).await? {
+        if limits::consume_forgiven(state, key, &attempt.id).await? {
             limits::remember_source(state, key, &source).await?;
             state.metrics.code_verified();
             audit(state, origin, "code_verified", key, Some(&attempt.channel));

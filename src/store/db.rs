@@ -374,6 +374,53 @@ impl Db {
         }
     }
 
+    /// Runs the statements in one transaction (the group's, if one runs),
+    /// and on PostgreSQL pipelined: all sent before the first answer is
+    /// read, one round trip. For statements that do not depend on each
+    /// other's answers. Returns the rows each changed.
+    pub async fn execute_pipelined(&self, queries: Vec<Query<'_>>) -> DbResult<Vec<u64>> {
+        let pool = match self {
+            Db::Postgres(pool) => pool,
+            Db::Sqlite(conn) => {
+                return Db::with_sqlite(conn, |c| {
+                    let sp = c.savepoint()?;
+                    let changed = queries
+                        .iter()
+                        .map(|q| Ok(q.execute_on(&sp)?.rows_affected()))
+                        .collect::<DbResult<Vec<u64>>>()?;
+                    sp.commit()?;
+                    Ok(changed)
+                })
+                .await;
+            }
+        };
+        let batch: Vec<(&str, &[Arg], Want)> = queries
+            .iter()
+            .map(|q| (q.sql.as_ref(), q.args.as_slice(), Want::Count))
+            .collect();
+        let count = |answers: Vec<Answer>| {
+            answers
+                .into_iter()
+                .map(|a| match a {
+                    Answer::Count(n) => n,
+                    Answer::Rows(rows) => rows.len() as u64,
+                })
+                .collect()
+        };
+        if let Some(group) = pg_group(pool) {
+            let mut slot = group.lock().await;
+            if slot.is_none() {
+                *slot = Some(pool.acquire().await?);
+            }
+            let conn = slot.as_mut().expect("just set");
+            let begin = !conn.in_transaction();
+            return Ok(count(Box::pin(conn.run_all(&batch, begin, false)).await?));
+        }
+        // A transaction of its own, begun and committed in the same round trip.
+        let mut conn = pool.acquire().await?;
+        Ok(count(Box::pin(conn.run_all(&batch, true, true)).await?))
+    }
+
     /// Runs `f` on the SQLite connection: the one lent to a group running
     /// on this thread, or else the shared one, once it is free.
     pub async fn with_sqlite<T, E: From<DbError>>(
@@ -780,6 +827,48 @@ mod tests {
         assert!(err.is_unique_violation(), "{err}");
         let missing = db.query("INSERT INTO nowhere VALUES (1)").execute().await.unwrap_err();
         assert!(!missing.is_unique_violation());
+    }
+
+    #[tokio::test]
+    async fn pipelined_statements_say_what_each_changed_and_take_effect_together() {
+        let db = memory().await;
+        let insert = |k: &'static str| db.query("INSERT INTO t (k, n) VALUES ($1, 1)").bind(k);
+        let bump = |k: &'static str| db.query("UPDATE t SET n = n + 1 WHERE k = $1").bind(k);
+        let changed = db
+            .execute_pipelined(vec![insert("a"), bump("a"), bump("none")])
+            .await
+            .unwrap();
+        assert_eq!(changed, vec![1, 1, 0]);
+        let err = db.execute_pipelined(vec![insert("b"), insert("a")]).await.unwrap_err();
+        assert!(err.is_unique_violation());
+        assert_eq!(count(&db).await, 1, "`b` went with the failed `a`");
+    }
+
+    /// The same on PostgreSQL, where the statements go out in one round
+    /// trip: a failure rolls back the ones before it, and every answer is
+    /// read, so the connection is fit for the next request.
+    #[cfg(sesame_test_postgres)]
+    #[tokio::test]
+    async fn pipelined_statements_on_postgres_fail_together_and_leave_the_connection_usable() {
+        let url = std::env::var("SESAME_TEST_POSTGRES_URL").unwrap();
+        // One connection, so that the temporary table is seen by every statement.
+        let db = Db::Postgres(super::super::pg::PgPool::open(&url, 1).await.unwrap());
+        db.query("CREATE TEMPORARY TABLE t (k TEXT PRIMARY KEY, n BIGINT, note TEXT)")
+            .execute()
+            .await
+            .unwrap();
+        let insert = |k: &'static str| db.query("INSERT INTO t (k, n) VALUES ($1, 1)").bind(k);
+        let bump = |k: &'static str| db.query("UPDATE t SET n = n + 1 WHERE k = $1").bind(k);
+        let changed = db
+            .execute_pipelined(vec![insert("a"), bump("a"), bump("none")])
+            .await
+            .unwrap();
+        assert_eq!(changed, vec![1, 1, 0]);
+        let err = db.execute_pipelined(vec![insert("b"), insert("a")]).await.unwrap_err();
+        assert!(err.is_unique_violation(), "{err}");
+        assert_eq!(count(&db).await, 1, "`b` went with the failed `a`");
+        let row = db.query("SELECT n FROM t WHERE k = 'a'").fetch_one().await.unwrap();
+        assert_eq!(row.try_get::<i64, _>("n").unwrap(), 2);
     }
 
     #[tokio::test]

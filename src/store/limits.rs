@@ -76,12 +76,14 @@ impl Store {
 
     /// Gives back one count of `key` (a password try that succeeded).
     pub async fn unhit(&self, key: &str) -> anyhow::Result<()> {
+        self.unhit_query(key).execute().await?;
+        Ok(())
+    }
+
+    pub(super) fn unhit_query(&self, key: &str) -> super::db::Query<'_> {
         self.db
             .query("UPDATE rate_counters SET count = count - 1 WHERE key = $1 AND count > 0")
             .bind(key)
-            .execute()
-            .await?;
-        Ok(())
     }
 
     /// Locks the identifier until `until` (extends, never shortens, a lock).

@@ -55,17 +55,18 @@ impl Store {
     /// is simply no live code, and the resend gap keeps sends apart.
     pub async fn insert_code(&self, c: &NewCode<'_>) -> anyhow::Result<()> {
         let now = now();
-        self.db
+        // Two statements, one round trip on PostgreSQL (pipelined): the new
+        // code is not among those the first kills, since it is not there yet.
+        let kill = self
+            .db
             .query(
                 "UPDATE otp_codes SET dead = 1
              WHERE ident_key = $1 AND client_id = $2 AND source IN ($3, '') AND used_at IS NULL AND dead = 0",
             )
             .bind(c.ident_key)
             .bind(c.client_id)
-            .bind(c.source)
-            .execute()
-            .await?;
-        self.db.query(
+            .bind(c.source);
+        let insert = self.db.query(
             "INSERT INTO otp_codes (id, ident_key, client_id, channel, code_digest, magic_digest, user_id, created_at, expires_at, match_number, source)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
@@ -79,9 +80,8 @@ impl Store {
         .bind(now)
         .bind(now + c.ttl)
         .bind(c.match_number)
-        .bind(c.source)
-        .execute()
-        .await?;
+        .bind(c.source);
+        self.db.execute_pipelined(vec![kill, insert]).await?;
         Ok(())
     }
 
@@ -138,15 +138,20 @@ impl Store {
     }
 
     /// Marks the code used; `false` when another request consumed it first.
-    pub async fn consume_code(&self, id: &str) -> anyhow::Result<bool> {
-        let row = self
+    /// Gives back, in the same round trip (pipelined on PostgreSQL), the try
+    /// counted against `failures_key` (`Store::unhit`): a right code is no
+    /// failure, whether or not this request is the one that uses it.
+    pub async fn consume_code(&self, id: &str, failures_key: &str) -> anyhow::Result<bool> {
+        let consume = self
             .db
-            .query("UPDATE otp_codes SET used_at = $2 WHERE id = $1 AND used_at IS NULL AND dead = 0 RETURNING id")
+            .query("UPDATE otp_codes SET used_at = $2 WHERE id = $1 AND used_at IS NULL AND dead = 0")
             .bind(id)
-            .bind(now())
-            .fetch_optional()
+            .bind(now());
+        let changed = self
+            .db
+            .execute_pipelined(vec![self.unhit_query(failures_key), consume])
             .await?;
-        Ok(row.is_some())
+        Ok(changed[1] == 1)
     }
 
     /// Uses a magic link token, once. The link signs in the browser that opens

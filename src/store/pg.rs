@@ -221,15 +221,39 @@ impl Conn {
     /// (If the statement fails, PostgreSQL answers that `COMMIT` by rolling
     /// the transaction back.)
     pub async fn run(&mut self, sql: &str, args: &[Arg], want: Want, begin: bool, commit: bool) -> DbResult<Answer> {
-        let stmt = self.statement(sql, args).await?;
-        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        let mut answers = self.run_all(&[(sql, args, want)], begin, commit).await?;
+        Ok(answers.pop().expect("one answer per statement"))
+    }
+
+    /// Runs statements pipelined: all of them are sent before the first
+    /// answer is read, so they cost one round trip (with `begin` and
+    /// `commit` as for `run`). Their answers, in order; the first error if
+    /// one failed (inside a transaction the ones after it then fail too).
+    pub async fn run_all(
+        &mut self,
+        batch: &[(&str, &[Arg], Want)],
+        begin: bool,
+        commit: bool,
+    ) -> DbResult<Vec<Answer>> {
+        let mut statements = Vec::with_capacity(batch.len());
+        for (sql, args, _) in batch {
+            statements.push(self.statement(sql, args).await?);
+        }
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = batch
+            .iter()
+            .map(|(_, args, _)| args.iter().map(|a| a as &(dyn ToSql + Sync)).collect())
+            .collect();
         let client = &self.client;
-        let statement = async {
-            match want {
-                Want::Count => client.execute(&stmt, &params).await.map(Answer::Count),
-                Want::Rows => client.query(&stmt, &params).await.map(Answer::Rows),
-            }
-        };
+        let each = batch
+            .iter()
+            .zip(&statements)
+            .zip(&params)
+            .map(|(((_, _, want), stmt), params)| async move {
+                match want {
+                    Want::Count => client.execute(stmt, params).await.map(Answer::Count),
+                    Want::Rows => client.query(stmt, params).await.map(Answer::Rows),
+                }
+            });
         let skip = || async { Ok::<(), tokio_postgres::Error>(()) };
         let all = async {
             let before = async {
@@ -244,11 +268,12 @@ impl Conn {
                     false => skip().await,
                 }
             };
-            let (begun, answer, committed) = tokio::join!(before, statement, after);
+            // Polled in this order, so sent in this order.
+            let (begun, answers, committed) = tokio::join!(before, futures_util::future::join_all(each), after);
             begun?;
-            let answer = answer?;
+            let answers = answers.into_iter().collect::<Result<Vec<_>, _>>()?;
             committed?;
-            Ok(answer)
+            Ok(answers)
         };
         self.busy = true;
         self.in_transaction |= begin;

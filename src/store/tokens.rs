@@ -25,36 +25,33 @@ impl Store {
     /// no token and so could never be used.
     pub async fn insert_family(&self, f: &Family, first_token_digest: Option<&str>) -> anyhow::Result<()> {
         let now = now();
-        self.grouped(async {
-            self.db
-                .query(
-                    "INSERT INTO token_families (id, client_id, user_id, scope, amr, auth_time, created_at, expires_at, resources, session_id)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
-                .bind(&f.id)
-                .bind(&f.client_id)
-                .bind(&f.user_id)
-                .bind(&f.scope)
-                .bind(&f.amr)
-                .bind(f.auth_time)
-                .bind(now)
-                .bind(f.expires_at)
-                .bind(&f.resources)
-                .bind(f.session_id.as_deref())
-                .execute()
-                .await?;
-            if let Some(digest) = first_token_digest {
+        // In one transaction, pipelined on PostgreSQL (one round trip).
+        let mut queries = vec![self
+            .db
+            .query(
+                "INSERT INTO token_families (id, client_id, user_id, scope, amr, auth_time, created_at, expires_at, resources, session_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(&f.id)
+            .bind(&f.client_id)
+            .bind(&f.user_id)
+            .bind(&f.scope)
+            .bind(&f.amr)
+            .bind(f.auth_time)
+            .bind(now)
+            .bind(f.expires_at)
+            .bind(&f.resources)
+            .bind(f.session_id.as_deref())];
+        if let Some(digest) = first_token_digest {
+            queries.push(
                 self.db
                     .query("INSERT INTO refresh_tokens (digest, family_id, created_at) VALUES ($1, $2, $3)")
                     .bind(digest)
                     .bind(&f.id)
-                    .bind(now)
-                    .execute()
-                    .await?;
-            }
-            Ok::<_, super::DbError>(())
-        })
-        .await?;
+                    .bind(now),
+            );
+        }
+        self.db.execute_pipelined(queries).await?;
         Ok(())
     }
 
