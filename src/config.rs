@@ -99,6 +99,21 @@ pub struct DatabaseSettings {
     /// runs it); `"0s"`: never on this node.
     #[serde(deserialize_with = "duration::de")]
     pub retention_interval: Duration,
+    /// What stands between the nodes and PostgreSQL.
+    pub pooler: Pooler,
+}
+
+/// `database.pooler`: `none` (PostgreSQL itself, or a pooler in session
+/// mode, which is the same to Sesame) or `transaction` (PgBouncer in
+/// transaction mode and the like: each transaction may run on another
+/// server connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooler {
+    #[default]
+    None,
+    Session,
+    Transaction,
 }
 
 impl Default for DatabaseSettings {
@@ -107,6 +122,7 @@ impl Default for DatabaseSettings {
             url: "sqlite://sesame.db".into(),
             max_connections: None,
             retention_interval: Duration::from_secs(60),
+            pooler: Pooler::None,
         }
     }
 }

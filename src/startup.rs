@@ -29,11 +29,20 @@ pub struct Application {
     pub state: Arc<AppState>,
 }
 
-/// Opens the store and applies migrations (also `sesame migrate`).
+/// Opens the store and applies migrations (also `sesame migrate`); behind
+/// a transaction-mode pooler, checks that they were applied.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
-    let store = Store::connect(&settings.database.url, settings.database.max_connections).await?;
-    store.migrate().await?;
+    let db = &settings.database;
+    let store = Store::open(&db.url, db.max_connections, transaction_pooler(settings)).await?;
+    match transaction_pooler(settings) {
+        true => store.check_migrated().await?,
+        false => store.migrate().await?,
+    }
     Ok(store)
+}
+
+fn transaction_pooler(settings: &Settings) -> bool {
+    settings.database.pooler == crate::config::Pooler::Transaction
 }
 
 /// How long a retired key stays published: the longest life of a token it signed, plus slack.
@@ -79,7 +88,7 @@ impl Application {
         // to that worker's runtime, which is gone by the final flush.
         let audit_store = match store.backend {
             Backend::Sqlite => store.clone(),
-            Backend::Postgres => Store::connect(&settings.database.url, Some(1)).await?,
+            Backend::Postgres => Store::open(&settings.database.url, Some(1), transaction_pooler(&settings)).await?,
         };
         let audit = crate::audit::AuditLog::start(audit_store);
         let backchannel = crate::oidc::backchannel::Backchannel::start(

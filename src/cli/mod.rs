@@ -59,6 +59,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         match cli.command {
             Command::Serve => serve(settings).await,
             Command::Migrate => {
+                if settings.database.pooler == crate::config::Pooler::Transaction {
+                    anyhow::bail!(
+                        "migrations do not run through a transaction-mode pooler: run `sesame migrate` with \
+                         `database.url` pointing at PostgreSQL itself and `database.pooler = \"none\"` \
+                         (e.g. SESAME_DATABASE__URL=postgres://… SESAME_DATABASE__POOLER=none sesame migrate)"
+                    );
+                }
                 open_store(&settings).await?;
                 println!(
                     "migrations applied to {}",

@@ -844,6 +844,29 @@ mod tests {
         assert_eq!(count(&db).await, 1, "`b` went with the failed `a`");
     }
 
+    /// Every connection carries the server-side limits (set after
+    /// connecting, so that PgBouncer, which refuses the `options` startup
+    /// parameter, lets Sesame in).
+    #[cfg(sesame_test_postgres)]
+    #[tokio::test]
+    async fn a_postgres_connection_has_the_server_side_limits() {
+        let url = std::env::var("SESAME_TEST_POSTGRES_URL").unwrap();
+        let db = Db::Postgres(super::super::pg::PgPool::open(&url, 1, false).await.unwrap());
+        for (setting, value) in [
+            ("statement_timeout", "5s"),
+            ("lock_timeout", "3s"),
+            ("idle_in_transaction_session_timeout", "10s"),
+        ] {
+            let row = db
+                .query("SELECT current_setting($1) AS v")
+                .bind(setting)
+                .fetch_one()
+                .await
+                .unwrap();
+            assert_eq!(row.try_get::<String, _>("v").unwrap(), value, "{setting}");
+        }
+    }
+
     /// The same on PostgreSQL, where the statements go out in one round
     /// trip: a failure rolls back the ones before it, and every answer is
     /// read, so the connection is fit for the next request.
@@ -852,7 +875,7 @@ mod tests {
     async fn pipelined_statements_on_postgres_fail_together_and_leave_the_connection_usable() {
         let url = std::env::var("SESAME_TEST_POSTGRES_URL").unwrap();
         // One connection, so that the temporary table is seen by every statement.
-        let db = Db::Postgres(super::super::pg::PgPool::open(&url, 1).await.unwrap());
+        let db = Db::Postgres(super::super::pg::PgPool::open(&url, 1, false).await.unwrap());
         db.query("CREATE TEMPORARY TABLE t (k TEXT PRIMARY KEY, n BIGINT, note TEXT)")
             .execute()
             .await

@@ -75,6 +75,12 @@ impl Store {
     /// Connects to `sqlite://…` (created if missing; WAL, foreign keys, busy
     /// timeout), `sqlite::memory:`, or `postgres://…`.
     pub async fn connect(url: &str, max_connections: Option<u32>) -> anyhow::Result<Store> {
+        Store::open(url, max_connections, false).await
+    }
+
+    /// As `connect`; `transaction_pooler`: PostgreSQL is behind a
+    /// transaction-mode pooler (`database.pooler = "transaction"`).
+    pub async fn open(url: &str, max_connections: Option<u32>, transaction_pooler: bool) -> anyhow::Result<Store> {
         let (backend, db) = if let Some(rest) = url.strip_prefix("sqlite:") {
             if max_connections.is_some_and(|n| n != 1) {
                 tracing::warn!("`database.max_connections` sizes the PostgreSQL pool only; SQLite uses one connection");
@@ -84,7 +90,7 @@ impl Store {
                 .with_context(|| format!("cannot open the SQLite database ({})", redact_url(url)))?;
             (Backend::Sqlite, db)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let pool = pg::PgPool::open(url, max_connections.unwrap_or(8))
+            let pool = pg::PgPool::open(url, max_connections.unwrap_or(8), transaction_pooler)
                 .await
                 .with_context(|| format!("cannot connect to the database ({})", redact_url(url)))?;
             (Backend::Postgres, Db::Postgres(pool))
@@ -96,6 +102,42 @@ impl Store {
             backend,
             client_cache: Default::default(),
         })
+    }
+
+    /// Behind a transaction-mode pooler, where `serve` does not migrate
+    /// (sqlx's migrator holds a session lock and prepares statements, which
+    /// such a pooler does not keep): that this build's migrations have all
+    /// been applied, and a warning when the role has no server-side limits.
+    pub async fn check_migrated(&self) -> anyhow::Result<()> {
+        let latest = MIGRATOR.migrations.iter().map(|m| m.version).max().unwrap_or(0);
+        let applied = self
+            .db
+            .query("SELECT COALESCE(MAX(version), 0) AS v FROM _sqlx_migrations WHERE success")
+            .fetch_one()
+            .await
+            .ok()
+            .and_then(|row| row.try_get::<i64, _>("v").ok())
+            .unwrap_or(0);
+        if applied < latest {
+            anyhow::bail!(
+                "the database schema is behind this build (migration {applied}, this build needs {latest}); \
+                 with `database.pooler = \"transaction\"` Sesame does not migrate through the pooler: \
+                 run `sesame migrate` with `database.url` pointing at PostgreSQL itself"
+            );
+        }
+        let row = self
+            .db
+            .query("SELECT current_setting('statement_timeout') AS s, current_setting('idle_in_transaction_session_timeout') AS i")
+            .fetch_one()
+            .await?;
+        if row.try_get::<String, _>("s")? == "0" || row.try_get::<String, _>("i")? == "0" {
+            tracing::warn!(
+                "behind a transaction-mode pooler Sesame cannot set its server-side limits; set them on its role: \
+                 ALTER ROLE … SET statement_timeout = '5s'; ALTER ROLE … SET lock_timeout = '3s'; \
+                 ALTER ROLE … SET idle_in_transaction_session_timeout = '10s'"
+            );
+        }
+        Ok(())
     }
 
     /// Caches client lookups for `ttl` (zero: no cache).
@@ -206,8 +248,15 @@ impl Store {
 /// Applies `migrator` over a connection of sqlx's own (sqlx records and
 /// locks migrations as it always has; the store's statements use `pg.rs`).
 async fn migrate_postgres(url: &str, migrator: &sqlx::migrate::Migrator) -> anyhow::Result<()> {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(url)
+    use sqlx::{ConnectOptions, Connection};
+    use std::str::FromStr;
+    // Without the `extra_float_digits` startup parameter (the schema has no
+    // floats), which PgBouncer refuses unless told to ignore it.
+    let options = sqlx::postgres::PgConnectOptions::from_str(url)
+        .with_context(|| format!("configuration key `database.url`: invalid URL ({})", redact_url(url)))?
+        .extra_float_digits(None);
+    let mut conn = options
+        .connect()
         .await
         .with_context(|| format!("cannot connect to the database ({})", redact_url(url)))?;
     migrator.run(&mut conn).await.context("database migration failed")?;

@@ -41,6 +41,12 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 /// lost: a database that stopped answering (a blackholed network) gives a
 /// 503, not a hang.
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The server enforces limits too, so that a node that vanishes
+/// mid-transaction (a paused VM, a blackholed network) does not hold its
+/// row locks until TCP gives up: its transaction ends after 10 s idle; a
+/// statement may run 5 s and wait 3 s for a lock.
+const SESSION_LIMITS: &str =
+    "SET idle_in_transaction_session_timeout = '10s'; SET statement_timeout = '5s'; SET lock_timeout = '3s'";
 /// Prepared statements kept per connection.
 const CACHED_STATEMENTS: usize = 256;
 
@@ -51,6 +57,9 @@ pub(crate) struct Conn {
     client: Client,
     driver: Driver,
     statements: HashMap<String, Statement>,
+    /// Behind a transaction-mode pooler: no named statements, since the
+    /// next transaction may run on another server connection.
+    unnamed: bool,
     /// Inside a transaction (a group's, or `execute_atomically`'s).
     in_transaction: bool,
     /// A request was sent and its answer not yet read (the future was
@@ -158,6 +167,23 @@ impl std::fmt::Debug for Arg {
     }
 }
 
+/// Runs `sql` as the unnamed statement, parsed, bound and executed in one
+/// message (as a transaction-mode pooler needs), the types given.
+async fn unnamed(client: &Client, sql: &str, args: &[Arg], want: &Want) -> Result<Answer, tokio_postgres::Error> {
+    use futures_util::TryStreamExt;
+    let typed = args.iter().map(|a| (a as &(dyn ToSql + Sync), param_type(a)));
+    let stream = client.query_typed_raw(sql, typed).await?;
+    futures_util::pin_mut!(stream);
+    let mut rows = Vec::new();
+    while let Some(row) = stream.try_next().await? {
+        rows.push(row);
+    }
+    Ok(match want {
+        Want::Count => Answer::Count(stream.rows_affected().unwrap_or(rows.len() as u64)),
+        Want::Rows => Answer::Rows(rows),
+    })
+}
+
 /// What a statement is asked for.
 pub(crate) enum Want {
     /// The number of rows it changed.
@@ -237,7 +263,10 @@ impl Conn {
     ) -> DbResult<Vec<Answer>> {
         let mut statements = Vec::with_capacity(batch.len());
         for (sql, args, _) in batch {
-            statements.push(self.statement(sql, args).await?);
+            statements.push(match self.unnamed {
+                true => None,
+                false => Some(self.statement(sql, args).await?),
+            });
         }
         let params: Vec<Vec<&(dyn ToSql + Sync)>> = batch
             .iter()
@@ -248,10 +277,11 @@ impl Conn {
             .iter()
             .zip(&statements)
             .zip(&params)
-            .map(|(((_, _, want), stmt), params)| async move {
-                match want {
-                    Want::Count => client.execute(stmt, params).await.map(Answer::Count),
-                    Want::Rows => client.query(stmt, params).await.map(Answer::Rows),
+            .map(|(((sql, args, want), stmt), params)| async move {
+                match (stmt, want) {
+                    (Some(stmt), Want::Count) => client.execute(stmt, params).await.map(Answer::Count),
+                    (Some(stmt), Want::Rows) => client.query(stmt, params).await.map(Answer::Rows),
+                    (None, want) => unnamed(client, sql, args, want).await,
                 }
             });
         let skip = || async { Ok::<(), tokio_postgres::Error>(()) };
@@ -308,6 +338,8 @@ pub(crate) struct PgPool {
     idle: StdMutex<Vec<Conn>>,
     permits: Arc<Semaphore>,
     closed: AtomicBool,
+    /// Behind a transaction-mode pooler (`database.pooler`).
+    transaction_pooler: bool,
 }
 
 /// A connection lent by the pool; back to it when dropped, unless broken
@@ -347,7 +379,11 @@ impl Drop for Lent {
 impl PgPool {
     /// A pool for `url`, with one connection opened now (so that a wrong
     /// URL or an unreachable server stops start-up at once).
-    pub async fn open(url: &str, max: u32) -> anyhow::Result<Arc<PgPool>> {
+    ///
+    /// Behind a transaction-mode pooler (`transaction_pooler`), statements
+    /// are not prepared ahead and the session settings are not set (they
+    /// would land on one server connection of many): set them on the role.
+    pub async fn open(url: &str, max: u32, transaction_pooler: bool) -> anyhow::Result<Arc<PgPool>> {
         // As libpq: `prefer` (the default) and `require` encrypt without
         // checking the certificate; `verify-ca` checks it against the
         // system's roots, `verify-full` the host name too.
@@ -360,18 +396,7 @@ impl PgPool {
         };
         let mut config = tokio_postgres::Config::from_str(&plain)
             .map_err(|e| anyhow::anyhow!("configuration key `database.url`: invalid URL ({e})"))?;
-        // The server enforces limits too, so that a node that vanishes
-        // mid-transaction (a paused VM, a blackholed network) does not hold
-        // its row locks until TCP gives up: its transaction ends after 10 s
-        // idle; a statement may run 5 s and wait 3 s for a lock.
-        let options = format!(
-            "{} -c idle_in_transaction_session_timeout=10s -c statement_timeout=5s -c lock_timeout=3s",
-            config.get_options().unwrap_or("")
-        );
-        config
-            .options(options.trim())
-            .keepalives(true)
-            .keepalives_idle(Duration::from_secs(30));
+        config.keepalives(true).keepalives_idle(Duration::from_secs(30));
         let tls = native_tls::TlsConnector::builder()
             .danger_accept_invalid_certs(verify.is_none())
             .danger_accept_invalid_hostnames(verify != Some("verify-full"))
@@ -383,6 +408,7 @@ impl PgPool {
             idle: StdMutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(max.max(1) as usize)),
             closed: AtomicBool::new(false),
+            transaction_pooler,
         });
         let first = pool.acquire().await?;
         drop(first);
@@ -394,15 +420,25 @@ impl PgPool {
             .config
             .connect(self.tls.clone())
             .await
-            .map_err(|e| DbError::Unavailable(format!("cannot connect: {e}")))?;
-        Ok(Conn {
+            .map_err(|e| DbError::Unavailable(format!("cannot connect: {}", describe(&e))))?;
+        let mut conn = Conn {
             client,
             driver: Box::pin(connection),
             statements: HashMap::new(),
+            unnamed: self.transaction_pooler,
             in_transaction: false,
             busy: false,
             broken: false,
-        })
+        };
+        // Set after connecting, not as the `options` startup parameter,
+        // which PgBouncer refuses.
+        if !self.transaction_pooler {
+            let Conn {
+                client, driver, broken, ..
+            } = &mut conn;
+            drive(driver, broken, client.batch_execute(SESSION_LIMITS)).await?;
+        }
+        Ok(conn)
     }
 
     /// A connection, within `ACQUIRE_TIMEOUT`.

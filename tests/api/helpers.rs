@@ -94,6 +94,13 @@ impl Db {
         }
     }
 
+    /// The PostgreSQL URL without the schema, and the schema.
+    pub fn pg_schema(&self) -> Option<(&str, &str)> {
+        self.pg_schema
+            .as_ref()
+            .map(|(base, schema)| (base.as_str(), schema.as_str()))
+    }
+
     pub fn dir(&self) -> &PathBuf {
         &self.dir
     }
@@ -493,10 +500,19 @@ impl TestApp {
             .to_string()
     }
 
+    /// The newest code sent to `to` (or, when `to` is written otherwise
+    /// than it was stored, the newest code): flows may run at once.
+    pub async fn outbox_code_to(&self, to: &str) -> String {
+        let entries: Value = self.get("/dev/outbox?format=json").await.json().await.unwrap();
+        let entries = entries.as_array().expect("the outbox");
+        let entry = entries.iter().find(|e| e["to"] == to).unwrap_or(&entries[0]);
+        entry["code"].as_str().expect("a message in the outbox").to_string()
+    }
+
     /// getcode + verifycode through the console outbox; returns the secret_identifier.
     pub async fn verified(&self, client: (&str, &str), who: Who<'_>) -> String {
         assert_eq!(self.getcode(client, who).await.status(), 200);
-        let code = self.outbox_code().await;
+        let code = self.outbox_code_to(who.field().1).await;
         let res = self.verifycode(client, who, &code).await;
         assert_eq!(res.status(), 200);
         res.json::<Value>().await.unwrap()["secret_identifier"]

@@ -31,6 +31,7 @@ mod otp_limits;
 mod outage;
 mod page_limits;
 mod passwords;
+mod pooler;
 mod refresh;
 mod retention;
 mod sign_in;

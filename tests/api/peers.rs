@@ -355,3 +355,95 @@ impl Relay {
         }
     }
 }
+
+/// A real PgBouncer in front of the test's PostgreSQL schema, in `mode`
+/// (`session` or `transaction`). Needs the `pgbouncer` binary (Debian:
+/// `apt-get install pgbouncer`; `.ci/run` installs it).
+pub struct PgBouncer {
+    /// The URL Sesame is given: PgBouncer's port, no `options`.
+    pub url: String,
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl PgBouncer {
+    /// `base` is the PostgreSQL URL (`postgres://user@host:port/db`);
+    /// every server connection starts with `search_path` set to `schema`.
+    pub async fn start(base: &str, schema: &str, mode: &str) -> PgBouncer {
+        let binary = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer", "/usr/local/bin/pgbouncer"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("the PostgreSQL tests need PgBouncer: apt-get install pgbouncer");
+        let rest = base.split("://").nth(1).unwrap();
+        let (user, rest) = rest.split_once('@').unwrap();
+        let (hostport, db) = rest.split_once('/').unwrap();
+        let db = db.split('?').next().unwrap();
+        let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5432"));
+        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listen = probe.local_addr().unwrap().port();
+        drop(probe);
+        let dir = std::env::temp_dir().join(format!("sesame-pgbouncer-{listen}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        // No reset between clients: the schema set at connect stays (the
+        // default `DISCARD ALL` would drop it in session mode).
+        let ini = format!(
+            "[databases]\n{db} = host={host} port={port} dbname={db} user={user} \
+             connect_query='SET search_path TO {schema}'\n\
+             [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {listen}\nunix_socket_dir =\n\
+             auth_type = trust\nauth_file = {dir}/users.txt\npool_mode = {mode}\n\
+             server_reset_query =\nmax_client_conn = 200\ndefault_pool_size = {size}\n\
+             logfile = {dir}/pgbouncer.log\n",
+            dir = dir.display(),
+            // Session mode gives each client connection a server connection
+            // of its own; transaction mode shares a few.
+            size = if mode == "session" { 20 } else { 3 },
+        );
+        std::fs::write(dir.join("pgbouncer.ini"), ini).unwrap();
+        std::fs::write(dir.join("users.txt"), format!("\"{user}\" \"\"\n")).unwrap();
+        let mut cmd = std::process::Command::new(binary);
+        // PgBouncer will not run as root; it drops to `postgres` when asked.
+        let root = std::process::Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+        if root {
+            std::process::Command::new("chown")
+                .args(["-R", "postgres", dir.to_str().unwrap()])
+                .status()
+                .unwrap();
+            cmd.args(["-u", "postgres"]);
+        }
+        let mut child = cmd
+            .arg(dir.join("pgbouncer.ini"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("pgbouncer starts");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", listen)).await.is_ok() {
+                return PgBouncer {
+                    url: format!("postgres://{user}@127.0.0.1:{listen}/{db}?sslmode=disable"),
+                    child,
+                    dir,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "pgbouncer did not start: {}",
+            std::fs::read_to_string(dir.join("pgbouncer.log")).unwrap_or_default()
+        );
+    }
+
+    /// PgBouncer's log (what it refused, and why).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("pgbouncer.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,100 @@
+//! Sesame behind a connection pooler: a real PgBouncer between the nodes
+//! and PostgreSQL (issue 14, "Several nodes").
+
+use serde_json::Value;
+
+use sesame::config::Pooler;
+use sesame::startup::Application;
+
+use crate::helpers::{spawn_with, test_settings, Db, TestApp, Who, APP};
+use crate::peers::PgBouncer;
+
+/// Eight sign-ups at once (more than the pool's four connections, so
+/// groups, pipelined statements and counters share the pooler's server
+/// connections), then a refresh of each: everything a flow writes.
+async fn flows_at_once(app: &TestApp, prefix: &str) {
+    let signups = (0..8).map(|i| async move {
+        let email = format!("{prefix}{i}@example.com");
+        app.signed_up(APP, Who::Email(&email)).await
+    });
+    let tokens: Vec<Value> = futures_util::future::join_all(signups).await;
+    for t in &tokens {
+        let res = app.refresh(APP, t["refresh_token"].as_str().unwrap()).await;
+        assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(sesame_test_postgres),
+    ignore = "set SESAME_TEST_POSTGRES_URL to run the PostgreSQL half"
+)]
+async fn sesame_runs_behind_pgbouncer_in_session_mode() {
+    let db = Db::postgres().await;
+    let (base, schema) = db.pg_schema().unwrap();
+    let bouncer = PgBouncer::start(base, schema, "session").await;
+    let mut settings = test_settings(&db);
+    settings.database.url = bouncer.url.clone();
+    let app = spawn_with(settings).await;
+    flows_at_once(&app, "session").await;
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+    let events = app.audit_event_names().await;
+    assert_eq!(events.iter().filter(|e| *e == "account_created").count(), 8);
+    assert!(
+        !bouncer.log().contains("unsupported startup parameter"),
+        "{}",
+        bouncer.log()
+    );
+}
+
+/// In transaction mode each transaction (and each statement outside one)
+/// may run on another server connection: with `database.pooler =
+/// "transaction"` Sesame prepares no named statements and leaves the
+/// migrations to `sesame migrate` run against PostgreSQL itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(sesame_test_postgres),
+    ignore = "set SESAME_TEST_POSTGRES_URL to run the PostgreSQL half"
+)]
+async fn sesame_runs_behind_pgbouncer_in_transaction_mode_once_migrated_directly() {
+    let db = Db::postgres().await;
+    let (base, schema) = db.pg_schema().unwrap();
+    let bouncer = PgBouncer::start(base, schema, "transaction").await;
+    let mut settings = test_settings(&db);
+    settings.database.url = bouncer.url.clone();
+    settings.database.pooler = Pooler::Transaction;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused = Application::build_with_listener(settings.clone(), listener)
+        .await
+        .err()
+        .expect("no start on an unmigrated database");
+    assert!(format!("{refused:#}").contains("run `sesame migrate`"), "{refused:#}");
+
+    let env = [
+        ("SESAME_DATABASE__URL", bouncer.url.as_str()),
+        ("SESAME_DATABASE__POOLER", "transaction"),
+    ];
+    let out = crate::cli::sesame_env(&db, &["migrate"], &env);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pointing at PostgreSQL itself"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+
+    let direct = sesame::store::Store::connect(&db.url, Some(1)).await.unwrap();
+    direct.migrate().await.unwrap();
+    let app = spawn_with(settings).await;
+    // Four connections of Sesame's, few server connections behind them:
+    // named statements would be missing on most of them.
+    for round in 0..3 {
+        flows_at_once(&app, &format!("transaction{round}-")).await;
+    }
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+    for round in 0..3 {
+        for i in 0..8 {
+            let email = format!("transaction{round}-{i}@example.com");
+            let account = app.state.store.find_user(&email).await.unwrap();
+            assert!(account.is_some(), "{email} has an account");
+        }
+    }
+}
