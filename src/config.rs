@@ -434,6 +434,9 @@ impl Settings {
         if !(4..=10).contains(&self.otp.length) {
             bail!("configuration key `otp.length`: must be between 4 and 10 digits");
         }
+        if self.database.pooler != Pooler::None && !self.database.url.starts_with("postgres") {
+            bail!("configuration key `database.pooler`: a pooler stands before PostgreSQL only; `database.url` is not a postgres:// URL");
+        }
         if self.otp.max_attempts == 0 || self.otp.max_sends == 0 {
             bail!("configuration keys `otp.max_attempts` and `otp.max_sends` must be at least 1");
         }

@@ -61,6 +61,15 @@ impl DbError {
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, DbError::Unique(_))
     }
+
+    /// The table is not there (PostgreSQL's `42P01`, SQLite's "no such table").
+    pub fn is_undefined_table(&self) -> bool {
+        match self {
+            DbError::Pg(e) => e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE),
+            DbError::Sqlite(e) => e.to_string().starts_with("no such table"),
+            _ => false,
+        }
+    }
 }
 
 impl From<rusqlite::Error> for DbError {

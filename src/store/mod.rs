@@ -109,28 +109,40 @@ impl Store {
     /// such a pooler does not keep): that this build's migrations have all
     /// been applied, and a warning when the role has no server-side limits.
     pub async fn check_migrated(&self) -> anyhow::Result<()> {
-        let latest = MIGRATOR.migrations.iter().map(|m| m.version).max().unwrap_or(0);
-        let applied = self
+        let applied: Vec<i64> = match self
             .db
-            .query("SELECT COALESCE(MAX(version), 0) AS v FROM _sqlx_migrations WHERE success")
-            .fetch_one()
+            .query("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all()
             .await
-            .ok()
-            .and_then(|row| row.try_get::<i64, _>("v").ok())
-            .unwrap_or(0);
-        if applied < latest {
+        {
+            Ok(rows) => rows
+                .iter()
+                .map(|r| r.try_get::<i64, _>("version"))
+                .collect::<Result<_, _>>()?,
+            // No migration table: nothing was ever applied.
+            Err(e) if e.is_undefined_table() => Vec::new(),
+            Err(e) => return Err(anyhow::Error::new(e).context("cannot read the schema's migrations")),
+        };
+        if let Some(missing) = MIGRATOR.migrations.iter().find(|m| !applied.contains(&m.version)) {
             anyhow::bail!(
-                "the database schema is behind this build (migration {applied}, this build needs {latest}); \
+                "the database schema is behind this build (migration {} is not applied); \
                  with `database.pooler = \"transaction\"` Sesame does not migrate through the pooler: \
-                 run `sesame migrate` with `database.url` pointing at PostgreSQL itself"
+                 run `sesame migrate` with `database.url` pointing at PostgreSQL itself",
+                missing.version
             );
         }
         let row = self
             .db
-            .query("SELECT current_setting('statement_timeout') AS s, current_setting('idle_in_transaction_session_timeout') AS i")
+            .query(
+                "SELECT current_setting('statement_timeout') AS s, current_setting('lock_timeout') AS l,
+                        current_setting('idle_in_transaction_session_timeout') AS i",
+            )
             .fetch_one()
             .await?;
-        if row.try_get::<String, _>("s")? == "0" || row.try_get::<String, _>("i")? == "0" {
+        if ["s", "l", "i"]
+            .iter()
+            .any(|c| row.try_get::<String, _>(*c).is_ok_and(|v| v == "0"))
+        {
             tracing::warn!(
                 "behind a transaction-mode pooler Sesame cannot set its server-side limits; set them on its role: \
                  ALTER ROLE … SET statement_timeout = '5s'; ALTER ROLE … SET lock_timeout = '3s'; \

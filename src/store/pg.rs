@@ -412,7 +412,46 @@ impl PgPool {
         });
         let first = pool.acquire().await?;
         drop(first);
+        if !transaction_pooler && pool.shares_sessions().await? {
+            anyhow::bail!(
+                "`database.url` leads to a transaction-mode pooler (a setting made on one connection showed on \
+                 another): set `database.pooler = \"transaction\"`"
+            );
+        }
         Ok(pool)
+    }
+
+    /// Whether the connections share server sessions, as behind a
+    /// transaction-mode pooler: a setting made on one connection, once its
+    /// statement is done, shows on another (PgBouncer hands the server
+    /// connection just released to the next statement). Without
+    /// `database.pooler = "transaction"` that would be dangerous: named
+    /// statements, prepared on one server connection, could be missing on
+    /// the next or, from another node, bear the same name. A heuristic; an
+    /// engine that refuses custom settings is not probed.
+    async fn shares_sessions(&self) -> DbResult<bool> {
+        let mut a = self.connect().await?;
+        let mut b = self.connect().await?;
+        let mark = crate::crypto::random_token::<8>();
+        if a.simple(&format!("SET sesame.probe = '{mark}'")).await.is_err() {
+            return Ok(false);
+        }
+        let seen = b
+            .run(
+                "SELECT current_setting('sesame.probe', true) AS v",
+                &[],
+                Want::Rows,
+                false,
+                false,
+            )
+            .await;
+        Ok(match seen {
+            Ok(Answer::Rows(rows)) => rows
+                .first()
+                .and_then(|r| r.try_get::<_, Option<String>>(0).ok().flatten())
+                .is_some_and(|v| v == mark),
+            _ => false,
+        })
     }
 
     async fn connect(&self) -> DbResult<Conn> {

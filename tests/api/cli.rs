@@ -189,6 +189,12 @@ fn a_bad_configuration_stops_with_one_line_naming_the_key() {
     assert!(err.contains("otp.ttl"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 
+    let out = sesame_env(&db, &["migrate"], &[("SESAME_DATABASE__POOLER", "transaction")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("database.pooler"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
     let out = sesame_env(&db, &["migrate"], &[("SESAME_SERVER__BINDD", "x")]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bindd"));

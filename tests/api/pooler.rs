@@ -9,6 +9,16 @@ use sesame::startup::Application;
 use crate::helpers::{spawn_with, test_settings, Db, TestApp, Who, APP};
 use crate::peers::PgBouncer;
 
+/// Why the app would not start with `settings`.
+async fn start_up_error(settings: sesame::config::Settings) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused = Application::build_with_listener(settings, listener)
+        .await
+        .err()
+        .expect("the app does not start");
+    format!("{refused:#}")
+}
+
 /// Eight sign-ups at once (more than the pool's four connections, so
 /// groups, pipelined statements and counters share the pooler's server
 /// connections), then a refresh of each: everything a flow writes.
@@ -64,12 +74,16 @@ async fn sesame_runs_behind_pgbouncer_in_transaction_mode_once_migrated_directly
     settings.database.url = bouncer.url.clone();
     settings.database.pooler = Pooler::Transaction;
 
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let refused = Application::build_with_listener(settings.clone(), listener)
-        .await
-        .err()
-        .expect("no start on an unmigrated database");
-    assert!(format!("{refused:#}").contains("run `sesame migrate`"), "{refused:#}");
+    let refused = start_up_error(settings.clone()).await;
+    assert!(refused.contains("run `sesame migrate`"), "{refused}");
+
+    // Not told it stands behind a transaction-mode pooler, a node notices
+    // (a setting made on one connection shows on another) and stops, rather
+    // than run named statements on server connections that lack them.
+    let mut unaware = settings.clone();
+    unaware.database.pooler = Pooler::None;
+    let refused = start_up_error(unaware).await;
+    assert!(refused.contains("set `database.pooler = \"transaction\"`"), "{refused}");
 
     let env = [
         ("SESAME_DATABASE__URL", bouncer.url.as_str()),
@@ -97,4 +111,26 @@ async fn sesame_runs_behind_pgbouncer_in_transaction_mode_once_migrated_directly
             assert!(account.is_some(), "{email} has an account");
         }
     }
+}
+
+/// Behind a transaction pooler a node only reads which migrations were
+/// applied: a migrations table it cannot read (here one without the
+/// columns sqlx writes; as well a role without rights, or a database that
+/// stops answering) is reported as such, not as a schema to migrate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(sesame_test_postgres),
+    ignore = "set SESAME_TEST_POSTGRES_URL to run the PostgreSQL half"
+)]
+async fn behind_a_transaction_pooler_an_unreadable_schema_is_not_called_unmigrated() {
+    let db = Db::postgres().await;
+    let mut settings = test_settings(&db);
+    settings.database.pooler = Pooler::Transaction;
+    let refused = start_up_error(settings.clone()).await;
+    assert!(refused.contains("migration 1 is not applied"), "{refused}");
+
+    db.execute("CREATE TABLE _sqlx_migrations (version BIGINT)").await;
+    let refused = start_up_error(settings).await;
+    assert!(!refused.contains("not applied"), "{refused}");
+    assert!(refused.contains("cannot read the schema's migrations"), "{refused}");
 }
