@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use sesame::domain::{Email, Identifier};
 use sqlx::Connection;
 
-use crate::helpers::{spawn_app, Db, TestApp, Who, APP};
+use crate::helpers::{spawn_app, spawn_with, test_settings, Db, TestApp, Who, APP};
 
 /// Takes `key`'s counter row in `tx` (inserted or updated, uncommitted), so
 /// that whoever counts it next waits for `tx`.
@@ -68,6 +68,47 @@ async fn a_send_held_up_inside_its_group_does_not_hold_up_other_sends_from_the_s
 
     holder.rollback().await.unwrap();
     assert_eq!(held.await.unwrap(), 200, "A goes on once the counter is free");
+}
+
+/// The same when the send goes past the identifier's ceiling and is let
+/// through as a known source: reading that mark must not begin the group's
+/// transaction, or the address's and the client's counters after it would
+/// be held until the send commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(sesame_test_postgres), ignore = "set SESAME_TEST_POSTGRES_URL to run it")]
+async fn a_known_source_past_the_identifier_ceiling_held_up_does_not_hold_up_other_sends() {
+    let db = Db::postgres().await;
+    let mut settings = test_settings(&db);
+    settings.abuse.identifier_max_sends = 1;
+    let app = Arc::new(spawn_with(settings).await);
+    // Signed in once from here: this address is a known source of it.
+    app.verified(APP, Who::Email("known@example.com")).await;
+
+    let resend = source_key(&app, "resend", "known@example.com");
+    let mut other = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut holder = other.begin().await.unwrap();
+    hold(&mut holder, &resend).await;
+    let held = {
+        let app = app.clone();
+        tokio::spawn(async move { app.getcode(APP, Who::Email("known@example.com")).await.status() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !held.is_finished(),
+        "send A (past the ceiling, known) waits for the held counter"
+    );
+
+    let b = tokio::time::timeout(
+        Duration::from_millis(1000),
+        app.getcode(APP, Who::Email("other@example.com")),
+    )
+    .await
+    .expect("send B does not wait for send A's transaction");
+    assert_eq!(b.status(), 200);
+    assert!(!held.is_finished(), "A was still held while B was answered");
+
+    holder.rollback().await.unwrap();
+    assert_eq!(held.await.unwrap(), 200, "A goes on: a known source past the ceiling");
 }
 
 /// A send counts its limits first and writes its code last; a verification
