@@ -23,6 +23,7 @@ db_test!(
     the_identifier_locks_only_past_max_failures_from_every_source,
     many_new_sources_cannot_bomb_one_number_and_the_users_own_is_not_held_back,
     forwarded_addresses_are_believed_from_trusted_proxies_only,
+    sends_refused_for_their_address_cost_their_client_nothing,
     two_addresses_in_one_ipv6_64_share_a_budget,
     test_numbers_have_a_fixed_code_and_send_nothing,
     phone_input_is_digits_and_the_usual_punctuation,
@@ -303,6 +304,39 @@ async fn the_identifier_locks_only_past_max_failures_from_every_source(db: Db) {
             .status(),
         200
     );
+}
+
+/// One address past its budget, hammering: its refused sends do not eat
+/// the client's budget, which every user of the app shares.
+async fn sends_refused_for_their_address_cost_their_client_nothing(db: Db) {
+    let (app, _sms) = app_with(&db, |s| {
+        s.otp.ip_max_sends = 1;
+        s.otp.client_max_sends = 3;
+    })
+    .await;
+    let hammer = "203.0.113.9";
+    assert_eq!(
+        app.getcode_from(hammer, APP, Who::Email("h0@example.com"))
+            .await
+            .status(),
+        200
+    );
+    for i in 1..=5 {
+        let res = app
+            .getcode_from(hammer, APP, Who::Email(&format!("h{i}@example.com")))
+            .await;
+        assert_error(res, 429, "too_many_requests").await;
+    }
+    for (i, from) in ["198.51.100.21", "198.51.100.22"].iter().enumerate() {
+        let res = app
+            .getcode_from(from, APP, Who::Email(&format!("u{i}@example.com")))
+            .await;
+        assert_eq!(res.status(), 200, "the client's budget is still there for user {i}");
+    }
+    let res = app
+        .getcode_from("198.51.100.23", APP, Who::Email("u3@example.com"))
+        .await;
+    assert_error(res, 429, "too_many_requests").await;
 }
 
 async fn forwarded_addresses_are_believed_from_trusted_proxies_only(db: Db) {
