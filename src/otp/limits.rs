@@ -85,79 +85,47 @@ pub async fn check_send(
             return Err(over(retry, Limit::Identifier));
         }
     }
-    // The other counters go to the database at once (one round trip on
-    // PostgreSQL) and are judged in order; the first refusal gives back
-    // the counts after it, so that a send refused for its address costs its
-    // client nothing (as if they had not been counted). Until then a
-    // racing send may see them one higher.
-    let gap = otp.resend_after.as_secs() as i64;
-    let mut counters: Vec<(String, i64, Check)> = Vec::with_capacity(6);
     if origin.ip.is_some() {
-        counters.push((
-            format!("ip:{source}"),
-            window,
-            Check::Over(otp.ip_max_sends, Limit::Address),
-        ));
-    }
-    counters.push((
-        format!("client:{}", origin.client.id),
-        window,
-        Check::Over(otp.client_max_sends, Limit::Client),
-    ));
-    if gap > 0 {
-        counters.push((format!("resend:{from_source}"), gap, Check::Over(1, Limit::ResendGap)));
-    }
-    counters.push((format!("sends:{from_source}"), window, Check::Sends));
-    if let Some(country) = sms_country {
-        counters.push((
-            format!("sms:{country}"),
-            window,
-            Check::Over(abuse.country_max_sends, Limit::Country),
-        ));
-        counters.push((
-            "sms:*".to_string(),
-            window,
-            Check::Over(abuse.global_max_sms, Limit::AllSms),
-        ));
-    }
-    let keys: Vec<(&str, i64)> = counters.iter().map(|(k, w, _)| (k.as_str(), *w)).collect();
-    let counts = store.hit_all(&keys).await?;
-    let refused = counters
-        .iter()
-        .zip(&counts)
-        .position(|((_, _, check), (n, _))| match check {
-            Check::Over(max, _) => *n > *max as i64,
-            Check::Sends => *n > otp.max_sends as i64,
-        });
-    let Some(i) = refused else { return Ok(()) };
-    let moot: Vec<&str> = keys[i + 1..].iter().map(|(k, _)| *k).collect();
-    if !moot.is_empty() {
-        store.unhit_all(&moot).await?;
-    }
-    match counters[i].2 {
-        Check::Over(_, limit) => Err(over(counts[i].1, limit)),
-        Check::Sends => {
-            let lockout = otp.lockout.as_secs() as i64;
-            store.lock_identifier(&from_source, now() + lockout).await?;
-            audit(
-                state,
-                origin,
-                "locked_out",
-                key,
-                Some("too many codes requested from one source"),
-            );
-            Err(locked(lockout))
+        let (n, retry) = store.hit(&format!("ip:{source}"), window).await?;
+        if n > otp.ip_max_sends as i64 {
+            return Err(over(retry, Limit::Address));
         }
     }
-}
-
-/// How a send counter refuses.
-#[derive(Clone, Copy)]
-enum Check {
-    /// Over this many in the window: refused, for this limit.
-    Over(u32, Limit),
-    /// Over `otp.max_sends` from one source: the source is locked out.
-    Sends,
+    let (n, retry) = store.hit(&format!("client:{}", origin.client.id), window).await?;
+    if n > otp.client_max_sends as i64 {
+        return Err(over(retry, Limit::Client));
+    }
+    let gap = otp.resend_after.as_secs() as i64;
+    if gap > 0 {
+        let (n, retry) = store.hit(&format!("resend:{from_source}"), gap).await?;
+        if n > 1 {
+            return Err(over(retry, Limit::ResendGap));
+        }
+    }
+    let (n, _) = store.hit(&format!("sends:{from_source}"), window).await?;
+    if n > otp.max_sends as i64 {
+        let lockout = otp.lockout.as_secs() as i64;
+        store.lock_identifier(&from_source, now() + lockout).await?;
+        audit(
+            state,
+            origin,
+            "locked_out",
+            key,
+            Some("too many codes requested from one source"),
+        );
+        return Err(locked(lockout));
+    }
+    if let Some(country) = sms_country {
+        let (n, retry) = store.hit(&format!("sms:{country}"), window).await?;
+        if n > abuse.country_max_sends as i64 {
+            return Err(over(retry, Limit::Country));
+        }
+        let (n, retry) = store.hit("sms:*", window).await?;
+        if n > abuse.global_max_sms as i64 {
+            return Err(over(retry, Limit::AllSms));
+        }
+    }
+    Ok(())
 }
 
 /// Counts a try at a code against the identifier's `abuse.max_failures`

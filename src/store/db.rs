@@ -139,37 +139,6 @@ fn pg_group(pool: &Arc<PgPool>) -> Option<PgGroup> {
         .flatten()
 }
 
-/// What one statement of a pipelined batch gave.
-enum Outcome {
-    Changed(u64),
-    Rows(Vec<Row>),
-}
-
-impl Outcome {
-    fn changed(self) -> u64 {
-        match self {
-            Outcome::Changed(n) => n,
-            Outcome::Rows(rows) => rows.len() as u64,
-        }
-    }
-
-    fn rows(self) -> Vec<Row> {
-        match self {
-            Outcome::Changed(_) => Vec::new(),
-            Outcome::Rows(rows) => rows,
-        }
-    }
-}
-
-impl From<Answer> for Outcome {
-    fn from(a: Answer) -> Self {
-        match a {
-            Answer::Count(n) => Outcome::Changed(n),
-            Answer::Rows(rows) => Outcome::Rows(rows.into_iter().map(Row::Pg).collect()),
-        }
-    }
-}
-
 /// Where a statement stands in its group (on PostgreSQL; SQLite runs a
 /// group as one transaction whatever its statements say).
 #[derive(Clone, Copy, PartialEq)]
@@ -419,56 +388,46 @@ impl Db {
     /// read, one round trip. For statements that do not depend on each
     /// other's answers. Returns the rows each changed.
     pub async fn execute_pipelined(&self, queries: Vec<Query<'_>>) -> DbResult<Vec<u64>> {
-        let answers = self.pipelined(&queries, Want::Count).await?;
-        Ok(answers.into_iter().map(|a| a.changed()).collect())
-    }
-
-    /// As `execute_pipelined`, returning each statement's rows. When all
-    /// the statements are `on_its_own`, each commits on its own (before the
-    /// group has begun its transaction), as it would alone.
-    pub async fn fetch_pipelined(&self, queries: Vec<Query<'_>>) -> DbResult<Vec<Vec<Row>>> {
-        let answers = self.pipelined(&queries, Want::Rows).await?;
-        Ok(answers.into_iter().map(|a| a.rows()).collect())
-    }
-
-    async fn pipelined(&self, queries: &[Query<'_>], want: Want) -> DbResult<Vec<Outcome>> {
         let pool = match self {
             Db::Postgres(pool) => pool,
             Db::Sqlite(conn) => {
                 return Db::with_sqlite(conn, |c| {
                     let sp = c.savepoint()?;
-                    let out = queries
+                    let changed = queries
                         .iter()
-                        .map(|q| match want {
-                            Want::Count => Ok(Outcome::Changed(q.execute_on(&sp)?.rows_affected())),
-                            Want::Rows => Ok(Outcome::Rows(q.fetch_on(&sp)?)),
-                        })
-                        .collect::<DbResult<Vec<_>>>()?;
+                        .map(|q| Ok(q.execute_on(&sp)?.rows_affected()))
+                        .collect::<DbResult<Vec<u64>>>()?;
                     sp.commit()?;
-                    Ok(out)
+                    Ok(changed)
                 })
                 .await;
             }
         };
         let batch: Vec<(&str, &[Arg], Want)> = queries
             .iter()
-            .map(|q| (q.sql.as_ref(), q.args.as_slice(), want))
+            .map(|q| (q.sql.as_ref(), q.args.as_slice(), Want::Count))
             .collect();
-        let alone = queries.iter().all(|q| q.place == Place::Alone);
-        let outcomes = |answers: Vec<Answer>| answers.into_iter().map(Outcome::from).collect();
+        let count = |answers: Vec<Answer>| {
+            answers
+                .into_iter()
+                .map(|a| match a {
+                    Answer::Count(n) => n,
+                    Answer::Rows(rows) => rows.len() as u64,
+                })
+                .collect()
+        };
         if let Some(group) = pg_group(pool) {
             let mut slot = group.lock().await;
             if slot.is_none() {
                 *slot = Some(pool.acquire().await?);
             }
             let conn = slot.as_mut().expect("just set");
-            let begin = !conn.in_transaction() && !alone;
-            return Ok(outcomes(Box::pin(conn.run_all(&batch, begin, false)).await?));
+            let begin = !conn.in_transaction();
+            return Ok(count(Box::pin(conn.run_all(&batch, begin, false)).await?));
         }
-        // A transaction of its own, begun and committed in the same round
-        // trip (or none: each statement commits on its own).
+        // A transaction of its own, begun and committed in the same round trip.
         let mut conn = pool.acquire().await?;
-        Ok(outcomes(Box::pin(conn.run_all(&batch, !alone, !alone)).await?))
+        Ok(count(Box::pin(conn.run_all(&batch, true, true)).await?))
     }
 
     /// Runs `f` on the SQLite connection: the one lent to a group running
@@ -594,21 +553,6 @@ impl Query<'_> {
         }
     }
 
-    fn fetch_on(&self, c: &rusqlite::Connection) -> DbResult<Vec<Row>> {
-        let (mut stmt, shape) = prepare(c, &self.sql, &self.args)?;
-        let width = shape.columns.len();
-        let mut rows = stmt.raw_query();
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            let values = (0..width).map(|i| r.get::<_, Value>(i)).collect::<Result<_, _>>()?;
-            out.push(Row::Sqlite {
-                columns: shape.columns.clone(),
-                values,
-            });
-        }
-        Ok(out)
-    }
-
     fn execute_on(&self, c: &rusqlite::Connection) -> DbResult<Done> {
         let (mut stmt, _) = prepare(c, &self.sql, &self.args)?;
         let mut rows = stmt.raw_query();
@@ -619,7 +563,23 @@ impl Query<'_> {
 
     pub async fn fetch_all(self) -> DbResult<Vec<Row>> {
         match self.db {
-            Db::Sqlite(conn) => Db::with_sqlite(conn, |c| self.fetch_on(c)).await,
+            Db::Sqlite(conn) => {
+                Db::with_sqlite(conn, |c| {
+                    let (mut stmt, shape) = prepare(c, &self.sql, &self.args)?;
+                    let width = shape.columns.len();
+                    let mut rows = stmt.raw_query();
+                    let mut out = Vec::new();
+                    while let Some(r) = rows.next()? {
+                        let values = (0..width).map(|i| r.get::<_, Value>(i)).collect::<Result<_, _>>()?;
+                        out.push(Row::Sqlite {
+                            columns: shape.columns.clone(),
+                            values,
+                        });
+                    }
+                    Ok(out)
+                })
+                .await
+            }
             Db::Postgres(pool) => match Box::pin(pg_run(pool, &self.sql, &self.args, Want::Rows, self.place)).await? {
                 Answer::Rows(rows) => Ok(rows.into_iter().map(Row::Pg).collect()),
                 Answer::Count(_) => Ok(Vec::new()),
@@ -941,26 +901,6 @@ mod tests {
         assert_eq!(count(&db).await, 1, "`b` went with the failed `a`");
         let row = db.query("SELECT n FROM t WHERE k = 'a'").fetch_one().await.unwrap();
         assert_eq!(row.try_get::<i64, _>("n").unwrap(), 2);
-
-        // Statements each on its own commit one by one: `c` stays.
-        let insert_returning = |k: &'static str| {
-            db.query("INSERT INTO t (k, n) VALUES ($1, 1) RETURNING k")
-                .bind(k)
-                .on_its_own()
-        };
-        let rows = db
-            .fetch_pipelined(vec![insert_returning("d"), insert_returning("e")])
-            .await
-            .unwrap();
-        assert_eq!(rows[1][0].try_get::<String, _>("k").unwrap(), "e");
-        let Err(err) = db
-            .fetch_pipelined(vec![insert_returning("c"), insert_returning("a")])
-            .await
-        else {
-            panic!("`a` is there already")
-        };
-        assert!(err.is_unique_violation(), "{err}");
-        assert_eq!(count(&db).await, 4, "a, d, e and `c`, committed before `a` failed");
     }
 
     #[tokio::test]

@@ -17,42 +17,8 @@ impl Store {
     /// verification takes them in reverse (a deadlock).
     pub async fn hit(&self, key: &str, window: i64) -> anyhow::Result<(i64, i64)> {
         let now = now();
-        let row = self.hit_query(key, window, now).fetch_one().await?;
-        counted_in(&row, window, now)
-    }
-
-    /// Counts one event against each `(key, window)` as `hit` does, all
-    /// sent at once (on PostgreSQL one round trip, each counter still
-    /// committing on its own). For counters that do not depend on each
-    /// other; `unhit_all` gives back those a refusal made moot.
-    pub async fn hit_all(&self, counters: &[(&str, i64)]) -> anyhow::Result<Vec<(i64, i64)>> {
-        let now = now();
-        let queries = counters
-            .iter()
-            .map(|(key, window)| self.hit_query(key, *window, now))
-            .collect();
-        let answers = self.db.fetch_pipelined(queries).await?;
-        answers
-            .iter()
-            .zip(counters)
-            .map(|(rows, (_, window))| {
-                let row = rows
-                    .first()
-                    .ok_or_else(|| anyhow::anyhow!("a counter returned no row"))?;
-                counted_in(row, *window, now)
-            })
-            .collect()
-    }
-
-    /// Gives back one count of each key (each on its own, all at once).
-    pub async fn unhit_all(&self, keys: &[&str]) -> anyhow::Result<()> {
-        let queries = keys.iter().map(|key| self.unhit_query(key).on_its_own()).collect();
-        self.db.execute_pipelined(queries).await?;
-        Ok(())
-    }
-
-    fn hit_query(&self, key: &str, window: i64, now: i64) -> super::db::Query<'_> {
-        self.db
+        let row = self
+            .db
             .query(
                 "INSERT INTO rate_counters (key, window_start, count) VALUES ($1, $2, 1)
              ON CONFLICT (key) DO UPDATE SET
@@ -64,6 +30,11 @@ impl Store {
             .bind(now)
             .bind(now - window)
             .on_its_own()
+            .fetch_one()
+            .await?;
+        let count: i64 = row.try_get("count")?;
+        let start: i64 = row.try_get("window_start")?;
+        Ok((count, (start + window - now).max(1)))
     }
 
     /// Whether `key` was counted in a window that has not ended.
@@ -154,11 +125,4 @@ impl Store {
             .transpose()?
             .map(|t| t - now))
     }
-}
-
-/// A counter's count and the seconds until its window ends.
-fn counted_in(row: &super::db::Row, window: i64, now: i64) -> anyhow::Result<(i64, i64)> {
-    let count: i64 = row.try_get("count")?;
-    let start: i64 = row.try_get("window_start")?;
-    Ok((count, (start + window - now).max(1)))
 }

@@ -20,6 +20,7 @@ db_test!(
     twenty_concurrent_verifications_of_one_code_succeed_exactly_once,
     a_used_code_and_a_code_for_another_client_are_refused,
     only_the_latest_code_is_live,
+    racing_resends_at_the_last_allowed_send_do_not_lock_the_source,
 );
 
 async fn app_with(db: &Db, tweak: impl FnOnce(&mut Settings)) -> TestApp {
@@ -93,6 +94,34 @@ async fn a_second_send_within_the_resend_gap_is_429(db: Db) {
     assert!((1..=30).contains(&secs), "{secs}");
     let body = assert_error(res, 429, "too_many_requests").await;
     assert!(body["error_description"].as_str().unwrap().contains("wait"));
+}
+
+/// Resends racing when the gap opens, the last allowed send among them: one
+/// gets its code, the others wait for the gap, and none may count toward
+/// `otp.max_sends` (else the one that passes could see one too many and
+/// lock the user's own source out).
+async fn racing_resends_at_the_last_allowed_send_do_not_lock_the_source(db: Db) {
+    let app = app_with(&db, |s| {
+        s.otp.max_sends = 3;
+        // Windows count whole seconds: with a 2 s gap a burst shorter than
+        // a second cannot see it open twice.
+        s.otp.resend_after = Duration::from_secs(2);
+    })
+    .await;
+    let who = Who::Email("racing@example.com");
+    for _ in 0..2 {
+        assert_eq!(app.getcode(APP, who).await.status(), 200);
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+    }
+    let burst = (0..6).map(|_| app.getcode(APP, who));
+    let statuses: Vec<u16> = futures_util::future::join_all(burst)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    let events = app.audit_event_names().await;
+    assert!(!events.iter().any(|e| e == "locked_out"), "{events:?}");
 }
 
 async fn the_client_budget_is_enforced(db: Db) {
