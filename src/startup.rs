@@ -36,7 +36,10 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     let store = Store::open(&db.url, db.max_connections, transaction_pooler(settings)).await?;
     match transaction_pooler(settings) {
         true => store.check_migrated().await?,
-        false => store.migrate().await?,
+        false => {
+            store.refuse_unannounced_transaction_pooler().await?;
+            store.migrate().await?;
+        }
     }
     Ok(store)
 }

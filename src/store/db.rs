@@ -62,13 +62,9 @@ impl DbError {
         matches!(self, DbError::Unique(_))
     }
 
-    /// The table is not there (PostgreSQL's `42P01`, SQLite's "no such table").
+    /// The table is not there (PostgreSQL's `42P01`).
     pub fn is_undefined_table(&self) -> bool {
-        match self {
-            DbError::Pg(e) => e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE),
-            DbError::Sqlite(e) => e.to_string().starts_with("no such table"),
-            _ => false,
-        }
+        matches!(self, DbError::Pg(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE))
     }
 }
 
@@ -838,9 +834,9 @@ mod tests {
         assert!(!missing.is_unique_violation());
     }
 
-    #[tokio::test]
-    async fn pipelined_statements_say_what_each_changed_and_take_effect_together() {
-        let db = memory().await;
+    /// Pipelined statements say what each changed and take effect together:
+    /// a failure takes the ones before it back.
+    async fn pipelined_statements_take_effect_together(db: &Db) {
         let insert = |k: &'static str| db.query("INSERT INTO t (k, n) VALUES ($1, 1)").bind(k);
         let bump = |k: &'static str| db.query("UPDATE t SET n = n + 1 WHERE k = $1").bind(k);
         let changed = db
@@ -849,8 +845,13 @@ mod tests {
             .unwrap();
         assert_eq!(changed, vec![1, 1, 0]);
         let err = db.execute_pipelined(vec![insert("b"), insert("a")]).await.unwrap_err();
-        assert!(err.is_unique_violation());
-        assert_eq!(count(&db).await, 1, "`b` went with the failed `a`");
+        assert!(err.is_unique_violation(), "{err}");
+        assert_eq!(count(db).await, 1, "`b` went with the failed `a`");
+    }
+
+    #[tokio::test]
+    async fn pipelined_statements_say_what_each_changed_and_take_effect_together() {
+        pipelined_statements_take_effect_together(&memory().await).await;
     }
 
     /// Every connection carries the server-side limits (set after
@@ -889,16 +890,7 @@ mod tests {
             .execute()
             .await
             .unwrap();
-        let insert = |k: &'static str| db.query("INSERT INTO t (k, n) VALUES ($1, 1)").bind(k);
-        let bump = |k: &'static str| db.query("UPDATE t SET n = n + 1 WHERE k = $1").bind(k);
-        let changed = db
-            .execute_pipelined(vec![insert("a"), bump("a"), bump("none")])
-            .await
-            .unwrap();
-        assert_eq!(changed, vec![1, 1, 0]);
-        let err = db.execute_pipelined(vec![insert("b"), insert("a")]).await.unwrap_err();
-        assert!(err.is_unique_violation(), "{err}");
-        assert_eq!(count(&db).await, 1, "`b` went with the failed `a`");
+        pipelined_statements_take_effect_together(&db).await;
         let row = db.query("SELECT n FROM t WHERE k = 'a'").fetch_one().await.unwrap();
         assert_eq!(row.try_get::<i64, _>("n").unwrap(), 2);
     }

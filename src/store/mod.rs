@@ -152,6 +152,21 @@ impl Store {
         Ok(())
     }
 
+    /// Stops a node that stands behind a transaction-mode pooler without
+    /// `database.pooler = "transaction"` (`PgPool::shares_sessions`).
+    /// Asked once per node, at start-up.
+    pub async fn refuse_unannounced_transaction_pooler(&self) -> anyhow::Result<()> {
+        if let Db::Postgres(pool) = &self.db {
+            if pool.shares_sessions().await? {
+                anyhow::bail!(
+                    "`database.url` leads to a transaction-mode pooler (a setting made on one connection showed on \
+                     another): set `database.pooler = \"transaction\"`"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Caches client lookups for `ttl` (zero: no cache).
     pub fn with_client_cache(mut self, ttl: Duration) -> Store {
         self.client_cache = std::sync::Arc::new(clients::ClientCache::new(ttl));

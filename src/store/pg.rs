@@ -412,12 +412,6 @@ impl PgPool {
         });
         let first = pool.acquire().await?;
         drop(first);
-        if !transaction_pooler && pool.shares_sessions().await? {
-            anyhow::bail!(
-                "`database.url` leads to a transaction-mode pooler (a setting made on one connection showed on \
-                 another): set `database.pooler = \"transaction\"`"
-            );
-        }
         Ok(pool)
     }
 
@@ -429,7 +423,7 @@ impl PgPool {
     /// statements, prepared on one server connection, could be missing on
     /// the next or, from another node, bear the same name. A heuristic; an
     /// engine that refuses custom settings is not probed.
-    async fn shares_sessions(&self) -> DbResult<bool> {
+    pub async fn shares_sessions(&self) -> DbResult<bool> {
         let mut a = self.connect().await?;
         let mut b = self.connect().await?;
         let mark = crate::crypto::random_token::<8>();
