@@ -49,9 +49,16 @@ pub fn init(threads: Option<usize>) {
         let n = threads
             .filter(|n| *n > 0)
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-        let (tx, rx) = sync_channel::<Job>(QUEUE);
+        Pool::start(n, QUEUE)
+    });
+}
+
+impl Pool {
+    /// `threads` hashing threads, with at most `queue` jobs waiting for them.
+    fn start(threads: usize, queue: usize) -> Pool {
+        let (tx, rx) = sync_channel::<Job>(queue);
         let rx = Arc::new(Mutex::new(rx));
-        for i in 0..n {
+        for i in 0..threads {
             let rx = rx.clone();
             std::thread::Builder::new()
                 .name(format!("sesame-hash-{i}"))
@@ -59,7 +66,37 @@ pub fn init(threads: Option<usize>) {
                 .expect("a password hashing thread starts");
         }
         Pool { tx }
-    });
+    }
+
+    /// Runs `f` on a hashing thread and waits for it without blocking the
+    /// caller's thread; `Busy` (503) at once when the queue is full.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, AccountError> {
+        self.submit(f)?.await
+    }
+
+    /// Queues `f` now (or refuses it: `Busy`); the future is its result.
+    fn submit<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<impl std::future::Future<Output = Result<T, AccountError>>, AccountError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            // The caller went away (its request was dropped): no hash for nobody.
+            if !done.is_closed() {
+                let _ = done.send(f());
+            }
+        });
+        match self.tx.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(AccountError::Busy),
+            Err(TrySendError::Disconnected(_)) => return Err(anyhow::anyhow!("the hashing threads stopped").into()),
+        }
+        Ok(async {
+            result
+                .await
+                .map_err(|_| AccountError::Internal(anyhow::anyhow!("a password hashing job was dropped")))
+        })
+    }
 }
 
 thread_local! {
@@ -146,25 +183,10 @@ fn work(rx: Arc<Mutex<Receiver<Job>>>) {
     }
 }
 
-/// Runs `f` on a hashing thread and waits for it without blocking the caller's thread.
+/// Runs `f` on the hashing pool (`Pool::run`).
 async fn on_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, AccountError> {
     init(None);
-    let pool = POOL.get().expect("initialized above");
-    let (done, result) = tokio::sync::oneshot::channel();
-    let job: Job = Box::new(move || {
-        // The caller went away (its request was dropped): no hash for nobody.
-        if !done.is_closed() {
-            let _ = done.send(f());
-        }
-    });
-    match pool.tx.try_send(job) {
-        Ok(()) => {}
-        Err(TrySendError::Full(_)) => return Err(AccountError::Busy),
-        Err(TrySendError::Disconnected(_)) => return Err(anyhow::anyhow!("the hashing threads stopped").into()),
-    }
-    result
-        .await
-        .map_err(|_| AccountError::Internal(anyhow::anyhow!("a password hashing job was dropped")))
+    POOL.get().expect("initialized above").run(f).await
 }
 
 /// argon2id with its default parameters, on the hashing pool.
@@ -343,5 +365,38 @@ mod tests {
         for n in names {
             assert!(n.unwrap().starts_with("sesame-hash-"));
         }
+    }
+
+    /// With every thread busy and the queue full, a hash is refused at once
+    /// (`Busy`, a 503 with `Retry-After` at every boundary) instead of
+    /// waiting in a queue that grows without end; once the queue drains,
+    /// hashes run again.
+    #[tokio::test]
+    async fn a_full_hashing_queue_refuses_at_once_and_accepts_again_once_drained() {
+        let pool = Pool::start(1, 2);
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (taken, started) = std::sync::mpsc::channel::<()>();
+        let busy = pool
+            .submit(move || {
+                taken.send(()).unwrap();
+                held.recv().is_ok()
+            })
+            .unwrap();
+        // The thread has taken the first job and waits in it.
+        started.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        let (one, two) = (pool.submit(|| 1).unwrap(), pool.submit(|| 2).unwrap());
+        let refused = pool.submit(|| 3);
+        assert!(
+            matches!(refused, Err(AccountError::Busy)),
+            "the third waiting job is refused"
+        );
+        let answer = actix_web::ResponseError::error_response(&crate::error::ApiError::from(AccountError::Busy));
+        assert_eq!(answer.status(), 503);
+        assert_eq!(answer.headers().get("retry-after").unwrap(), "1");
+        release.send(()).unwrap();
+        assert!(busy.await.unwrap());
+        let (one, two) = tokio::join!(one, two);
+        assert_eq!((one.unwrap(), two.unwrap()), (1, 2), "the queued jobs ran");
+        assert_eq!(pool.run(|| 4).await.unwrap(), 4);
     }
 }

@@ -863,8 +863,8 @@ mod tests {
         let url = std::env::var("SESAME_TEST_POSTGRES_URL").unwrap();
         let db = Db::Postgres(super::super::pg::PgPool::open(&url, 1, false).await.unwrap());
         for (setting, value) in [
-            ("statement_timeout", "5s"),
-            ("lock_timeout", "3s"),
+            ("statement_timeout", "2s"),
+            ("lock_timeout", "1s"),
             ("idle_in_transaction_session_timeout", "10s"),
         ] {
             let row = db

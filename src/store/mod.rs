@@ -131,25 +131,33 @@ impl Store {
                 missing.version
             );
         }
-        let row = self
-            .db
-            .query(
-                "SELECT current_setting('statement_timeout') AS s, current_setting('lock_timeout') AS l,
-                        current_setting('idle_in_transaction_session_timeout') AS i",
-            )
-            .fetch_one()
-            .await?;
-        if ["s", "l", "i"]
-            .iter()
-            .any(|c| row.try_get::<String, _>(*c).is_ok_and(|v| v == "0"))
-        {
+        let missing = self.missing_server_limits().await?;
+        if !missing.is_empty() {
             tracing::warn!(
-                "behind a transaction-mode pooler Sesame cannot set its server-side limits; set them on its role: \
-                 ALTER ROLE … SET statement_timeout = '5s'; ALTER ROLE … SET lock_timeout = '3s'; \
-                 ALTER ROLE … SET idle_in_transaction_session_timeout = '10s'"
+                "behind a transaction-mode pooler Sesame cannot set its server-side limits; set them on its role: {}",
+                missing.join(" ")
             );
         }
         Ok(())
+    }
+
+    /// The server-side limits (`statement_timeout`, …) that Sesame's
+    /// sessions run without, each as the statement that gives them to its
+    /// role. Behind a transaction-mode pooler Sesame cannot set them itself.
+    pub async fn missing_server_limits(&self) -> anyhow::Result<Vec<String>> {
+        let mut missing = Vec::new();
+        for (name, value) in pg::SERVER_LIMITS {
+            let row = self
+                .db
+                .query("SELECT current_setting($1) AS v")
+                .bind(name)
+                .fetch_one()
+                .await?;
+            if row.try_get::<String, _>("v")? == "0" {
+                missing.push(format!("ALTER ROLE … SET {name} = '{value}';"));
+            }
+        }
+        Ok(missing)
     }
 
     /// Stops a node that stands behind a transaction-mode pooler without

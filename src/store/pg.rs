@@ -37,16 +37,24 @@ use super::db::{Arg, DbError, DbResult};
 /// How long a request waits for a connection before it is told the
 /// database is unavailable (503), instead of hanging through an outage.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a statement may go unanswered before its connection counts as
-/// lost: a database that stopped answering (a blackholed network) gives a
-/// 503, not a hang.
-pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
-/// The server enforces limits too, so that a node that vanishes
-/// mid-transaction (a paused VM, a blackholed network) does not hold its
-/// row locks until TCP gives up: its transaction ends after 10 s idle; a
-/// statement may run 5 s and wait 3 s for a lock.
-const SESSION_LIMITS: &str =
-    "SET idle_in_transaction_session_timeout = '10s'; SET statement_timeout = '5s'; SET lock_timeout = '3s'";
+/// How long a statement (or a pipelined batch) may go unanswered before
+/// its connection counts as lost: a database that stopped answering (a
+/// blackholed network) gives a 503 within 3 s, not a hang. Above the
+/// server's own `statement_timeout` (`SERVER_LIMITS`), so a statement the
+/// server still runs is ended by the server, with an answer.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_millis(2500);
+/// The limits the server enforces on Sesame's sessions, so that a node
+/// that vanishes mid-transaction (a paused VM, a blackholed network) does
+/// not hold its row locks until TCP gives up: its transaction ends after
+/// 10 s idle; a statement may run 2 s and wait 1 s for a lock. Every
+/// statement of Sesame's finds rows by an index and holds its locks for
+/// milliseconds; the admin search over a large `users` table is the one
+/// that could come near 2 s (and then answers 503).
+pub const SERVER_LIMITS: [(&str, &str); 3] = [
+    ("idle_in_transaction_session_timeout", "10s"),
+    ("statement_timeout", "2s"),
+    ("lock_timeout", "1s"),
+];
 /// Prepared statements kept per connection.
 const CACHED_STATEMENTS: usize = 256;
 
@@ -67,13 +75,17 @@ pub(crate) struct Conn {
     busy: bool,
     /// Failed in a way that leaves it unusable: dropped, not pooled.
     broken: bool,
+    /// A statement went unanswered (`STATEMENT_TIMEOUT`): the network or the
+    /// server may be gone, and the pool's idle connections with it.
+    unanswered: bool,
 }
 
 /// Awaits `work` while driving the connection's I/O; a closed connection
-/// or a statement past `STATEMENT_TIMEOUT` marks it broken.
+/// or a statement past `STATEMENT_TIMEOUT` marks it broken (the latter
+/// `unanswered` too).
 async fn drive<T>(
     driver: &mut Driver,
-    broken: &mut bool,
+    (broken, unanswered): (&mut bool, &mut bool),
     work: impl Future<Output = Result<T, tokio_postgres::Error>>,
 ) -> DbResult<T> {
     let work = tokio::time::timeout(STATEMENT_TIMEOUT, work);
@@ -93,6 +105,7 @@ async fn drive<T>(
     match answered {
         Err(_) => {
             *broken = true;
+            *unanswered = true;
             Err(DbError::Unavailable(format!(
                 "the database did not answer within {STATEMENT_TIMEOUT:?}"
             )))
@@ -229,7 +242,7 @@ impl Conn {
         self.busy = true;
         let s = drive(
             &mut self.driver,
-            &mut self.broken,
+            (&mut self.broken, &mut self.unanswered),
             self.client.prepare_typed(sql, &types),
         )
         .await;
@@ -307,7 +320,7 @@ impl Conn {
         };
         self.busy = true;
         self.in_transaction |= begin;
-        let answered = drive(&mut self.driver, &mut self.broken, all).await;
+        let answered = drive(&mut self.driver, (&mut self.broken, &mut self.unanswered), all).await;
         self.busy = false;
         self.in_transaction = self.in_transaction && !commit;
         answered
@@ -319,7 +332,12 @@ impl Conn {
         if sql == "BEGIN" {
             self.in_transaction = true;
         }
-        let answered = drive(&mut self.driver, &mut self.broken, self.client.batch_execute(sql)).await;
+        let answered = drive(
+            &mut self.driver,
+            (&mut self.broken, &mut self.unanswered),
+            self.client.batch_execute(sql),
+        )
+        .await;
         self.busy = false;
         match sql {
             "BEGIN" => self.in_transaction = answered.is_ok(),
@@ -366,6 +384,22 @@ impl std::ops::DerefMut for Lent {
 impl Drop for Lent {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
+            if conn.unanswered {
+                // The network or the server may be gone (a blackhole says
+                // nothing): the idle connections are likely silent too, and
+                // each would cost the next requests a timeout. New ones are
+                // opened as needed, within `ACQUIRE_TIMEOUT`.
+                if let Ok(mut idle) = self.pool.idle.lock() {
+                    if !idle.is_empty() {
+                        tracing::warn!(
+                            idle = idle.len(),
+                            "a database connection went unanswered; the idle ones are closed too"
+                        );
+                    }
+                    idle.clear();
+                }
+                return;
+            }
             let reusable = !conn.broken && !conn.busy && !conn.in_transaction;
             if reusable && !self.pool.closed.load(Ordering::Relaxed) {
                 if let Ok(mut idle) = self.pool.idle.lock() {
@@ -462,14 +496,20 @@ impl PgPool {
             in_transaction: false,
             busy: false,
             broken: false,
+            unanswered: false,
         };
         // Set after connecting, not as the `options` startup parameter,
         // which PgBouncer refuses.
         if !self.transaction_pooler {
             let Conn {
-                client, driver, broken, ..
+                client,
+                driver,
+                broken,
+                unanswered,
+                ..
             } = &mut conn;
-            drive(driver, broken, client.batch_execute(SESSION_LIMITS)).await?;
+            let set: String = SERVER_LIMITS.iter().map(|(k, v)| format!("SET {k} = '{v}';")).collect();
+            drive(driver, (broken, unanswered), client.batch_execute(&set)).await?;
         }
         Ok(conn)
     }

@@ -116,6 +116,21 @@ impl Db {
     }
 }
 
+impl Db {
+    /// A number read from this PostgreSQL database from outside the app
+    /// (`SELECT count(*) …`).
+    pub async fn pg_number(&self, sql: &str) -> i64 {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+        let n = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        n
+    }
+}
+
 async fn run_pg(url: &str, sql: &str) -> Result<(), sqlx::Error> {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(url).await?;

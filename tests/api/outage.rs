@@ -9,6 +9,17 @@ use serde_json::Value;
 use crate::helpers::{spawn_with, test_settings, Db, Who, APP};
 use crate::peers::Relay;
 
+/// Settings for an app whose PostgreSQL connections go through a relay the
+/// test can cut or blackhole.
+async fn behind_a_relay(db: &Db) -> (Relay, sesame::config::Settings) {
+    let base = std::env::var("SESAME_TEST_POSTGRES_URL").unwrap();
+    let at = base.split('@').nth(1).unwrap().split('/').next().unwrap().to_string();
+    let relay = Relay::start(&at).await;
+    let mut settings = test_settings(db);
+    settings.database.url = db.url.replacen(&at, &relay.addr.to_string(), 1);
+    (relay, settings)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     not(sesame_test_postgres),
@@ -16,11 +27,7 @@ use crate::peers::Relay;
 )]
 async fn a_postgresql_outage_is_a_quick_503_and_service_resumes_after_it() {
     let db = Db::postgres().await;
-    let base = std::env::var("SESAME_TEST_POSTGRES_URL").unwrap();
-    let at = base.split('@').nth(1).unwrap().split('/').next().unwrap().to_string();
-    let relay = Relay::start(&at).await;
-    let mut settings = test_settings(&db);
-    settings.database.url = db.url.replacen(&at, &relay.addr.to_string(), 1);
+    let (relay, settings) = behind_a_relay(&db).await;
     let app = spawn_with(settings).await;
     assert_eq!(app.getcode(APP, Who::Email("before@example.com")).await.status(), 200);
     assert_eq!(app.get("/health/ready").await.status(), 200);
@@ -118,4 +125,68 @@ async fn connections_the_server_ended_are_replaced_without_an_error() {
         let res = app.getcode(APP, Who::Email(&who)).await;
         assert_eq!(res.status(), 200, "request {i} after the server ended the connections");
     }
+}
+
+/// A database that stops answering without saying so (a blackholed network:
+/// a firewall dropping packets, a vanished host): the port still accepts,
+/// and open connections stay open but silent. Requests still get a 503
+/// within 3 s and readiness within 2 s; once the network is back, the next
+/// request succeeds, although the connections opened before stay silent
+/// for ever (the pool drops its idle ones when one goes unanswered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(sesame_test_postgres),
+    ignore = "set SESAME_TEST_POSTGRES_URL to run the PostgreSQL half"
+)]
+async fn a_blackholed_database_is_a_quick_503_and_the_next_request_after_it_succeeds() {
+    let db = Db::postgres().await;
+    let (relay, mut settings) = behind_a_relay(&db).await;
+    let tag = format!("sesame_{}", sesame::crypto::hex(&sesame::crypto::random_bytes::<6>()));
+    settings.database.url = format!("{}&application_name={tag}", settings.database.url);
+    settings.database.max_connections = Some(8);
+    let app = spawn_with(settings).await;
+    // Every connection of the pool opened, then idle: eight sends held up
+    // together by a lock taken from outside, each on a connection of its own.
+    let mut outside = {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&db.url).await.unwrap()
+    };
+    sqlx::raw_sql("BEGIN; LOCK TABLE rate_counters IN EXCLUSIVE MODE")
+        .execute(&mut outside)
+        .await
+        .unwrap();
+    let warm: Vec<String> = (0..8).map(|n| format!("warm-{n}@example.com")).collect();
+    let sends = futures_util::future::join_all(warm.iter().map(|w| app.getcode(APP, Who::Email(w))));
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        sqlx::raw_sql("COMMIT").execute(&mut outside).await.unwrap();
+    };
+    let (answers, ()) = tokio::join!(sends, release);
+    assert!(answers.iter().all(|r| r.status() == 200));
+    let open = db
+        .pg_number(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{tag}'"
+        ))
+        .await;
+    assert!(open >= 8, "the pool holds several connections ({open})");
+
+    relay.blackhole();
+    let started = Instant::now();
+    let res = app.getcode(APP, Who::Email("during@example.com")).await;
+    let elapsed = started.elapsed();
+    assert_eq!(res.status(), 503, "a 503, not a 500 or a hang");
+    assert_eq!(res.headers()["retry-after"], "1");
+    assert!(elapsed < Duration::from_secs(3), "a 503 within 3 s: {elapsed:?}");
+    let started = Instant::now();
+    assert_eq!(app.get("/health/ready").await.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "readiness says so within 2 s: {:?}",
+        started.elapsed()
+    );
+
+    relay.restore().await;
+    let res = app.getcode(APP, Who::Email("after@example.com")).await;
+    assert_eq!(res.status(), 200, "the first request after the blackhole succeeds");
+    assert_eq!(app.get("/health/ready").await.status(), 200);
 }

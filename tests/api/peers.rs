@@ -301,11 +301,14 @@ impl SiteVerify {
 }
 
 /// A TCP relay to a real server (PostgreSQL) that the test can cut, as an
-/// outage does: the port stops accepting and open connections drop.
+/// outage does (the port stops accepting and open connections drop), or
+/// blackhole (nothing goes through any more, and nothing says so).
 pub struct Relay {
     pub addr: std::net::SocketAddr,
     upstream: String,
     tasks: Arc<Mutex<Option<tokio::task::JoinSet<()>>>>,
+    /// Set while blackholed.
+    silent: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Relay {
@@ -317,15 +320,22 @@ impl Relay {
             addr,
             upstream: upstream.to_string(),
             tasks: Arc::default(),
+            silent: Arc::new(tokio::sync::watch::channel(false).0),
         };
         relay.restore().await;
         relay
     }
 
-    /// Accepts again (after `cut`).
+    /// Accepts again (after `cut`), or relays new connections again (after
+    /// `blackhole`; the ones it silenced stay silent).
     pub async fn restore(&self) {
+        self.silent.send_replace(false);
+        if self.tasks.lock().unwrap().is_some() {
+            return;
+        }
         let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
         let upstream = self.upstream.clone();
+        let silent = self.silent.clone();
         let mut set = tokio::task::JoinSet::new();
         let conns: Arc<Mutex<tokio::task::JoinSet<()>>> = Arc::default();
         let inner = conns.clone();
@@ -337,14 +347,33 @@ impl Relay {
                     return;
                 };
                 let upstream = upstream.clone();
+                let mut silenced = silent.subscribe();
                 inner.lock().unwrap().spawn(async move {
-                    if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    let blackholed = *silenced.borrow_and_update();
+                    let server = match blackholed {
+                        true => None,
+                        false => tokio::net::TcpStream::connect(&upstream).await.ok(),
+                    };
+                    if let Some(mut server) = server {
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => return,
+                            _ = silenced.wait_for(|s| *s) => {}
+                        }
                     }
+                    // Blackholed: both ends stay open, and nothing goes through.
+                    let _held = client;
+                    std::future::pending::<()>().await
                 });
             }
         });
         *self.tasks.lock().unwrap() = Some(set);
+    }
+
+    /// A blackholed network: the port still accepts, but from now on no
+    /// byte goes through either way, on new or open connections, and none
+    /// is closed (as when a firewall drops packets or a host vanishes).
+    pub fn blackhole(&self) {
+        self.silent.send_replace(true);
     }
 
     /// The outage: the port is closed (connections refused) and every open

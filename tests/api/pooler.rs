@@ -134,3 +134,43 @@ async fn behind_a_transaction_pooler_an_unreadable_schema_is_not_called_unmigrat
     assert!(!refused.contains("not applied"), "{refused}");
     assert!(refused.contains("cannot read the schema's migrations"), "{refused}");
 }
+
+/// Behind a transaction pooler Sesame sets no session limits, so a node
+/// checks at start-up that its role has them and warns with the statements
+/// that give them. (Here the role's settings are stood in for by the
+/// connection's `options`, which set the same session defaults.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(sesame_test_postgres),
+    ignore = "set SESAME_TEST_POSTGRES_URL to run the PostgreSQL half"
+)]
+async fn behind_a_transaction_pooler_a_role_without_the_limits_is_told_which_are_missing() {
+    let db = Db::postgres().await;
+    let open = |url: String| async move { sesame::store::Store::open(&url, Some(1), true).await.unwrap() };
+
+    let bare = open(db.url.clone()).await.missing_server_limits().await.unwrap();
+    assert_eq!(bare.len(), 3, "{bare:?}");
+    assert!(
+        bare.iter().any(|m| m == "ALTER ROLE … SET statement_timeout = '2s';"),
+        "{bare:?}"
+    );
+    assert!(bare.iter().any(|m| m.contains("lock_timeout = '1s'")), "{bare:?}");
+    assert!(
+        bare.iter().any(|m| m.contains("idle_in_transaction_session_timeout")),
+        "{bare:?}"
+    );
+
+    let some = format!("{}%20-c%20statement_timeout%3D2s", db.url);
+    let missing = open(some).await.missing_server_limits().await.unwrap();
+    assert_eq!(missing.len(), 2, "{missing:?}");
+    assert!(
+        !missing.iter().any(|m| m.contains("statement_timeout = ")),
+        "{missing:?}"
+    );
+
+    let all = format!(
+        "{}%20-c%20statement_timeout%3D2s%20-c%20lock_timeout%3D1s%20-c%20idle_in_transaction_session_timeout%3D10s",
+        db.url
+    );
+    assert!(open(all).await.missing_server_limits().await.unwrap().is_empty());
+}
