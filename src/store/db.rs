@@ -146,6 +146,9 @@ enum Place {
     /// Runs on its own (autocommit) while the group has not begun its
     /// transaction, so the row locks it takes end with it.
     Alone,
+    /// As `Alone`, in a transaction of its own that commits without
+    /// waiting for the disk (`Conn::run_counter`).
+    Counter,
 }
 
 /// Runs one statement on PostgreSQL: on the group's connection (its first
@@ -158,11 +161,18 @@ async fn pg_run(pool: &Arc<PgPool>, sql: &str, args: &[Arg], want: Want, place: 
             *slot = Some(pool.acquire().await?);
         }
         let conn = slot.as_mut().expect("just set");
-        let begin = !conn.in_transaction() && place != Place::Alone;
+        if place == Place::Counter && !conn.in_transaction() {
+            return conn.run_counter(sql, args, want).await;
+        }
+        let begin = !conn.in_transaction() && !matches!(place, Place::Alone | Place::Counter);
         let commit = place == Place::Last && (begin || conn.in_transaction());
         return conn.run(sql, args, want, begin, commit).await;
     }
-    pool.acquire().await?.run(sql, args, want, false, false).await
+    let mut conn = pool.acquire().await?;
+    match place {
+        Place::Counter => conn.run_counter(sql, args, want).await,
+        _ => conn.run(sql, args, want, false, false).await,
+    }
 }
 
 thread_local! {
@@ -527,6 +537,14 @@ impl Query<'_> {
         self
     }
 
+    /// A counter's statement: on its own (`on_its_own`), and on PostgreSQL
+    /// committed without waiting for the disk (`Conn::run_counter`). Inside
+    /// a transaction already begun it is part of it, as any statement.
+    pub fn counter(mut self) -> Self {
+        self.place = Place::Counter;
+        self
+    }
+
     pub async fn execute(self) -> DbResult<Done> {
         self.execute_as(false).await
     }
@@ -863,8 +881,8 @@ mod tests {
         let url = std::env::var("SESAME_TEST_POSTGRES_URL").unwrap();
         let db = Db::Postgres(super::super::pg::PgPool::open(&url, 1, false).await.unwrap());
         for (setting, value) in [
-            ("statement_timeout", "2s"),
-            ("lock_timeout", "1s"),
+            ("statement_timeout", "5s"),
+            ("lock_timeout", "3s"),
             ("idle_in_transaction_session_timeout", "10s"),
         ] {
             let row = db

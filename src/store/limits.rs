@@ -11,8 +11,8 @@ impl Store {
     /// A counter is a rule of its own, and many requests may share one (per
     /// client, per address, SMS in all): on PostgreSQL, counted before its
     /// group has begun a transaction, it commits on its own, so its row is
-    /// not locked through the group's later statements
-    /// (`Query::on_its_own`). That also keeps a send, which counts first and
+    /// not locked through the group's later statements, and without waiting
+    /// for the disk (`Query::counter`). That also keeps a send, which counts first and
     /// writes its code last, from taking row locks in the order a
     /// verification takes them in reverse (a deadlock).
     pub async fn hit(&self, key: &str, window: i64) -> anyhow::Result<(i64, i64)> {
@@ -29,7 +29,7 @@ impl Store {
             .bind(key)
             .bind(now)
             .bind(now - window)
-            .on_its_own()
+            .counter()
             .fetch_one()
             .await?;
         let count: i64 = row.try_get("count")?;

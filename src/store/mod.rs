@@ -142,8 +142,11 @@ impl Store {
     }
 
     /// The server-side limits (`statement_timeout`, …) that Sesame's
-    /// sessions run without, each as the statement that gives them to its
-    /// role. Behind a transaction-mode pooler Sesame cannot set them itself.
+    /// sessions run without or with other values than Sesame's, each as the
+    /// statement that gives it to its role. Behind a transaction-mode pooler
+    /// Sesame cannot set them itself. (A statement timeout longer than
+    /// Sesame's own wait would have it drop connections the server still
+    /// uses; a shorter one, refuse its slower statements.)
     pub async fn missing_server_limits(&self) -> anyhow::Result<Vec<String>> {
         let mut missing = Vec::new();
         for (name, value) in pg::SERVER_LIMITS {
@@ -153,7 +156,7 @@ impl Store {
                 .bind(name)
                 .fetch_one()
                 .await?;
-            if row.try_get::<String, _>("v")? == "0" {
+            if row.try_get::<String, _>("v")? != value {
                 missing.push(format!("ALTER ROLE … SET {name} = '{value}';"));
             }
         }
@@ -294,6 +297,13 @@ async fn migrate_postgres(url: &str, migrator: &sqlx::migrate::Migrator) -> anyh
         .connect()
         .await
         .with_context(|| format!("cannot connect to the database ({})", redact_url(url)))?;
+    // A role given Sesame's limits (as behind a transaction pooler) would
+    // stop an index build on a large table after a few seconds: a migration
+    // runs as long as it needs.
+    sqlx::raw_sql("SET statement_timeout = 0")
+        .execute(&mut conn)
+        .await
+        .context("cannot prepare the migration's session")?;
     migrator.run(&mut conn).await.context("database migration failed")?;
     let _ = conn.close().await;
     Ok(())

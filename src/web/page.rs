@@ -383,6 +383,9 @@ pub enum PageError {
     TooLarge(String),
     #[error("too many requests")]
     TooMany(String),
+    /// Sesame is busy (a full password-hashing queue): 503, try again.
+    #[error("busy")]
+    Busy,
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -400,6 +403,7 @@ impl From<crate::accounts::AccountError> for PageError {
         match e {
             AccountError::Internal(cause) => PageError::Internal(cause),
             AccountError::NotFound => PageError::NotFound,
+            AccountError::Busy => PageError::Busy,
             other => PageError::Forbidden(other.to_string()),
         }
     }
@@ -425,6 +429,7 @@ impl From<ApiError> for PageError {
             ApiError::Internal(cause) => PageError::Internal(cause),
             ApiError::TooManyRequests { description, .. } => PageError::TooMany(description),
             ApiError::NotFound(_) => PageError::NotFound,
+            ApiError::Busy => PageError::Busy,
             e @ ApiError::PayloadTooLarge(_) => PageError::TooLarge(e.description()),
             other => bad_request(T::default().get("error.bad_request_title"), other.description()),
         }
@@ -446,6 +451,7 @@ impl ResponseError for PageError {
             PageError::SignInFirst => StatusCode::SEE_OTHER,
             PageError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             PageError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            PageError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             PageError::Internal(cause) if crate::store::is_unavailable(cause) => StatusCode::SERVICE_UNAVAILABLE,
             PageError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -461,6 +467,7 @@ impl ResponseError for PageError {
             PageError::Forbidden(text) => MessagePage::new(t.get("error.forbidden_title"), text),
             PageError::NotFound => MessagePage::new(t.get("error.not_found_title"), t.get("error.not_found_text")),
             PageError::TooMany(text) => MessagePage::new(t.get("error.too_many_title"), text),
+            PageError::Busy => MessagePage::new(t.get("error.unavailable_title"), t.get("error.busy")),
             PageError::Internal(cause) if crate::store::is_unavailable(cause) => {
                 tracing::warn!(error = format!("{cause:#}"), "database unavailable");
                 MessagePage::new(t.get("error.unavailable_title"), t.get("error.unavailable_text"))
@@ -475,6 +482,9 @@ impl ResponseError for PageError {
             Ok(html) => {
                 let mut res = HttpResponse::build(self.status_code());
                 secure_headers(&mut res);
+                if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
+                    res.insert_header((header::RETRY_AFTER, "1"));
+                }
                 res.content_type("text/html; charset=utf-8").body(html)
             }
             Err(_) => HttpResponse::InternalServerError().finish(),
@@ -485,6 +495,17 @@ impl ResponseError for PageError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A full hashing queue on the pages is "busy, try again" with a 503
+    /// and `Retry-After`, as on the API, not a "forbidden" page.
+    #[test]
+    fn a_busy_server_is_a_503_page_to_try_again() {
+        let res = PageError::from(crate::accounts::AccountError::Busy).error_response();
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers().get("retry-after").unwrap(), "1");
+        let res = PageError::from(ApiError::Busy).error_response();
+        assert_eq!(res.status(), 503);
+    }
 
     #[test]
     fn form_targets_are_origins_and_nothing_that_could_break_the_header() {

@@ -136,8 +136,8 @@ async fn behind_a_transaction_pooler_an_unreadable_schema_is_not_called_unmigrat
 }
 
 /// Behind a transaction pooler Sesame sets no session limits, so a node
-/// checks at start-up that its role has them and warns with the statements
-/// that give them. (Here the role's settings are stood in for by the
+/// checks at start-up that its role has them (with Sesame's values) and
+/// warns with the statements that give them. (Here the role's settings are stood in for by the
 /// connection's `options`, which set the same session defaults.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
@@ -151,26 +151,48 @@ async fn behind_a_transaction_pooler_a_role_without_the_limits_is_told_which_are
     let bare = open(db.url.clone()).await.missing_server_limits().await.unwrap();
     assert_eq!(bare.len(), 3, "{bare:?}");
     assert!(
-        bare.iter().any(|m| m == "ALTER ROLE … SET statement_timeout = '2s';"),
+        bare.iter().any(|m| m == "ALTER ROLE … SET statement_timeout = '5s';"),
         "{bare:?}"
     );
-    assert!(bare.iter().any(|m| m.contains("lock_timeout = '1s'")), "{bare:?}");
+    assert!(bare.iter().any(|m| m.contains("lock_timeout = '3s'")), "{bare:?}");
     assert!(
         bare.iter().any(|m| m.contains("idle_in_transaction_session_timeout")),
         "{bare:?}"
     );
 
-    let some = format!("{}%20-c%20statement_timeout%3D2s", db.url);
+    // One set (in other units), one set otherwise than Sesame's.
+    let some = format!("{}%20-c%20statement_timeout%3D5000ms%20-c%20lock_timeout%3D30s", db.url);
     let missing = open(some).await.missing_server_limits().await.unwrap();
     assert_eq!(missing.len(), 2, "{missing:?}");
     assert!(
         !missing.iter().any(|m| m.contains("statement_timeout = ")),
         "{missing:?}"
     );
+    assert!(missing.iter().any(|m| m.contains("lock_timeout = '3s'")), "{missing:?}");
 
     let all = format!(
-        "{}%20-c%20statement_timeout%3D2s%20-c%20lock_timeout%3D1s%20-c%20idle_in_transaction_session_timeout%3D10s",
+        "{}%20-c%20statement_timeout%3D5s%20-c%20lock_timeout%3D3s%20-c%20idle_in_transaction_session_timeout%3D10s",
         db.url
     );
     assert!(open(all).await.missing_server_limits().await.unwrap().is_empty());
+}
+
+/// A role given Sesame's limits (as the README says to do behind a
+/// transaction pooler) would stop a migration's index build on a large
+/// table: migrations run without a statement timeout. (Here a timeout of
+/// 1 ms, given by the connection's `options`, stands for the role's.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(sesame_test_postgres),
+    ignore = "set SESAME_TEST_POSTGRES_URL to run the PostgreSQL half"
+)]
+async fn migrations_run_whatever_statement_timeout_the_role_has() {
+    let db = Db::postgres().await;
+    let hurried = format!("{}%20-c%20statement_timeout%3D1ms", db.url);
+    let store = sesame::store::Store::connect(&hurried, Some(1)).await.unwrap();
+    store.migrate().await.unwrap();
+    let applied = db
+        .pg_number("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .await;
+    assert!(applied > 0, "{applied} migrations applied");
 }
