@@ -83,37 +83,62 @@ pub async fn sweep(state: &AppState, holder: &str, now: i64) -> anyhow::Result<O
         return Ok(None);
     }
     let mut swept = Swept::default();
+    // A table that fails (a statement past its timeout on a huge backlog, a
+    // lock) is reported at the end; the others are still purged.
+    let mut failed = Vec::new();
     for what in Expired::ALL {
         let cutoff = cutoff(&state.settings, what, now);
-        let mut total = 0;
-        for _ in 0..BATCHES {
-            let n = store.purge(what, cutoff, BATCH).await?;
-            total += n;
-            if n < BATCH as u64 {
-                break;
-            }
-            tokio::time::sleep(PAUSE).await;
-        }
-        state.metrics.retention_deleted(what.table(), total);
-        swept.deleted.push((what.table(), total));
+        let purged = in_batches(|| store.purge(what, cutoff, BATCH)).await;
+        tally(state, &mut swept, &mut failed, what.table(), purged);
         // Still ours? (A sweep slower than the lease must not run beside another.)
         if !store.take_lease(LEASE, holder, LEASE_SECS).await? {
             return Ok(Some(swept));
         }
     }
-    let mut families = 0;
+    let purged = in_batches(|| store.purge_token_families(now, BATCH)).await;
+    tally(state, &mut swept, &mut failed, "token_families", purged);
+    if !failed.is_empty() {
+        anyhow::bail!("could not purge {}", failed.join("; "));
+    }
+    state.metrics.retention_done(now);
+    Ok(Some(swept))
+}
+
+/// Runs `purge` (one bounded statement) until a batch comes back short, at
+/// most `BATCHES` times: the rows deleted, and the error that stopped it.
+async fn in_batches<F>(mut purge: impl FnMut() -> F) -> (u64, Option<anyhow::Error>)
+where
+    F: std::future::Future<Output = anyhow::Result<u64>>,
+{
+    let mut total = 0;
     for _ in 0..BATCHES {
-        let n = store.purge_token_families(now, BATCH).await?;
-        families += n;
-        if n < BATCH as u64 {
-            break;
+        match purge().await {
+            Ok(n) => {
+                total += n;
+                if n < BATCH as u64 {
+                    break;
+                }
+            }
+            Err(e) => return (total, Some(e)),
         }
         tokio::time::sleep(PAUSE).await;
     }
-    state.metrics.retention_deleted("token_families", families);
-    swept.deleted.push(("token_families", families));
-    state.metrics.retention_done(now);
-    Ok(Some(swept))
+    (total, None)
+}
+
+/// Counts what a table's purge deleted, and notes its failure.
+fn tally(
+    state: &AppState,
+    swept: &mut Swept,
+    failed: &mut Vec<String>,
+    table: &'static str,
+    (deleted, error): (u64, Option<anyhow::Error>),
+) {
+    state.metrics.retention_deleted(table, deleted);
+    swept.deleted.push((table, deleted));
+    if let Some(e) = error {
+        failed.push(format!("{table}: {e:#}"));
+    }
 }
 
 /// Rows of `what` older than this are past their use.
