@@ -78,7 +78,7 @@ pub async fn check_send(
     // read only then). Checked first, so a refused send costs the asker
     // nothing else.
     if abuse.identifier_max_sends > 0 {
-        let (n, retry) = store.hit(&format!("sends:{key}"), window).await?;
+        let (n, retry) = store.count_send(&format!("sends:{key}"), window).await?;
         if n > abuse.identifier_max_sends as i64
             && !store.counted(&format!("known:{from_source}"), KNOWN_SOURCE).await?
         {
@@ -86,23 +86,25 @@ pub async fn check_send(
         }
     }
     if origin.ip.is_some() {
-        let (n, retry) = store.hit(&format!("ip:{source}"), window).await?;
+        let (n, retry) = store.count_send(&format!("ip:{source}"), window).await?;
         if n > otp.ip_max_sends as i64 {
             return Err(over(retry, Limit::Address));
         }
     }
-    let (n, retry) = store.hit(&format!("client:{}", origin.client.id), window).await?;
+    let (n, retry) = store
+        .count_send(&format!("client:{}", origin.client.id), window)
+        .await?;
     if n > otp.client_max_sends as i64 {
         return Err(over(retry, Limit::Client));
     }
     let gap = otp.resend_after.as_secs() as i64;
     if gap > 0 {
-        let (n, retry) = store.hit(&format!("resend:{from_source}"), gap).await?;
+        let (n, retry) = store.count_send(&format!("resend:{from_source}"), gap).await?;
         if n > 1 {
             return Err(over(retry, Limit::ResendGap));
         }
     }
-    let (n, _) = store.hit(&format!("sends:{from_source}"), window).await?;
+    let (n, _) = store.count_send(&format!("sends:{from_source}"), window).await?;
     if n > otp.max_sends as i64 {
         let lockout = otp.lockout.as_secs() as i64;
         store.lock_identifier(&from_source, now() + lockout).await?;
@@ -116,11 +118,11 @@ pub async fn check_send(
         return Err(locked(lockout));
     }
     if let Some(country) = sms_country {
-        let (n, retry) = store.hit(&format!("sms:{country}"), window).await?;
+        let (n, retry) = store.count_send(&format!("sms:{country}"), window).await?;
         if n > abuse.country_max_sends as i64 {
             return Err(over(retry, Limit::Country));
         }
-        let (n, retry) = store.hit("sms:*", window).await?;
+        let (n, retry) = store.count_send("sms:*", window).await?;
         if n > abuse.global_max_sms as i64 {
             return Err(over(retry, Limit::AllSms));
         }

@@ -4,7 +4,8 @@
 //! - **PostgreSQL** goes through tokio-postgres and a pool of our own
 //!   (`pg.rs`): a statement is one round trip, and a group is one
 //!   transaction whose `BEGIN` travels with its first statement (but for
-//!   counters before it, which commit on their own: `Query::on_its_own`).
+//!   counters before it, which commit on their own: `Query::on_its_own`,
+//!   `Query::counter`).
 //! - **SQLite** runs the statement right here, on the calling thread, on one
 //!   connection behind a mutex. A statement on a local file in WAL mode takes
 //!   microseconds; sqlx's SQLite driver ran each on a worker thread per
@@ -463,7 +464,7 @@ impl Db {
     /// another group, the work simply runs.
     ///
     /// On PostgreSQL the group is one transaction on one connection, begun
-    /// by its first statement (but for those `on_its_own` before it, which
+    /// by its first statement (but for those `on_its_own` or `counter` before it, which
     /// commit one by one) and committed after the work, whatever it
     /// returned (a statement that failed has rolled it back: PostgreSQL
     /// aborts a transaction at its first error).

@@ -11,13 +11,27 @@ impl Store {
     /// A counter is a rule of its own, and many requests may share one (per
     /// client, per address, SMS in all): on PostgreSQL, counted before its
     /// group has begun a transaction, it commits on its own, so its row is
-    /// not locked through the group's later statements, and without waiting
-    /// for the disk (`Query::counter`). That also keeps a send, which counts first and
+    /// not locked through the group's later statements
+    /// (`Query::on_its_own`). That also keeps a send, which counts first and
     /// writes its code last, from taking row locks in the order a
     /// verification takes them in reverse (a deadlock).
     pub async fn hit(&self, key: &str, window: i64) -> anyhow::Result<(i64, i64)> {
+        self.count(key, window, false).await
+    }
+
+    /// `hit` for a send's counters, which only gate the send: on
+    /// PostgreSQL their commit does not wait for the disk (`Query::counter`;
+    /// a crash or failover of PostgreSQL within a fraction of a second could
+    /// lose a count, letting a few more sends through), and the send's own
+    /// group, committing after them, writes them to disk with it. Failure
+    /// counts that lock someone out (passwords, wrong codes) use `hit`.
+    pub async fn count_send(&self, key: &str, window: i64) -> anyhow::Result<(i64, i64)> {
+        self.count(key, window, true).await
+    }
+
+    async fn count(&self, key: &str, window: i64, lazily: bool) -> anyhow::Result<(i64, i64)> {
         let now = now();
-        let row = self
+        let query = self
             .db
             .query(
                 "INSERT INTO rate_counters (key, window_start, count) VALUES ($1, $2, 1)
@@ -28,10 +42,13 @@ impl Store {
             )
             .bind(key)
             .bind(now)
-            .bind(now - window)
-            .counter()
-            .fetch_one()
-            .await?;
+            .bind(now - window);
+        let row = match lazily {
+            true => query.counter(),
+            false => query.on_its_own(),
+        }
+        .fetch_one()
+        .await?;
         let count: i64 = row.try_get("count")?;
         let start: i64 = row.try_get("window_start")?;
         Ok((count, (start + window - now).max(1)))

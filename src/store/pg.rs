@@ -11,12 +11,14 @@
 //! - **A statement group is one transaction** (`Db::group`). Its `BEGIN`
 //!   goes out with its first statement (pipelined: one round trip), and its
 //!   `COMMIT` follows the last, whatever the work returned, so a counted try
-//!   stays counted as on SQLite. Statements marked `on_its_own` that come
-//!   before the first other one (the send counters) commit one by one.
+//!   stays counted as on SQLite. Statements marked `on_its_own` (or
+//!   `counter`) that come before the first other one (the counters) commit
+//!   one by one; a send's counters without waiting for the disk.
 //! - **Bounded waits.** A connection is waited for at most
 //!   `ACQUIRE_TIMEOUT` and a statement's answer at most `STATEMENT_TIMEOUT`;
 //!   past either, the database counts as unavailable (503), and a connection
-//!   that did not answer is dropped, never reused.
+//!   that did not answer is dropped, never reused, with every connection
+//!   opened before it (`PgPool::generation`).
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
@@ -38,13 +40,16 @@ use super::db::{Arg, DbError, DbResult};
 /// How long a request waits for a connection before it is told the
 /// database is unavailable (503), instead of hanging through an outage.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a statement (or a pipelined batch) may go unanswered before
-/// its connection counts as lost: a database that stopped answering (a
-/// blackholed network) gives a 503, not a hang. Not below the server's own
-/// `statement_timeout` (`SERVER_LIMITS`), so that a statement the server
-/// still runs is ended by the server, with an answer. (The statements
-/// admins run on large tables, such as the audit search, may need it.)
-pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a statement may go unanswered before its connection counts as
+/// lost: a database that stopped answering (a blackholed network) gives a
+/// 503, not a hang. Longer than the server's own limit on a statement
+/// (`SERVER_STATEMENT_LIMIT`), by a margin for the round trip, so that a
+/// statement the server still runs is ended by the server, with an answer,
+/// and a slow statement is never taken for a lost network. A pipelined
+/// batch gets the server's limit once more for each further statement.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_millis(6500);
+/// `statement_timeout` in `SERVER_LIMITS`.
+const SERVER_STATEMENT_LIMIT: Duration = Duration::from_secs(5);
 /// The limits the server enforces on Sesame's sessions, so that a node
 /// that vanishes mid-transaction (a paused VM, a blackholed network) does
 /// not hold its row locks until TCP gives up: its transaction ends after
@@ -90,12 +95,14 @@ pub(crate) struct Conn {
 async fn drive<T>(
     driver: &mut Driver,
     (broken, unanswered): (&mut bool, &mut bool),
+    statements: u32,
     work: impl Future<Output = Result<T, tokio_postgres::Error>>,
 ) -> DbResult<T> {
     if *broken {
         return Err(DbError::Unavailable("the connection was lost".into()));
     }
-    let deadline = tokio::time::sleep(STATEMENT_TIMEOUT);
+    let wait = STATEMENT_TIMEOUT + SERVER_STATEMENT_LIMIT * statements.saturating_sub(1);
+    let deadline = tokio::time::sleep(wait);
     tokio::pin!(work, deadline);
     enum Turn<A> {
         Answered(A),
@@ -136,7 +143,7 @@ async fn drive<T>(
             *broken = true;
             *unanswered = true;
             return Err(DbError::Unavailable(format!(
-                "the database did not answer within {STATEMENT_TIMEOUT:?}"
+                "the database did not answer within {wait:?}"
             )));
         }
     };
@@ -274,6 +281,7 @@ impl Conn {
         let s = drive(
             &mut self.driver,
             (&mut self.broken, &mut self.unanswered),
+            1,
             self.client.prepare_typed(sql, &types),
         )
         .await;
@@ -378,7 +386,13 @@ impl Conn {
         };
         self.busy = true;
         self.in_transaction |= begin.is_some();
-        let answered = drive(&mut self.driver, (&mut self.broken, &mut self.unanswered), all).await;
+        let answered = drive(
+            &mut self.driver,
+            (&mut self.broken, &mut self.unanswered),
+            batch.len() as u32,
+            all,
+        )
+        .await;
         self.busy = false;
         self.in_transaction = self.in_transaction && !commit;
         answered
@@ -393,6 +407,7 @@ impl Conn {
         let answered = drive(
             &mut self.driver,
             (&mut self.broken, &mut self.unanswered),
+            1,
             self.client.batch_execute(sql),
         )
         .await;
@@ -580,7 +595,7 @@ impl PgPool {
                 ..
             } = &mut conn;
             let set: String = SERVER_LIMITS.iter().map(|(k, v)| format!("SET {k} = '{v}';")).collect();
-            drive(driver, (broken, unanswered), client.batch_execute(&set)).await?;
+            drive(driver, (broken, unanswered), 1, client.batch_execute(&set)).await?;
         }
         Ok(conn)
     }
@@ -630,5 +645,37 @@ impl PgPool {
         if let Ok(mut idle) = self.idle.lock() {
             idle.clear();
         }
+    }
+}
+
+#[cfg(all(test, sesame_test_postgres))]
+mod tests {
+    use super::*;
+
+    /// A statement that runs to the server's limit is ended by the server,
+    /// with an answer (57014), before Sesame's own wait is over: a slow
+    /// database is not taken for a lost network, and the pool keeps its
+    /// connections.
+    #[tokio::test]
+    async fn a_statement_past_the_servers_limit_is_ended_by_the_server_and_the_pool_keeps_its_connections() {
+        let url = std::env::var("SESAME_TEST_POSTGRES_URL").unwrap();
+        let pool = PgPool::open(&url, 2, false).await.unwrap();
+        let (a, b) = (pool.acquire().await.unwrap(), pool.acquire().await.unwrap());
+        drop((a, b));
+        let mut conn = pool.acquire().await.unwrap();
+        let started = std::time::Instant::now();
+        let slept = conn.run("SELECT pg_sleep(6)", &[], Want::Rows, false, false).await;
+        // A 503 all the same, with the server's reason.
+        let Err(DbError::Unavailable(why)) = slept else {
+            panic!("unavailable: {:?}", slept.err())
+        };
+        assert!(
+            why.starts_with("57014"),
+            "the server's answer, not a lost connection: {why}"
+        );
+        assert!(started.elapsed() < STATEMENT_TIMEOUT, "{:?}", started.elapsed());
+        drop(conn);
+        assert_eq!(pool.generation.load(Ordering::Relaxed), 0);
+        assert_eq!(pool.idle.lock().unwrap().len(), 2, "both connections are kept");
     }
 }

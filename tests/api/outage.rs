@@ -130,7 +130,7 @@ async fn connections_the_server_ended_are_replaced_without_an_error() {
 /// A database that stops answering without saying so (a blackholed network:
 /// a firewall dropping packets, a vanished host): the port still accepts,
 /// and open connections stay open but silent. A request caught on one of
-/// them gets a 503 once its statement times out (5 s; a group sends no
+/// them gets a 503 once its statement times out (6.5 s; a group sends no
 /// `COMMIT` on the lost connection, which would wait as long again); the
 /// requests after it get theirs within the pool's 2 s, and readiness within
 /// 2 s. Once the network is back, the next request succeeds, although the
@@ -182,7 +182,7 @@ async fn a_blackholed_database_is_a_503_not_a_hang_and_the_first_request_after_i
     let elapsed = started.elapsed();
     assert_eq!(res.status(), 503, "a 503, not a 500 or a hang");
     assert_eq!(res.headers()["retry-after"], "1");
-    assert!(elapsed < Duration::from_secs(6), "a 503 within 6 s: {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(8), "a 503 within 8 s: {elapsed:?}");
     let started = Instant::now();
     let res = app.getcode(APP, Who::Email("during@example.com")).await;
     let elapsed = started.elapsed();
