@@ -86,21 +86,27 @@ pub async fn sweep(state: &AppState, holder: &str, now: i64) -> anyhow::Result<O
     // A table that fails (a statement past its timeout on a huge backlog, a
     // lock) is reported at the end; the others are still purged.
     let mut failed = Vec::new();
+    let mut lost = false;
     for what in Expired::ALL {
         let cutoff = cutoff(&state.settings, what, now);
         let purged = in_batches(|| store.purge(what, cutoff, BATCH)).await;
         tally(state, &mut swept, &mut failed, what.table(), purged);
         // Still ours? (A sweep slower than the lease must not run beside another.)
         if !store.take_lease(LEASE, holder, LEASE_SECS).await? {
-            return Ok(Some(swept));
+            lost = true;
+            break;
         }
     }
-    let purged = in_batches(|| store.purge_token_families(now, BATCH)).await;
-    tally(state, &mut swept, &mut failed, "token_families", purged);
+    if !lost {
+        let purged = in_batches(|| store.purge_token_families(now, BATCH)).await;
+        tally(state, &mut swept, &mut failed, "token_families", purged);
+    }
     if !failed.is_empty() {
         anyhow::bail!("could not purge {}", failed.join("; "));
     }
-    state.metrics.retention_done(now);
+    if !lost {
+        state.metrics.retention_done(now);
+    }
     Ok(Some(swept))
 }
 

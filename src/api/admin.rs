@@ -11,7 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::clients::{self, NewClient, RegisterError};
+use crate::clients::{self, By, NewClient, RegisterError};
 use crate::config::SigningAlg;
 use crate::domain::client::Client;
 use crate::domain::Scope;
@@ -20,7 +20,6 @@ use crate::oauth::access_token;
 use crate::oidc::userinfo::bearer;
 use crate::params::{body_limit, read_body};
 use crate::state::AppState;
-use crate::store::audit::Event;
 
 pub use crate::oauth::policy::ADMIN_SCOPE;
 
@@ -128,16 +127,12 @@ fn scope_tokens(scope: Option<&str>) -> Result<Option<Vec<String>>, ApiError> {
         .transpose()
 }
 
-fn audit(state: &AppState, event: &str, admin: &str, client_id: &str, req: &HttpRequest) {
-    let ip = crate::params::client_ip(req);
-    let detail = format!("client {client_id}");
-    state.audit.record(Event {
-        event,
-        client_id: Some(admin),
+/// The admin client making a change, for the clients service's audit trail.
+fn by_admin<'a>(client_id: &'a str, ip: &'a Option<String>) -> By<'a> {
+    By::AdminClient {
+        client_id,
         ip: ip.as_deref(),
-        detail: Some(&detail),
-        ..Default::default()
-    });
+    }
 }
 
 async fn found(state: &AppState, id: &str) -> Result<Client, ApiError> {
@@ -177,12 +172,15 @@ pub async fn create(
         backchannel_logout_uri: m.backchannel_logout_uri.filter(|u| !u.is_empty()),
         backchannel_logout_session_required: m.backchannel_logout_session_required.unwrap_or(false),
     };
-    let (client, secret) = clients::register(&state.store, new, "api").await.map_err(|e| match e {
-        RegisterError::Invalid(d) => bad_metadata(d),
-        RegisterError::Taken(_) => ApiError::Conflict(e.to_string()),
-        RegisterError::Store(cause) => ApiError::Internal(cause),
-    })?;
-    audit(&state, "client_created", &who.client_id, &client.id, &req);
+    let ip = crate::params::client_ip(&req);
+    let by = by_admin(&who.client_id, &ip);
+    let (client, secret) = clients::register(&state.store, &state.audit, new, "api", by)
+        .await
+        .map_err(|e| match e {
+            RegisterError::Invalid(d) => bad_metadata(d),
+            RegisterError::Taken(_) => ApiError::Conflict(e.to_string()),
+            RegisterError::Store(cause) => ApiError::Internal(cause),
+        })?;
     let mut body = clients::metadata(&client);
     if let Some(secret) = secret {
         body["client_secret"] = secret.into();
@@ -242,11 +240,14 @@ pub async fn update(
     c.backchannel_logout_session_required = m
         .backchannel_logout_session_required
         .unwrap_or(c.backchannel_logout_session_required);
-    clients::update(&state.store, &c).await.map_err(|e| match e {
-        RegisterError::Store(cause) => ApiError::Internal(cause),
-        other => bad_metadata(other.to_string()),
-    })?;
-    audit(&state, "client_updated", &who.client_id, &c.id, &req);
+    let ip = crate::params::client_ip(&req);
+    let by = by_admin(&who.client_id, &ip);
+    clients::update(&state.store, &state.audit, &c, by)
+        .await
+        .map_err(|e| match e {
+            RegisterError::Store(cause) => ApiError::Internal(cause),
+            other => bad_metadata(other.to_string()),
+        })?;
     Ok(HttpResponse::Ok().json(clients::metadata(&found(&state, &c.id).await?)))
 }
 
@@ -256,10 +257,11 @@ pub async fn delete(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let who = admin(&state, &req).await?;
-    if !state.store.delete_client(&id).await? {
+    let ip = crate::params::client_ip(&req);
+    let by = by_admin(&who.client_id, &ip);
+    if !clients::delete(&state.store, &state.audit, &id, by).await? {
         return Err(ApiError::NotFound(format!("no client with id `{id}`")));
     }
-    audit(&state, "client_deleted", &who.client_id, &id, &req);
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -273,8 +275,9 @@ pub async fn rotate_secret(
     if c.public {
         return Err(bad_metadata("a public client has no secret"));
     }
-    let secret = clients::rotate_secret(&state.store, &c.id).await?;
-    audit(&state, "client_secret_rotated", &who.client_id, &c.id, &req);
+    let ip = crate::params::client_ip(&req);
+    let by = by_admin(&who.client_id, &ip);
+    let secret = clients::rotate_secret(&state.store, &state.audit, &c.id, by).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(json!({ "client_id": c.id, "client_secret": secret, "client_secret_expires_at": 0 })))

@@ -2,11 +2,12 @@
 
 use std::io::BufRead;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::clients::{self, NewClient};
+use crate::audit::AuditLog;
+use crate::clients::{self, By, NewClient};
 use crate::config::SigningAlg;
 use crate::domain::client;
 use crate::domain::Scope;
@@ -149,6 +150,16 @@ pub fn hash_secret(args: &HashArgs) -> anyhow::Result<()> {
 }
 
 pub async fn run(cmd: ClientCommand, store: &Store) -> anyhow::Result<()> {
+    // The CLI's client changes are audited like the admin API's; written before it exits.
+    let audit = AuditLog::start(store.clone());
+    let (result, events) = crate::audit::in_scope(change(cmd, store, &audit)).await;
+    let written = audit.write(store, events).await;
+    audit.flush().await;
+    result?;
+    written.context("the change was made, but its audit events could not be written")
+}
+
+async fn change(cmd: ClientCommand, store: &Store, audit: &AuditLog) -> anyhow::Result<()> {
     match cmd {
         ClientCommand::Add(a) => {
             let new = NewClient {
@@ -167,7 +178,7 @@ pub async fn run(cmd: ClientCommand, store: &Store) -> anyhow::Result<()> {
                 backchannel_logout_uri: a.backchannel_logout_uri.filter(|u| !u.is_empty()),
                 backchannel_logout_session_required: a.backchannel_logout_session_required,
             };
-            let (client, secret) = clients::register(store, new, "cli").await?;
+            let (client, secret) = clients::register(store, audit, new, "cli", By::Cli).await?;
             if a.json {
                 println!("{}", json!({ "client_id": client.id, "client_secret": secret }));
             } else {
@@ -253,10 +264,7 @@ pub async fn run(cmd: ClientCommand, store: &Store) -> anyhow::Result<()> {
             if let Some(v) = a.backchannel_logout_session_required {
                 c.backchannel_logout_session_required = v;
             }
-            if let Err(e) = client::validate(&c) {
-                bail!("{e}");
-            }
-            store.update_client(&c).await?;
+            clients::update(store, audit, &c, By::Cli).await?;
             if c.source == "file" {
                 eprintln!(
                     "note: client `{}` comes from the clients file, which is applied again at the next start",
@@ -271,7 +279,7 @@ pub async fn run(cmd: ClientCommand, store: &Store) -> anyhow::Result<()> {
             }
         }
         ClientCommand::RotateSecret(a) => {
-            let secret = clients::rotate_secret(store, &a.id).await?;
+            let secret = clients::rotate_secret(store, audit, &a.id, By::Cli).await?;
             if a.json {
                 println!("{}", json!({ "client_id": a.id, "client_secret": secret }));
             } else {
@@ -280,7 +288,7 @@ pub async fn run(cmd: ClientCommand, store: &Store) -> anyhow::Result<()> {
             }
         }
         ClientCommand::Remove(a) => {
-            if !store.delete_client(&a.id).await? {
+            if !clients::delete(store, audit, &a.id, By::Cli).await? {
                 bail!("no client with id `{}`", a.id);
             }
             println!("removed client {}", a.id);

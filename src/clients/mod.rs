@@ -1,12 +1,45 @@
 //! Registering clients: the one service behind `clients.toml`, the CLI and the
-//! admin API. Generated secrets are shown once and stored as digests.
+//! admin API and pages. Generated secrets are shown once and stored as
+//! digests. Every change made here is recorded in the audit trail, the same
+//! way whoever makes it (`By`); `clients.toml` is its own record.
 
 use anyhow::bail;
 
+use crate::audit::AuditLog;
 use crate::config::SigningAlg;
 use crate::domain::client::{self, generate_secret, hash_secret, Client};
 use crate::domain::Scope;
+use crate::store::audit::Event;
 use crate::store::Store;
+
+/// Who changes a client, for the audit trail.
+#[derive(Debug, Clone, Copy)]
+pub enum By<'a> {
+    /// An admin on the admin pages.
+    AdminUser(&'a str),
+    /// A client with `sesame:admin` on the admin API, from this address.
+    AdminClient { client_id: &'a str, ip: Option<&'a str> },
+    /// The `sesame client` command.
+    Cli,
+}
+
+/// Records `event` for the client `id`: the client is the event's client,
+/// an admin user its user, and the detail says who made the change.
+fn record(audit: &AuditLog, event: &str, id: &str, by: By<'_>) {
+    let (user_id, ip, detail) = match by {
+        By::AdminUser(user) => (Some(user), None, format!("by admin user {user}")),
+        By::AdminClient { client_id, ip } => (None, ip, format!("by client {client_id}")),
+        By::Cli => (None, None, "by the CLI".to_string()),
+    };
+    audit.record(Event {
+        event,
+        client_id: Some(id),
+        user_id,
+        ip,
+        detail: Some(&detail),
+        ..Default::default()
+    });
+}
 
 pub mod file;
 
@@ -80,28 +113,36 @@ impl NewClient {
 }
 
 /// Registers a client; returns it and, for a confidential client, its secret (shown once).
-pub async fn register(store: &Store, new: NewClient, source: &str) -> Result<(Client, Option<String>), RegisterError> {
+pub async fn register(
+    store: &Store,
+    audit: &AuditLog,
+    new: NewClient,
+    source: &str,
+    by: By<'_>,
+) -> Result<(Client, Option<String>), RegisterError> {
     let mut c = new.into_client(source)?;
     let secret = (!c.public).then(generate_secret);
     c.secret_digest = secret.as_deref().map(hash_secret);
     if !store.insert_client(&c).await? {
         return Err(RegisterError::Taken(c.id));
     }
+    record(audit, "client_created", &c.id, by);
     let c = store.client(&c.id).await?.unwrap_or(c);
     Ok((c, secret))
 }
 
-/// Saves changed metadata of an existing client (admin API and pages).
-pub async fn update(store: &Store, c: &Client) -> Result<(), RegisterError> {
+/// Saves changed metadata of an existing client.
+pub async fn update(store: &Store, audit: &AuditLog, c: &Client, by: By<'_>) -> Result<(), RegisterError> {
     client::validate(c).map_err(RegisterError::Invalid)?;
     if !store.update_client(c).await? {
         return Err(RegisterError::Invalid(format!("no client with id `{}`", c.id)));
     }
+    record(audit, "client_updated", &c.id, by);
     Ok(())
 }
 
 /// Replaces the secret of a confidential client; the old one stops working at once.
-pub async fn rotate_secret(store: &Store, id: &str) -> anyhow::Result<String> {
+pub async fn rotate_secret(store: &Store, audit: &AuditLog, id: &str, by: By<'_>) -> anyhow::Result<String> {
     let Some(c) = store.client(id).await? else {
         bail!("no client with id `{id}`");
     };
@@ -110,7 +151,17 @@ pub async fn rotate_secret(store: &Store, id: &str) -> anyhow::Result<String> {
     }
     let secret = generate_secret();
     store.set_client_secret(id, Some(&hash_secret(&secret))).await?;
+    record(audit, "client_secret_rotated", id, by);
     Ok(secret)
+}
+
+/// Deletes a client: whether there was one.
+pub async fn delete(store: &Store, audit: &AuditLog, id: &str, by: By<'_>) -> anyhow::Result<bool> {
+    let deleted = store.delete_client(id).await?;
+    if deleted {
+        record(audit, "client_deleted", id, by);
+    }
+    Ok(deleted)
 }
 
 /// A client as RFC 7591 §2 metadata names it (CLI `--json`, admin API).

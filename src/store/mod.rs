@@ -300,8 +300,9 @@ async fn migrate_postgres(url: &str, migrator: &sqlx::migrate::Migrator) -> anyh
     // A role given Sesame's limits (as behind a transaction pooler) would
     // stop an index build on a large table after a few seconds, or a second
     // node's migrator waiting for the first's lock: a migration runs and
-    // waits as long as it needs.
-    sqlx::raw_sql("SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0")
+    // waits as long as it needs. (Its idle limit stays: a migrator that
+    // vanishes mid-transaction must not hold its table locks.)
+    sqlx::raw_sql("SET statement_timeout = 0; SET lock_timeout = 0")
         .execute(&mut conn)
         .await
         .context("cannot prepare the migration's session")?;

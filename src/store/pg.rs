@@ -389,7 +389,8 @@ impl Conn {
         let answered = drive(
             &mut self.driver,
             (&mut self.broken, &mut self.unanswered),
-            batch.len() as u32,
+            // The `COMMIT`, when it goes too, is a statement of its own.
+            batch.len() as u32 + commit as u32,
             all,
         )
         .await;
@@ -645,6 +646,18 @@ impl PgPool {
         if let Ok(mut idle) = self.idle.lock() {
             idle.clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod limits {
+    use super::*;
+
+    #[test]
+    fn the_servers_statement_limit_is_the_one_set() {
+        let set = SERVER_LIMITS.iter().find(|(k, _)| *k == "statement_timeout").unwrap().1;
+        assert_eq!(set, format!("{}s", SERVER_STATEMENT_LIMIT.as_secs()));
+        assert!(STATEMENT_TIMEOUT > SERVER_STATEMENT_LIMIT);
     }
 }
 

@@ -14,25 +14,14 @@ use super::i18n::T;
 use super::page::{self, csrf_token, take_flash, AdminUser, Flash, Form, PageError};
 use super::session::{self, SessionInfo};
 use crate::accounts::{Accounts, Actor};
-use crate::clients::{self, NewClient, RegisterError};
+use crate::clients::{self, By, NewClient, RegisterError};
 use crate::config::SigningAlg;
 use crate::domain::client::{Client, KNOWN_GRANT_TYPES};
 use crate::domain::Scope;
 use crate::params::Params;
 use crate::state::AppState;
-use crate::store::audit::{AuditFilter, AuditRow, Event};
+use crate::store::audit::{AuditFilter, AuditRow};
 use crate::store::users::User;
-
-fn audit(state: &AppState, event: &str, admin: &User, client_id: Option<&str>, user_id: Option<&str>) {
-    let detail = format!("by {}", admin.id);
-    state.audit.record(Event {
-        event,
-        client_id,
-        user_id,
-        detail: Some(&detail),
-        ..Default::default()
-    });
-}
 
 #[derive(serde::Deserialize)]
 pub struct Search {
@@ -234,19 +223,16 @@ pub async fn create_client(
         backchannel_logout_uri: ClientForm::optional(&f.backchannel_logout_uri),
         backchannel_logout_session_required: f.backchannel_logout_session_required,
     };
-    match clients::register(&state.store, new, "admin").await {
-        Ok((client, secret)) => {
-            audit(&state, "client_created", &admin, Some(&client.id), None);
-            Ok(page::ok(&SecretPage {
-                t,
-                flash: Some(Flash {
-                    kind: "success".into(),
-                    text: t.get("admin.client_created").into(),
-                }),
-                client,
-                secret,
-            }))
-        }
+    match clients::register(&state.store, &state.audit, new, "admin", By::AdminUser(&admin.id)).await {
+        Ok((client, secret)) => Ok(page::ok(&SecretPage {
+            t,
+            flash: Some(Flash {
+                kind: "success".into(),
+                text: t.get("admin.client_created").into(),
+            }),
+            client,
+            secret,
+        })),
         Err(RegisterError::Store(cause)) => Err(PageError::Internal(cause)),
         Err(e) => Ok(page::render(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -314,13 +300,12 @@ pub async fn update_client(
             c.id_token_alg = f.alg();
             c.backchannel_logout_uri = ClientForm::optional(&f.backchannel_logout_uri);
             c.backchannel_logout_session_required = f.backchannel_logout_session_required;
-            clients::update(&state.store, &c).await
+            clients::update(&state.store, &state.audit, &c, By::AdminUser(&admin.id)).await
         }
         Err(e) => Err(RegisterError::Invalid(e.to_string())),
     };
     match result {
         Ok(()) => {
-            audit(&state, "client_updated", &admin, Some(&c.id), None);
             page::flash(&session, "success", t.get("admin.saved"));
             Ok(page::see_other(&format!("/admin/clients/{}", c.id)))
         }
@@ -403,8 +388,8 @@ pub async fn client_action(
             t.get("admin.public_text"),
         )),
         "rotate" => {
-            let secret = clients::rotate_secret(&state.store, &client.id).await?;
-            audit(&state, "client_secret_rotated", &admin, Some(&client.id), None);
+            let secret =
+                clients::rotate_secret(&state.store, &state.audit, &client.id, By::AdminUser(&admin.id)).await?;
             Ok(page::ok(&SecretPage {
                 t,
                 flash: Some(Flash {
@@ -416,8 +401,7 @@ pub async fn client_action(
             }))
         }
         "delete" => {
-            state.store.delete_client(&client.id).await?;
-            audit(&state, "client_deleted", &admin, Some(&client.id), None);
+            clients::delete(&state.store, &state.audit, &client.id, By::AdminUser(&admin.id)).await?;
             page::flash(&session, "success", t.get("admin.client_deleted"));
             Ok(page::see_other("/admin/clients"))
         }

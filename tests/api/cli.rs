@@ -118,6 +118,32 @@ async fn cli_manages_clients_end_to_end(db: Db) {
         "invalid_client",
     )
     .await;
+    // Each change is in the audit trail, as the admin API's are.
+    let mut by_cli: Vec<String> = app
+        .state
+        .store
+        .audit_search(&sesame::store::audit::AuditFilter {
+            client_id: Some(id.clone()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.detail.as_deref() == Some("by the CLI"))
+        .map(|e| e.event)
+        .collect();
+    by_cli.sort();
+    assert_eq!(
+        by_cli,
+        [
+            "client_created",
+            "client_deleted",
+            "client_secret_rotated",
+            "client_updated"
+        ]
+    );
+
     let again = sesame(&db, &["client", "remove", &id]);
     assert!(!again.status.success());
     let err = String::from_utf8_lossy(&again.stderr);

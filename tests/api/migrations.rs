@@ -31,7 +31,10 @@ async fn clients_registered_before_keys_per_algorithm_keep_their_id_token_algori
         name: "New".into(),
         ..Default::default()
     };
-    let (new, _) = sesame::clients::register(&store, new, "cli").await.unwrap();
+    let audit = sesame::audit::AuditLog::start(store.clone());
+    let (new, _) = sesame::clients::register(&store, &audit, new, "cli", sesame::clients::By::Cli)
+        .await
+        .unwrap();
     assert_eq!(new.id_token_alg, sesame::config::SigningAlg::RS256);
 }
 

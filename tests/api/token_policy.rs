@@ -201,7 +201,9 @@ async fn narrowed_client_scopes_do_not_come_back_on_refresh(db: Db) {
     assert!(scope_of(&tokens).contains("email"));
     let mut client = app.state.store.client(APP.0).await.unwrap().unwrap();
     client.scopes = sesame::domain::Scope::parse("openid offline_access").unwrap();
-    sesame::clients::update(&app.state.store, &client).await.unwrap();
+    sesame::clients::update(&app.state.store, &app.state.audit, &client, sesame::clients::By::Cli)
+        .await
+        .unwrap();
     tokio::time::sleep(app.state.settings.server.client_cache).await;
     let res = app.refresh(APP, tokens["refresh_token"].as_str().unwrap()).await;
     assert_eq!(res.status(), 200);
@@ -214,7 +216,11 @@ async fn sesame_account_is_refused_to_a_third_party_client(db: Db) {
     // APP is not first-party, so it cannot even be registered for it...
     let mut client = app.state.store.client(APP.0).await.unwrap().unwrap();
     client.scopes = sesame::domain::Scope::parse("openid sesame:account").unwrap();
-    assert!(sesame::clients::update(&app.state.store, &client).await.is_err());
+    assert!(
+        sesame::clients::update(&app.state.store, &app.state.audit, &client, sesame::clients::By::Cli)
+            .await
+            .is_err()
+    );
     // ...and asking for it at the token endpoint or at authorize is invalid_scope.
     app.signed_up(APP, Who::Email("ada@example.com")).await;
     assert_eq!(app.getcode(APP, Who::Email("ada@example.com")).await.status(), 200);
