@@ -2,7 +2,7 @@
 
 use std::io::BufRead;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -153,10 +153,9 @@ pub async fn run(cmd: ClientCommand, store: &Store) -> anyhow::Result<()> {
     // The CLI's client changes are audited like the admin API's; written before it exits.
     let audit = AuditLog::start(store.clone());
     let (result, events) = crate::audit::in_scope(change(cmd, store, &audit)).await;
-    let written = audit.write(store, events).await;
-    audit.flush().await;
+    let written = super::write_audit(&audit, store, events).await;
     result?;
-    written.context("the change was made, but its audit events could not be written")
+    written
 }
 
 async fn change(cmd: ClientCommand, store: &Store, audit: &AuditLog) -> anyhow::Result<()> {

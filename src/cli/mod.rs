@@ -12,6 +12,20 @@ mod client;
 mod keys;
 mod user;
 
+/// Writes the audit events a command recorded (in its audit scope) and
+/// everything queued before it exits. The change stands either way; a
+/// failed write says so.
+async fn write_audit(
+    audit: &crate::audit::AuditLog,
+    store: &Store,
+    events: Vec<crate::audit::Record>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let written = audit.write(store, events).await;
+    audit.flush().await;
+    written.context("the change was made, but its audit events could not be written")
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "sesame",

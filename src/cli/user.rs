@@ -80,11 +80,10 @@ pub async fn run(cmd: UserCommand, store: &Store, settings: &Settings) -> anyhow
     let backchannel = Backchannel::start(store.clone(), keys, settings.issuer().to_string(), Some(audit.clone()))?;
     let accounts = Accounts::offline(store, settings, &audit, &backchannel);
     let (result, events) = crate::audit::in_scope(change(cmd, store, settings, &accounts)).await;
-    let written = audit.write(store, events).await;
     backchannel.drain().await;
-    audit.flush().await;
+    let written = super::write_audit(&audit, store, events).await;
     result?;
-    written.context("the change was made, but its audit events could not be written")
+    written
 }
 
 async fn change(cmd: UserCommand, store: &Store, settings: &Settings, accounts: &Accounts<'_>) -> anyhow::Result<()> {
