@@ -77,7 +77,8 @@ impl From<crate::store::DbError> for AccountError {
 }
 
 impl AccountError {
-    /// The key of the pages' localized text; `None` for internal errors.
+    /// The key of the pages' localized text; `None` for what is not the
+    /// user's to mend on the form (internal errors, a busy server).
     pub fn text_key(&self) -> Option<&'static str> {
         Some(match self {
             AccountError::Invalid(i) => i.text_key(),
@@ -89,8 +90,7 @@ impl AccountError {
             AccountError::CurrentPasswordRequired => "account.current_password_required",
             AccountError::WrongPassword => "password.wrong",
             AccountError::Locked { .. } => "password.locked",
-            AccountError::Busy => "error.busy",
-            AccountError::Internal(_) => return None,
+            AccountError::Busy | AccountError::Internal(_) => return None,
         })
     }
 }

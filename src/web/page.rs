@@ -165,7 +165,8 @@ pub fn bot_widget(state: &crate::state::AppState) -> Option<BotWidget> {
 pub fn account_error_text(t: T, e: crate::accounts::AccountError) -> Result<String, PageError> {
     match e.text_key() {
         Some(key) => Ok(t.get(key).to_string()),
-        None => Err(PageError::Internal(anyhow::anyhow!(e))),
+        // A busy server is a 503 page with `Retry-After`, not a form error.
+        None => Err(PageError::from(e)),
     }
 }
 
@@ -505,6 +506,24 @@ mod tests {
         assert_eq!(res.headers().get("retry-after").unwrap(), "1");
         let res = PageError::from(ApiError::Busy).error_response();
         assert_eq!(res.status(), 503);
+    }
+
+    /// The password forms (sign-in, set a password, sign up with one) turn
+    /// an account refusal into text on the form with a 422; a busy server
+    /// is not one of those: it is the 503 page above, with `Retry-After`.
+    #[test]
+    fn a_busy_server_behind_a_form_is_the_503_page_not_a_form_error() {
+        use crate::accounts::AccountError;
+        let t = T::pick(&["en"]);
+        let busy = account_error_text(t, AccountError::Busy).expect_err("busy is not a form error");
+        let res = busy.error_response();
+        assert_eq!(res.status(), 503);
+        assert!(res.headers().contains_key("retry-after"));
+        // The user's own mistakes stay on the form.
+        assert_eq!(
+            account_error_text(t, AccountError::WrongPassword).unwrap(),
+            t.get("password.wrong")
+        );
     }
 
     #[test]
