@@ -15,6 +15,7 @@
 use super::{audit, Origin};
 use super::{Limit, OtpError};
 use crate::state::AppState;
+use crate::store::limits::{SendCount, SendCounted};
 use crate::store::now;
 
 pub fn locked(secs: i64) -> OtpError {
@@ -58,6 +59,10 @@ pub fn source_key(key: &str, source: &str) -> String {
 
 /// Counts a send; refuses it over any limit. `sms_country`: the destination
 /// country of an SMS that will really be sent (none for email and test numbers).
+///
+/// The counts go in this order and stop at the first over its limit (one
+/// call to the store: `Store::count_sends`), so a send refused for one
+/// reason is not counted against the limits after it.
 pub async fn check_send(
     state: &AppState,
     origin: &Origin<'_>,
@@ -70,64 +75,69 @@ pub async fn check_send(
     let store = &state.store;
     let window = otp.send_window.as_secs() as i64;
     let from_source = source_key(key, source);
-    if let Some(secs) = store.locked_for(key, &from_source).await? {
-        return Err(locked(secs));
-    }
+    // Each count with the limit it enforces (`None`: the source's own
+    // `otp.max_sends`, which locks the source out).
+    let mut ladder: Vec<(SendCount, Option<Limit>)> = Vec::with_capacity(7);
+    let mut step = |key: String, window: i64, limit: u32, why: Option<Limit>| {
+        let limit = i64::from(limit);
+        ladder.push((SendCount { key, window, limit }, why))
+    };
     // Many sources at one identifier (SMS bombing), when turned on: past the
     // ceiling only sources that signed in to it before get codes (the mark is
-    // read only then). Checked first, so a refused send costs the asker
+    // read only then). Counted first, so a refused send costs the asker
     // nothing else.
     if abuse.identifier_max_sends > 0 {
-        let (n, retry) = store.count_send(&format!("sends:{key}"), window).await?;
-        if n > abuse.identifier_max_sends as i64
-            && !store.counted(&format!("known:{from_source}"), KNOWN_SOURCE).await?
-        {
-            return Err(over(retry, Limit::Identifier));
-        }
+        let limit = abuse.identifier_max_sends;
+        step(format!("sends:{key}"), window, limit, Some(Limit::Identifier));
     }
     if origin.ip.is_some() {
-        let (n, retry) = store.count_send(&format!("ip:{source}"), window).await?;
-        if n > otp.ip_max_sends as i64 {
-            return Err(over(retry, Limit::Address));
-        }
+        step(format!("ip:{source}"), window, otp.ip_max_sends, Some(Limit::Address));
     }
-    let (n, retry) = store
-        .count_send(&format!("client:{}", origin.client.id), window)
-        .await?;
-    if n > otp.client_max_sends as i64 {
-        return Err(over(retry, Limit::Client));
-    }
+    let client = format!("client:{}", origin.client.id);
+    step(client, window, otp.client_max_sends, Some(Limit::Client));
     let gap = otp.resend_after.as_secs() as i64;
     if gap > 0 {
-        let (n, retry) = store.count_send(&format!("resend:{from_source}"), gap).await?;
-        if n > 1 {
-            return Err(over(retry, Limit::ResendGap));
-        }
+        step(format!("resend:{from_source}"), gap, 1, Some(Limit::ResendGap));
     }
-    let (n, _) = store.count_send(&format!("sends:{from_source}"), window).await?;
-    if n > otp.max_sends as i64 {
-        let lockout = otp.lockout.as_secs() as i64;
-        store.lock_identifier(&from_source, now() + lockout).await?;
-        audit(
-            state,
-            origin,
-            "locked_out",
-            key,
-            Some("too many codes requested from one source"),
-        );
-        return Err(locked(lockout));
-    }
+    step(format!("sends:{from_source}"), window, otp.max_sends, None);
     if let Some(country) = sms_country {
-        let (n, retry) = store.count_send(&format!("sms:{country}"), window).await?;
-        if n > abuse.country_max_sends as i64 {
-            return Err(over(retry, Limit::Country));
-        }
-        let (n, retry) = store.count_send("sms:*", window).await?;
-        if n > abuse.global_max_sms as i64 {
-            return Err(over(retry, Limit::AllSms));
+        step(
+            format!("sms:{country}"),
+            window,
+            abuse.country_max_sends,
+            Some(Limit::Country),
+        );
+        step("sms:*".into(), window, abuse.global_max_sms, Some(Limit::AllSms));
+    }
+    let counts: Vec<SendCount> = ladder.iter().map(|(c, _)| c.clone()).collect();
+    let mut from = 0;
+    loop {
+        let over = match store.count_sends((key, &from_source), &counts[from..]).await? {
+            SendCounted::Within => return Ok(()),
+            SendCounted::Locked(secs) => return Err(locked(secs)),
+            SendCounted::Over { step, retry } => (from + step, retry),
+        };
+        match ladder[over.0].1 {
+            // Over the identifier's ceiling, a source that signed in to it
+            // before still gets its code: the counts after it go on.
+            Some(Limit::Identifier) if store.counted(&format!("known:{from_source}"), KNOWN_SOURCE).await? => {
+                from = over.0 + 1;
+            }
+            Some(limit) => return Err(self::over(over.1, limit)),
+            None => {
+                let lockout = otp.lockout.as_secs() as i64;
+                store.lock_identifier(&from_source, now() + lockout).await?;
+                audit(
+                    state,
+                    origin,
+                    "locked_out",
+                    key,
+                    Some("too many codes requested from one source"),
+                );
+                return Err(locked(lockout));
+            }
         }
     }
-    Ok(())
 }
 
 /// Counts a try at a code against the identifier's `abuse.max_failures`

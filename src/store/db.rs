@@ -52,6 +52,12 @@ pub enum DbError {
     /// The database could not be reached or did not answer in time.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// PostgreSQL ended a transaction over a conflict with another one
+    /// (`lock_timeout` ran out, `55P03`; a deadlock, `40P01`; a
+    /// serialization failure, `40001`): all of it was rolled back, and
+    /// trying again may succeed. A 503 like `Unavailable`.
+    #[error("the database is busy: {0}")]
+    Conflict(String),
     #[error("column `{column}`: {problem}")]
     Column { column: String, problem: String },
     #[error("the database is closed")]
@@ -61,6 +67,11 @@ pub enum DbError {
 impl DbError {
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, DbError::Unique(_))
+    }
+
+    /// The transaction was rolled back over a conflict (`Conflict`).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, DbError::Conflict(_))
     }
 
     /// The table is not there (PostgreSQL's `42P01`).
@@ -100,6 +111,7 @@ impl From<tokio_postgres::Error> for DbError {
             Some(d) if *d.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => {
                 DbError::Unique(format!("{} ({})", d.message(), d.constraint().unwrap_or("")))
             }
+            Some(d) if super::pg::is_conflict(d.code()) => DbError::Conflict(super::pg::describe(&e)),
             Some(d) if super::pg::is_transient(d.code()) => DbError::Unavailable(super::pg::describe(&e)),
             _ => DbError::Pg(e),
         }
@@ -505,6 +517,16 @@ impl Db {
                 committed?;
                 work.await
             }
+        }
+    }
+
+    /// Whether this task's PostgreSQL group has begun its transaction, so
+    /// that a statement now, even a counter, would be part of it.
+    pub async fn in_pg_transaction(&self) -> bool {
+        let Db::Postgres(pool) = self else { return false };
+        match pg_group(pool) {
+            Some(group) => group.lock().await.as_ref().is_some_and(|c| c.in_transaction()),
+            None => false,
         }
     }
 

@@ -3,6 +3,27 @@
 
 use super::{now, Store};
 
+/// One of a send's counters: its key, its window in seconds, and the most
+/// counts the window allows.
+#[derive(Debug, Clone)]
+pub struct SendCount {
+    pub key: String,
+    pub window: i64,
+    pub limit: i64,
+}
+
+/// What `Store::count_sends` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendCounted {
+    /// A lock holds for this many more seconds; nothing was counted.
+    Locked(i64),
+    /// The count at `step` went over its limit (its window ends in `retry`
+    /// seconds); the counts after it were not made.
+    Over { step: usize, retry: i64 },
+    /// Every count is within its limit.
+    Within,
+}
+
 impl Store {
     /// Counts one event against `key` in a fixed window of `window` seconds
     /// that starts at the first event. Returns the count including this one
@@ -27,6 +48,96 @@ impl Store {
     /// counts that lock someone out (passwords, wrong codes) use `hit`.
     pub async fn count_send(&self, key: &str, window: i64) -> anyhow::Result<(i64, i64)> {
         self.count(key, window, true).await
+    }
+
+    /// A send's lock check and counters, in one call: refuses while the
+    /// lock of `locks.0` or `locks.1` holds (counting nothing), then counts
+    /// each of `counts` in turn (as `count_send`) and stops at the first over
+    /// its limit, leaving those after it uncounted, so a send refused for its
+    /// address costs its client nothing. On PostgreSQL the whole ladder is
+    /// one round trip and one lazy commit (`sesame_count_sends`, migration
+    /// 0008): the same statements, run by the server; elsewhere, the
+    /// statements one after another.
+    ///
+    /// While the server's ladder holds the rows it has counted, sends that
+    /// share them (one client, one address) wait for it. So it waits at most
+    /// 50 ms for each row another transaction holds; past that (or on a
+    /// deadlock or serialization failure) its transaction is rolled back,
+    /// nothing counted, and the counts go one by one, each committing on its
+    /// own, as on SQLite: a held row then holds up that send alone. Inside
+    /// a group whose transaction has begun (no caller does that today) the
+    /// counts go one by one too, as part of it: the function's lock timeout
+    /// would outlive it there, and its failure would abort the group.
+    pub async fn count_sends(&self, locks: (&str, &str), counts: &[SendCount]) -> anyhow::Result<SendCounted> {
+        if self.backend == super::Backend::Postgres && !self.db.in_pg_transaction().await {
+            match self.count_sends_on_the_server(locks, counts).await {
+                Err(e) if e.is_conflict() => {
+                    tracing::debug!("a send's counters met a held row; counting them one by one")
+                }
+                done => return Ok(done?),
+            }
+        }
+        if let Some(secs) = self.locked_for(locks.0, locks.1).await? {
+            return Ok(SendCounted::Locked(secs));
+        }
+        for (step, c) in counts.iter().enumerate() {
+            let (n, retry) = self.count(&c.key, c.window, true).await?;
+            if n > c.limit {
+                return Ok(SendCounted::Over { step, retry });
+            }
+        }
+        Ok(SendCounted::Within)
+    }
+
+    /// `count_sends` in one call to `sesame_count_sends`.
+    async fn count_sends_on_the_server(
+        &self,
+        locks: (&str, &str),
+        counts: &[SendCount],
+    ) -> super::DbResult<SendCounted> {
+        let now = now();
+        let n = counts.len();
+        let params = |first: usize| {
+            (first..first + n)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let sql = format!(
+            "SELECT o_locked_until, o_step, o_count, o_window_start FROM sesame_count_sends(
+               $1, $2, $3, ARRAY[{}]::TEXT[], ARRAY[{}]::BIGINT[], ARRAY[{}]::BIGINT[])",
+            params(4),
+            params(4 + n),
+            params(4 + 2 * n)
+        );
+        let mut query = self.db.query(sql).bind(locks.0).bind(locks.1).bind(now);
+        for c in counts {
+            query = query.bind(c.key.as_str());
+        }
+        for c in counts {
+            query = query.bind(c.window);
+        }
+        for c in counts {
+            query = query.bind(c.limit);
+        }
+        let row = query.counter().fetch_one().await?;
+        if let Some(until) = row.try_get::<Option<i64>, _>("o_locked_until")? {
+            return Ok(SendCounted::Locked(until - now));
+        }
+        let step: i64 = row.try_get("o_step")?;
+        if step == 0 {
+            return Ok(SendCounted::Within);
+        }
+        let step = usize::try_from(step - 1).ok().filter(|s| *s < n);
+        let step = step.ok_or_else(|| super::DbError::Column {
+            column: "o_step".into(),
+            problem: "out of range".into(),
+        })?;
+        let start: i64 = row.try_get("o_window_start")?;
+        Ok(SendCounted::Over {
+            step,
+            retry: (start + counts[step].window - now).max(1),
+        })
     }
 
     async fn count(&self, key: &str, window: i64, lazily: bool) -> anyhow::Result<(i64, i64)> {

@@ -1,12 +1,17 @@
 //! SQLite migrations, applied on the store's own connection with the
 //! migrations sqlx embeds, and recorded in sqlx's `_sqlx_migrations` table
 //! exactly as sqlx records them, so a database migrated by either stays
-//! valid for the other.
+//! valid for the other. A migration whose first line is
+//! `-- sesame: postgres only` (a server-side function) is recorded here
+//! without running: the SQLite store does the same work in its own code.
 
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 use rusqlite::OptionalExtension;
+
+/// The first line of a migration for PostgreSQL only.
+const POSTGRES_ONLY: &str = "-- sesame: postgres only";
 
 pub fn sqlite(conn: &mut rusqlite::Connection, migrator: &sqlx::migrate::Migrator) -> anyhow::Result<()> {
     conn.execute_batch(
@@ -44,8 +49,11 @@ pub fn sqlite(conn: &mut rusqlite::Connection, migrator: &sqlx::migrate::Migrato
         }
         let started = Instant::now();
         let tx = conn.transaction()?;
-        tx.execute_batch(m.sql.as_str())
-            .with_context(|| format!("migration {} ({})", m.version, m.description))?;
+        let first_line = m.sql.as_str().lines().next().unwrap_or("");
+        if first_line.trim_end() != POSTGRES_ONLY {
+            tx.execute_batch(m.sql.as_str())
+                .with_context(|| format!("migration {} ({})", m.version, m.description))?;
+        }
         tx.execute(
             "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
              VALUES (?1, ?2, TRUE, ?3, ?4)",

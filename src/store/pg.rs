@@ -159,17 +159,19 @@ async fn drive<T>(
     }
 }
 
-/// SQLSTATEs that mean "try again shortly", not "this request is wrong":
-/// the connection or server going away (class 08, 57P01 – 57P03), a
-/// deadlock or serialization failure (40P01, 40001), a lock or statement
-/// that waited too long (55P03, 57014).
+/// SQLSTATEs that mean "try again shortly", not "this request is wrong",
+/// besides the conflicts (`is_conflict`): the connection or server going
+/// away (class 08, 57P01 – 57P03), a statement that ran too long (57014).
 pub fn is_transient(code: &tokio_postgres::error::SqlState) -> bool {
     let code = code.code();
-    code.starts_with("08")
-        || matches!(
-            code,
-            "57P01" | "57P02" | "57P03" | "40P01" | "40001" | "55P03" | "57014"
-        )
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "57014")
+}
+
+/// SQLSTATEs of a transaction ended over a conflict with another, all of
+/// it rolled back: a lock waited for too long (55P03), a deadlock (40P01),
+/// a serialization failure (40001).
+pub fn is_conflict(code: &tokio_postgres::error::SqlState) -> bool {
+    matches!(code.code(), "55P03" | "40P01" | "40001")
 }
 
 /// A database error's code, message and constraint, never its `DETAIL`

@@ -68,6 +68,56 @@ async fn a_send_held_up_inside_its_group_does_not_hold_up_other_sends_from_the_s
 
     holder.rollback().await.unwrap();
     assert_eq!(held.await.unwrap(), 200, "A goes on once the counter is free");
+    // A's one call gave up on the held row and was rolled back whole; its
+    // counts were then made one by one: each counted once, not twice.
+    let ip = format!("ip:{}", sesame::net::ip_bucket(Some("127.0.0.1")));
+    for key in ["client:app", ip.as_str()] {
+        assert_eq!(count_of(&mut other, key).await, 2, "{key}: A's and B's sends");
+    }
+}
+
+async fn count_of(conn: &mut sqlx::PgConnection, key: &str) -> i64 {
+    sqlx::query_scalar("SELECT count FROM rate_counters WHERE key = $1")
+        .bind(key)
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
+/// A send's counts inside a group whose transaction has already begun are
+/// part of that transaction: they wait for a held row as any statement
+/// there does, rather than giving up after the one-call ladder's 50 ms,
+/// which would abort the whole group (no caller counts there today; the
+/// store keeps it safe all the same).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(sesame_test_postgres), ignore = "set SESAME_TEST_POSTGRES_URL to run it")]
+async fn a_sends_counts_inside_a_begun_group_wait_for_a_held_row_and_keep_the_group() {
+    use sesame::store::limits::{SendCount, SendCounted};
+    let db = Db::postgres().await;
+    let app = spawn_app(&db).await;
+    let store = &app.state.store;
+    let mut other = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut holder = other.begin().await.unwrap();
+    hold(&mut holder, "held:key").await;
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        holder.rollback().await.unwrap();
+    };
+    let counts = [SendCount {
+        key: "held:key".into(),
+        window: 60,
+        limit: 5,
+    }];
+    let grouped = store.grouped(async {
+        // Begins the group's transaction.
+        store.lock_identifier("nobody", 0).await?;
+        let counted = store.count_sends(("nobody", "nobody|x"), &counts).await?;
+        store.lock_identifier("nobody-else", 0).await?;
+        Ok::<_, anyhow::Error>(counted)
+    });
+    let (counted, ()) = tokio::join!(grouped, release);
+    assert_eq!(counted.unwrap(), SendCounted::Within);
+    assert_eq!(count_of(&mut other, "held:key").await, 1);
 }
 
 /// The same when the send goes past the identifier's ceiling and is let

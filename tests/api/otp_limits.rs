@@ -21,6 +21,7 @@ db_test!(
     a_used_code_and_a_code_for_another_client_are_refused,
     only_the_latest_code_is_live,
     racing_resends_at_the_last_allowed_send_do_not_lock_the_source,
+    racing_sends_past_the_client_budget_let_exactly_the_budget_through,
 );
 
 async fn app_with(db: &Db, tweak: impl FnOnce(&mut Settings)) -> TestApp {
@@ -212,4 +213,27 @@ async fn a_send_refused_by_the_resend_gap_does_not_count_toward_max_sends(db: Db
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let res = app.getcode(APP, who).await;
     assert_eq!(retry_after(&res), 3600, "the fourth real send locks the identifier");
+}
+
+/// A send's counts go in one call (on PostgreSQL, one server-side function
+/// in one transaction): of twenty sends racing for a client budget of five,
+/// from twenty identifiers, exactly five get a code, and the fifteen refused
+/// leave nothing counted after the client's count (their own `otp.max_sends`
+/// is untouched: each identifier can still be sent its three codes).
+async fn racing_sends_past_the_client_budget_let_exactly_the_budget_through(db: Db) {
+    let app = app_with(&db, |s| s.otp.client_max_sends = 5).await;
+    let emails: Vec<String> = (0..20).map(|i| format!("race{i}@example.com")).collect();
+    let burst = emails.iter().map(|e| app.getcode(APP, Who::Email(e)));
+    let statuses: Vec<u16> = futures_util::future::join_all(burst)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 5, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 15, "{statuses:?}");
+    // A refused identifier, through another client: its three sends are all there.
+    let refused = &emails[statuses.iter().position(|s| *s == 429).unwrap()];
+    for _ in 0..3 {
+        assert_eq!(app.getcode(APP2, Who::Email(refused)).await.status(), 200);
+    }
 }
