@@ -145,9 +145,11 @@ impl<'a> Accounts<'a> {
     /// Changes the profile names (at most 100 characters each).
     pub async fn set_names(&self, user: &User, first: &str, last: &str, actor: Actor<'_>) -> Result<(), AccountError> {
         let (first, last) = (valid_name(first)?, valid_name(last)?);
-        self.store.set_names(&user.id, &first, &last).await?;
-        events::record(self.audit, AccountEvent::ProfileChanged, &user.id, actor, None, None);
-        Ok(())
+        self.with_event(AccountEvent::ProfileChanged, &user.id, actor, async {
+            self.store.set_names(&user.id, &first, &last).await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Signs the user out of every browser (their tokens stay).
@@ -161,9 +163,18 @@ impl<'a> Accounts<'a> {
 
     /// Disables (ending every session and token family) or enables the account.
     pub async fn set_disabled(&self, user: &User, disabled: bool, actor: Actor<'_>) -> Result<usize, AccountError> {
-        if !self.store.set_user_flag(&user.id, UserFlag::Disabled, disabled).await? {
-            return Err(AccountError::NotFound);
-        }
+        let event = if disabled {
+            AccountEvent::Disabled
+        } else {
+            AccountEvent::Enabled
+        };
+        self.with_event(
+            event,
+            &user.id,
+            actor,
+            self.set_flag(user, UserFlag::Disabled, disabled),
+        )
+        .await?;
         let ended = match disabled {
             true => {
                 self.tell_clients_families_end(&user.id, None).await?;
@@ -173,27 +184,52 @@ impl<'a> Accounts<'a> {
             }
             false => 0,
         };
-        let event = if disabled {
-            AccountEvent::Disabled
-        } else {
-            AccountEvent::Enabled
-        };
-        events::record(self.audit, event, &user.id, actor, None, None);
         Ok(ended)
+    }
+
+    /// Runs `change` and records `event` in one statement group: on
+    /// PostgreSQL the change and its audit event commit together or not at
+    /// all (on SQLite, as every group there, the change stands and the event
+    /// goes to the request's own write).
+    async fn with_event<T>(
+        &self,
+        event: AccountEvent,
+        user_id: &str,
+        actor: Actor<'_>,
+        change: impl std::future::Future<Output = Result<T, AccountError>>,
+    ) -> Result<T, AccountError> {
+        self.store
+            .grouped(async {
+                let out = change.await?;
+                events::record(self.audit, event, user_id, actor, None, None);
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn set_flag(&self, user: &User, flag: UserFlag, on: bool) -> Result<(), AccountError> {
+        match self.store.set_user_flag(&user.id, flag, on).await? {
+            true => Ok(()),
+            false => Err(AccountError::NotFound),
+        }
+    }
+
+    async fn delete_row(&self, user: &User) -> Result<(), AccountError> {
+        match self.store.delete_user(&user.id).await? {
+            true => Ok(()),
+            false => Err(AccountError::NotFound),
+        }
     }
 
     /// Grants or takes away the admin role.
     pub async fn set_admin(&self, user: &User, admin: bool, actor: Actor<'_>) -> Result<(), AccountError> {
-        if !self.store.set_user_flag(&user.id, UserFlag::Admin, admin).await? {
-            return Err(AccountError::NotFound);
-        }
         let event = if admin {
             AccountEvent::AdminGranted
         } else {
             AccountEvent::AdminRevoked
         };
-        events::record(self.audit, event, &user.id, actor, None, None);
-        Ok(())
+        self.with_event(event, &user.id, actor, self.set_flag(user, UserFlag::Admin, admin))
+            .await
     }
 
     /// Deletes the account by an admin or the CLI: its token families,
@@ -202,10 +238,8 @@ impl<'a> Accounts<'a> {
         self.tell_clients_families_end(&user.id, None).await?;
         self.end_access_tokens(&user.id).await?;
         let ended = self.end_tokens(&user.id, None).await?;
-        if !self.store.delete_user(&user.id).await? {
-            return Err(AccountError::NotFound);
-        }
-        events::record(self.audit, AccountEvent::Deleted, &user.id, actor, None, None);
+        self.with_event(AccountEvent::Deleted, &user.id, actor, self.delete_row(user))
+            .await?;
         Ok(ended)
     }
 
@@ -216,10 +250,13 @@ impl<'a> Accounts<'a> {
         self.tell_clients_families_end(&user.id, None).await?;
         self.end_access_tokens(&user.id).await?;
         self.end_tokens(&user.id, None).await?;
-        if !self.store.delete_user(&user.id).await? {
-            return Err(AccountError::NotFound);
-        }
-        events::record(self.audit, AccountEvent::Deleted, &user.id, actor_of(by), None, ip);
+        self.store
+            .grouped(async {
+                self.delete_row(user).await?;
+                events::record(self.audit, AccountEvent::Deleted, &user.id, actor_of(by), None, ip);
+                Ok::<_, AccountError>(())
+            })
+            .await?;
         self.notify(&verified, "deleted", "").await;
         Ok(())
     }

@@ -344,3 +344,37 @@ async fn cli_manages_users(db: Db) {
         "{err}"
     );
 }
+
+/// On PostgreSQL an account change and its audit event commit together
+/// (`Accounts::with_event`): when the event cannot be written (here a
+/// trigger refuses every audit insert), the CLI's change is not made and
+/// it says so, rather than making it and losing its trail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(sesame_test_postgres), ignore = "set SESAME_TEST_POSTGRES_URL to run it")]
+async fn on_postgres_an_account_change_whose_audit_event_cannot_be_written_is_not_made() {
+    use crate::helpers::{Who, APP};
+    let db = Db::postgres().await;
+    let app = spawn_app(&db).await;
+    app.signed_up(APP, Who::Email("kept@example.com")).await;
+    let sub = stdout_json(&sesame(&db, &["user", "list", "--json"]))[0]["sub"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    db.execute(
+        "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN RAISE EXCEPTION 'the audit trail is refused'; END $$;
+         CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events
+           FOR EACH ROW EXECUTE FUNCTION refuse_audit();",
+    )
+    .await;
+    for change in [&["user", "make-admin", &sub][..], &["user", "disable", &sub][..]] {
+        let out = sesame(&db, change);
+        assert!(!out.status.success(), "{change:?} fails");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("the change was made"), "{change:?}: {err}");
+    }
+    db.execute("DROP TRIGGER refuse_audit ON audit_events").await;
+    let shown = stdout_json(&sesame(&db, &["user", "show", &sub, "--json"]));
+    assert_eq!(shown["is_admin"], false, "not made an admin");
+    assert_eq!(shown["disabled"], false, "not disabled");
+}
