@@ -250,18 +250,26 @@ impl Store {
                     return out;
                 };
                 match self.backend {
-                    // The group's other statements stand: the events are
-                    // left for the request's own write (503 if it fails too).
-                    Backend::Sqlite => crate::audit::hold_again(events),
+                    // The group's other statements stand (committed), so
+                    // the work's own result goes back to its caller, which
+                    // carries on (a disabled account's tokens are still
+                    // ended); the events are left for the request's own
+                    // write (a 503 if it fails too; the CLI says so).
+                    Backend::Sqlite => {
+                        crate::audit::hold_again(events);
+                        out
+                    }
                     // The group's transaction was rolled back with them:
-                    // nothing to record (counters that ran on their own stand).
-                    Backend::Postgres => tracing::warn!(
-                        events = events.len(),
-                        "a statement group was rolled back with its audit events"
-                    ),
+                    // nothing to record (counters that ran on their own
+                    // stand). The work's own error, if it had one, says more.
+                    Backend::Postgres => {
+                        tracing::warn!(
+                            events = events.len(),
+                            "a statement group was rolled back with its audit events"
+                        );
+                        Err(out.err().unwrap_or_else(|| e.into()))
+                    }
                 }
-                // The work's own error, if it had one, says more.
-                Err(out.err().unwrap_or_else(|| e.into()))
             })
             .await;
         crate::audit::hold_again(before);
