@@ -145,7 +145,7 @@ impl<'a> Accounts<'a> {
     /// Changes the profile names (at most 100 characters each).
     pub async fn set_names(&self, user: &User, first: &str, last: &str, actor: Actor<'_>) -> Result<(), AccountError> {
         let (first, last) = (valid_name(first)?, valid_name(last)?);
-        self.with_event(AccountEvent::ProfileChanged, &user.id, actor, async {
+        self.with_event(AccountEvent::ProfileChanged, &user.id, (actor, None), async {
             self.store.set_names(&user.id, &first, &last).await?;
             Ok(())
         })
@@ -171,7 +171,7 @@ impl<'a> Accounts<'a> {
         self.with_event(
             event,
             &user.id,
-            actor,
+            (actor, None),
             self.set_flag(user, UserFlag::Disabled, disabled),
         )
         .await?;
@@ -190,18 +190,19 @@ impl<'a> Accounts<'a> {
     /// Runs `change` and records `event` in one statement group: on
     /// PostgreSQL the change and its audit event commit together or not at
     /// all (on SQLite, as every group there, the change stands and the event
-    /// goes to the request's own write).
+    /// goes to the request's own write). `(actor, ip)`: who made the
+    /// change, and from which address.
     async fn with_event<T>(
         &self,
         event: AccountEvent,
         user_id: &str,
-        actor: Actor<'_>,
+        (actor, ip): (Actor<'_>, Option<&str>),
         change: impl std::future::Future<Output = Result<T, AccountError>>,
     ) -> Result<T, AccountError> {
         self.store
             .grouped(async {
                 let out = change.await?;
-                events::record(self.audit, event, user_id, actor, None, None);
+                events::record(self.audit, event, user_id, actor, None, ip);
                 Ok(out)
             })
             .await
@@ -228,8 +229,13 @@ impl<'a> Accounts<'a> {
         } else {
             AccountEvent::AdminRevoked
         };
-        self.with_event(event, &user.id, actor, self.set_flag(user, UserFlag::Admin, admin))
-            .await
+        self.with_event(
+            event,
+            &user.id,
+            (actor, None),
+            self.set_flag(user, UserFlag::Admin, admin),
+        )
+        .await
     }
 
     /// Deletes the account by an admin or the CLI: its token families,
@@ -238,7 +244,7 @@ impl<'a> Accounts<'a> {
         self.tell_clients_families_end(&user.id, None).await?;
         self.end_access_tokens(&user.id).await?;
         let ended = self.end_tokens(&user.id, None).await?;
-        self.with_event(AccountEvent::Deleted, &user.id, actor, self.delete_row(user))
+        self.with_event(AccountEvent::Deleted, &user.id, (actor, None), self.delete_row(user))
             .await?;
         Ok(ended)
     }
@@ -250,12 +256,8 @@ impl<'a> Accounts<'a> {
         self.tell_clients_families_end(&user.id, None).await?;
         self.end_access_tokens(&user.id).await?;
         self.end_tokens(&user.id, None).await?;
-        self.store
-            .grouped(async {
-                self.delete_row(user).await?;
-                events::record(self.audit, AccountEvent::Deleted, &user.id, actor_of(by), None, ip);
-                Ok::<_, AccountError>(())
-            })
+        let by = (actor_of(by), ip);
+        self.with_event(AccountEvent::Deleted, &user.id, by, self.delete_row(user))
             .await?;
         self.notify(&verified, "deleted", "").await;
         Ok(())

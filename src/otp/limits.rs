@@ -77,10 +77,12 @@ pub async fn check_send(
     let from_source = source_key(key, source);
     // Each count with the limit it enforces (`None`: the source's own
     // `otp.max_sends`, which locks the source out).
-    let mut ladder: Vec<(SendCount, Option<Limit>)> = Vec::with_capacity(7);
+    let mut counts: Vec<SendCount> = Vec::with_capacity(7);
+    let mut limits: Vec<Option<Limit>> = Vec::with_capacity(7);
     let mut step = |key: String, window: i64, limit: u32, why: Option<Limit>| {
         let limit = i64::from(limit);
-        ladder.push((SendCount { key, window, limit }, why))
+        counts.push(SendCount { key, window, limit });
+        limits.push(why);
     };
     // Many sources at one identifier (SMS bombing), when turned on: past the
     // ceiling only sources that signed in to it before get codes (the mark is
@@ -109,7 +111,6 @@ pub async fn check_send(
         );
         step("sms:*".into(), window, abuse.global_max_sms, Some(Limit::AllSms));
     }
-    let counts: Vec<SendCount> = ladder.iter().map(|(c, _)| c.clone()).collect();
     let mut from = 0;
     loop {
         let over = match store.count_sends((key, &from_source), &counts[from..]).await? {
@@ -117,7 +118,7 @@ pub async fn check_send(
             SendCounted::Locked(secs) => return Err(locked(secs)),
             SendCounted::Over { step, retry } => (from + step, retry),
         };
-        match ladder[over.0].1 {
+        match limits[over.0] {
             // Over the identifier's ceiling, a source that signed in to it
             // before still gets its code: the counts after it go on.
             Some(Limit::Identifier) if store.counted(&format!("known:{from_source}"), KNOWN_SOURCE).await? => {

@@ -40,21 +40,17 @@ impl Store {
         self.count(key, window, false).await
     }
 
-    /// `hit` for a send's counters, which only gate the send: on
+    /// A send's lock check and counters, in one call: refuses while the
+    /// lock of `locks.0` or `locks.1` holds (counting nothing), then counts
+    /// each of `counts` in turn (as `hit`) and stops at the first over its
+    /// limit, leaving those after it uncounted, so a send refused for its
+    /// address costs its client nothing. These counts only gate the send: on
     /// PostgreSQL their commit does not wait for the disk (`Query::counter`;
     /// a crash or failover of PostgreSQL within a fraction of a second could
     /// lose a count, letting a few more sends through), and the send's own
     /// group, committing after them, writes them to disk with it. Failure
-    /// counts that lock someone out (passwords, wrong codes) use `hit`.
-    pub async fn count_send(&self, key: &str, window: i64) -> anyhow::Result<(i64, i64)> {
-        self.count(key, window, true).await
-    }
-
-    /// A send's lock check and counters, in one call: refuses while the
-    /// lock of `locks.0` or `locks.1` holds (counting nothing), then counts
-    /// each of `counts` in turn (as `count_send`) and stops at the first over
-    /// its limit, leaving those after it uncounted, so a send refused for its
-    /// address costs its client nothing. On PostgreSQL the whole ladder is
+    /// counts that lock someone out (passwords, wrong codes) use `hit`. On
+    /// PostgreSQL the whole ladder is
     /// one round trip and one lazy commit (`sesame_count_sends`, migration
     /// 0008): the same statements, run by the server; elsewhere, the
     /// statements one after another.
