@@ -35,7 +35,7 @@ use std::time::Duration;
 use rusqlite::types::{Value, ValueRef};
 use tokio::sync::Mutex;
 
-use super::pg::{Answer, Lent, PgPool, Want};
+use super::pg::{Answer, Lent, PgPool, Want, BEGIN, BEGIN_UNFLUSHED};
 
 /// A statement failed. Unique violations are told apart, so that the store
 /// can answer "taken" instead of failing.
@@ -407,6 +407,24 @@ impl Db {
     /// read, one round trip. For statements that do not depend on each
     /// other's answers. Returns the rows each changed.
     pub async fn execute_pipelined(&self, queries: Vec<Query<'_>>) -> DbResult<Vec<u64>> {
+        self.pipelined(queries, false).await
+    }
+
+    /// As `execute_pipelined`, but on PostgreSQL, unless the group has
+    /// already begun its transaction (then they are part of it), the
+    /// statements are a transaction of their own, committed in the same
+    /// round trip without waiting for the WAL to reach the disk (as a
+    /// counter's, `Conn::run_counter`). Only for writes that a commit that
+    /// does wait always follows before the request is answered (a new
+    /// code, then its `code_sent` or `delivery_failed` event): PostgreSQL
+    /// flushes its WAL in order, so that commit's flush carries this one,
+    /// and the answer still comes after both are on disk. The group's own
+    /// `COMMIT` round trip and one WAL flush are saved.
+    pub async fn execute_pipelined_unflushed(&self, queries: Vec<Query<'_>>) -> DbResult<Vec<u64>> {
+        self.pipelined(queries, true).await
+    }
+
+    async fn pipelined(&self, queries: Vec<Query<'_>>, unflushed: bool) -> DbResult<Vec<u64>> {
         let pool = match self {
             Db::Postgres(pool) => pool,
             Db::Sqlite(conn) => {
@@ -435,18 +453,24 @@ impl Db {
                 })
                 .collect()
         };
+        // A transaction of its own is begun and committed in the same round trip.
+        let own = if unflushed { BEGIN_UNFLUSHED } else { BEGIN };
         if let Some(group) = pg_group(pool) {
             let mut slot = group.lock().await;
             if slot.is_none() {
                 *slot = Some(pool.acquire().await?);
             }
             let conn = slot.as_mut().expect("just set");
-            let begin = !conn.in_transaction();
-            return Ok(count(Box::pin(conn.run_all(&batch, begin, false)).await?));
+            let answers = match (conn.in_transaction(), unflushed) {
+                (true, _) => conn.run_all(&batch, None, false),
+                (false, true) => conn.run_all(&batch, Some(own), true),
+                // They begin the group's transaction.
+                (false, false) => conn.run_all(&batch, Some(BEGIN), false),
+            };
+            return Ok(count(Box::pin(answers).await?));
         }
-        // A transaction of its own, begun and committed in the same round trip.
         let mut conn = pool.acquire().await?;
-        Ok(count(Box::pin(conn.run_all(&batch, true, true)).await?))
+        Ok(count(Box::pin(conn.run_all(&batch, Some(own), true)).await?))
     }
 
     /// Runs `f` on the SQLite connection: the one lent to a group running
@@ -934,6 +958,59 @@ mod tests {
         pipelined_statements_take_effect_together(&db).await;
         let row = db.query("SELECT n FROM t WHERE k = 'a'").fetch_one().await.unwrap();
         assert_eq!(row.try_get::<i64, _>("n").unwrap(), 2);
+    }
+
+    /// A new code's statements (`execute_pipelined_unflushed`): before
+    /// their group has begun its transaction they are a transaction of
+    /// their own, committed in their round trip (seen at once from another
+    /// connection, and kept when the group then fails); once it has begun,
+    /// they are part of it and go with its rollback.
+    #[cfg(sesame_test_postgres)]
+    #[tokio::test]
+    async fn unflushed_statements_commit_on_their_own_unless_their_group_has_begun() {
+        let url = std::env::var("SESAME_TEST_POSTGRES_URL").unwrap();
+        let db = Db::Postgres(super::super::pg::PgPool::open(&url, 1, false).await.unwrap());
+        let other = Db::Postgres(super::super::pg::PgPool::open(&url, 1, false).await.unwrap());
+        let table = format!("unflushed_{}", crate::crypto::hex(&crate::crypto::random_bytes::<6>()));
+        db.query(format!("CREATE TABLE {table} (k TEXT PRIMARY KEY)"))
+            .execute()
+            .await
+            .unwrap();
+        let insert = |k: &'static str| db.query(format!("INSERT INTO {table} (k) VALUES ($1)")).bind(k);
+        let rows = || async {
+            let row = other
+                .query(format!("SELECT COUNT(*) AS n FROM {table}"))
+                .fetch_one()
+                .await
+                .unwrap();
+            row.try_get::<i64, _>("n").unwrap()
+        };
+
+        let own: Result<(), DbError> = db
+            .group(async {
+                db.execute_pipelined_unflushed(vec![insert("code")]).await?;
+                assert!(!db.in_pg_transaction().await, "committed in its own round trip");
+                assert_eq!(rows().await, 1, "seen from another connection while the group goes on");
+                insert("code").execute().await?;
+                Ok(())
+            })
+            .await;
+        assert!(own.unwrap_err().is_unique_violation());
+        assert_eq!(rows().await, 1, "the group's failure did not take it back");
+
+        let inside: Result<(), DbError> = db
+            .group(async {
+                insert("first").execute().await?;
+                db.execute_pipelined_unflushed(vec![insert("inside")]).await?;
+                assert!(db.in_pg_transaction().await, "part of the group's transaction");
+                assert_eq!(rows().await, 1, "not committed yet");
+                insert("first").execute().await?;
+                Ok(())
+            })
+            .await;
+        assert!(inside.unwrap_err().is_unique_violation());
+        assert_eq!(rows().await, 1, "rolled back with the group");
+        db.query(format!("DROP TABLE {table}")).execute().await.unwrap();
     }
 
     #[tokio::test]

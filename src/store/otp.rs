@@ -57,6 +57,9 @@ impl Store {
         let now = now();
         // Two statements, one round trip on PostgreSQL (pipelined): the new
         // code is not among those the first kills, since it is not there yet.
+        // Their commit does not wait for the disk: `otp::send` always writes
+        // the code's `code_sent` or `delivery_failed` event, with a commit
+        // that does, before it answers.
         let kill = self
             .db
             .query(
@@ -81,7 +84,7 @@ impl Store {
         .bind(now + c.ttl)
         .bind(c.match_number)
         .bind(c.source);
-        self.db.execute_pipelined(vec![kill, insert]).await?;
+        self.db.execute_pipelined_unflushed(vec![kill, insert]).await?;
         Ok(())
     }
 

@@ -64,6 +64,14 @@ const CACHED_STATEMENTS: usize = 256;
 
 type Driver = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send>>;
 
+/// Begins a transaction.
+pub const BEGIN: &str = "BEGIN";
+/// Begins a transaction whose commit does not wait for the WAL to reach the
+/// disk: for what only gates (a counter, `Conn::run_counter`) or what a
+/// commit that does wait always follows before the request is answered
+/// (`Db::execute_pipelined_unflushed`).
+pub const BEGIN_UNFLUSHED: &str = "BEGIN; SET LOCAL synchronous_commit = off";
+
 /// One connection: its client, the future that does its I/O, and its statements.
 pub(crate) struct Conn {
     client: Client,
@@ -301,8 +309,8 @@ impl Conn {
     /// (If the statement fails, PostgreSQL answers that `COMMIT` by rolling
     /// the transaction back.)
     pub async fn run(&mut self, sql: &str, args: &[Arg], want: Want, begin: bool, commit: bool) -> DbResult<Answer> {
-        let begin = begin.then_some("BEGIN");
-        let mut answers = self.run_batch(&[(sql, args, want)], begin, commit).await?;
+        let begin = begin.then_some(BEGIN);
+        let mut answers = self.run_all(&[(sql, args, want)], begin, commit).await?;
         Ok(answers.pop().expect("one answer per statement"))
     }
 
@@ -317,26 +325,17 @@ impl Conn {
     /// its CPU per flow (`bench/RESULTS.md`). CockroachDB accepts the setting
     /// and ignores it.
     pub async fn run_counter(&mut self, sql: &str, args: &[Arg], want: Want) -> DbResult<Answer> {
-        let begin = Some("BEGIN; SET LOCAL synchronous_commit = off");
-        let mut answers = self.run_batch(&[(sql, args, want)], begin, true).await?;
+        let mut answers = self.run_all(&[(sql, args, want)], Some(BEGIN_UNFLUSHED), true).await?;
         Ok(answers.pop().expect("one answer per statement"))
     }
 
     /// Runs statements pipelined: all of them are sent before the first
-    /// answer is read, so they cost one round trip (with `begin` and
-    /// `commit` as for `run`). Their answers, in order; the first error if
-    /// one failed (inside a transaction the ones after it then fail too).
+    /// answer is read, so they cost one round trip, with the transaction
+    /// begun first by the SQL `begin` (`BEGIN` or `BEGIN_UNFLUSHED`) if
+    /// given, and its `COMMIT` last if `commit`. Their answers, in order;
+    /// the first error if one failed (inside a transaction the ones after
+    /// it then fail too).
     pub async fn run_all(
-        &mut self,
-        batch: &[(&str, &[Arg], Want)],
-        begin: bool,
-        commit: bool,
-    ) -> DbResult<Vec<Answer>> {
-        self.run_batch(batch, begin.then_some("BEGIN"), commit).await
-    }
-
-    /// `run_all`, the transaction begun (if at all) by the SQL `begin`.
-    async fn run_batch(
         &mut self,
         batch: &[(&str, &[Arg], Want)],
         begin: Option<&str>,
