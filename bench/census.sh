@@ -5,7 +5,11 @@
 # at a time for DURATION_S (3) seconds, in a database of its own (CENSUS_DB,
 # `census`, created if missing) with `log_statement = 'all'`. Reads the
 # server log (PG_LOG, the newest /var/log/postgresql/*.log), so run it on a
-# machine where nothing else uses PostgreSQL. Usage:
+# machine where nothing else uses PostgreSQL (`pg_stat_wal` counts the
+# whole server; PostgreSQL 15 – 17, where it has `wal_sync`). The counts
+# include the bench's own set-up (its schema, the migrations, readiness
+# probes): a few hundred statements, a fraction of one a flow. PG is the
+# server's base URL, without a database or parameters. Usage:
 #   bench/census.sh                      # builds, as bench/nodes.sh does
 #   CARGO_TARGET_DIR=/tmp/bin-X SKIP_BUILD=1 bench/census.sh
 set -euo pipefail

@@ -977,6 +977,12 @@ mod tests {
             .await
             .unwrap();
         let insert = |k: &'static str| db.query(format!("INSERT INTO {table} (k) VALUES ($1)")).bind(k);
+        // Records the transaction's `synchronous_commit` as a row.
+        let setting = || {
+            db.query(format!(
+                "INSERT INTO {table} (k) SELECT 'synchronous_commit ' || current_setting('synchronous_commit')"
+            ))
+        };
         let rows = || async {
             let row = other
                 .query(format!("SELECT COUNT(*) AS n FROM {table}"))
@@ -988,28 +994,47 @@ mod tests {
 
         let own: Result<(), DbError> = db
             .group(async {
-                db.execute_pipelined_unflushed(vec![insert("code")]).await?;
+                db.execute_pipelined_unflushed(vec![insert("code"), setting()]).await?;
                 assert!(!db.in_pg_transaction().await, "committed in its own round trip");
-                assert_eq!(rows().await, 1, "seen from another connection while the group goes on");
+                assert_eq!(rows().await, 2, "seen from another connection while the group goes on");
                 insert("code").execute().await?;
                 Ok(())
             })
             .await;
         assert!(own.unwrap_err().is_unique_violation());
-        assert_eq!(rows().await, 1, "the group's failure did not take it back");
+        assert_eq!(rows().await, 2, "the group's failure did not take it back");
+        let waited = db
+            .query(format!("SELECT k FROM {table} WHERE k LIKE 'synchronous%'"))
+            .fetch_one()
+            .await
+            .unwrap();
+        assert_eq!(
+            waited.try_get::<String, _>("k").unwrap(),
+            "synchronous_commit off",
+            "its commit did not wait for the disk"
+        );
 
         let inside: Result<(), DbError> = db
             .group(async {
                 insert("first").execute().await?;
                 db.execute_pipelined_unflushed(vec![insert("inside")]).await?;
                 assert!(db.in_pg_transaction().await, "part of the group's transaction");
-                assert_eq!(rows().await, 1, "not committed yet");
+                assert_eq!(rows().await, 2, "not committed yet");
+                let row = db
+                    .query("SELECT current_setting('synchronous_commit') AS v")
+                    .fetch_one()
+                    .await?;
+                assert_eq!(
+                    row.try_get::<String, _>("v")?,
+                    "on",
+                    "the group's commit waits, as before"
+                );
                 insert("first").execute().await?;
                 Ok(())
             })
             .await;
         assert!(inside.unwrap_err().is_unique_violation());
-        assert_eq!(rows().await, 1, "rolled back with the group");
+        assert_eq!(rows().await, 2, "rolled back with the group");
         db.query(format!("DROP TABLE {table}")).execute().await.unwrap();
     }
 

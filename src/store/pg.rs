@@ -319,8 +319,8 @@ impl Conn {
     /// off`), in one round trip. The count is seen by every other
     /// transaction at once, as any commit; only a database crash within a
     /// fraction of a second could lose it (a few more tries let through),
-    /// and the next commit that waits on this server (the request's own
-    /// group, when it goes on) flushes it with its own. Writing the WAL to
+    /// and the next commit that waits on this server (a send's
+    /// `code_sent` event, before the send is answered) flushes it with its own. Writing the WAL to
     /// disk for each of a send's counters cost PostgreSQL about a fifth of
     /// its CPU per flow (`bench/RESULTS.md`). CockroachDB accepts the setting
     /// and ignores it.
