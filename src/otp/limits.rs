@@ -15,7 +15,7 @@
 use super::{audit, Origin};
 use super::{Limit, OtpError};
 use crate::state::AppState;
-use crate::store::limits::{SendCount, SendCounted};
+use crate::store::limits::{SendCount, SendCounted, SourceMarks};
 use crate::store::now;
 
 pub fn locked(secs: i64) -> OtpError {
@@ -38,13 +38,17 @@ pub const KNOWN_SOURCE: i64 = 30 * 86_400;
 /// `abuse.identifier_max_sends`), and lifts its resend gap: its code is
 /// used, so a step-up sign-in (`prompt=login`, `max_age`) need not wait.
 pub async fn remember_source(state: &AppState, key: &str, source: &str) -> Result<(), OtpError> {
+    Ok(state.store.mark_source(&source_marks(state, key, source)).await?)
+}
+
+/// What `remember_source` marks.
+fn source_marks(state: &AppState, key: &str, source: &str) -> SourceMarks {
     let from_source = source_key(key, source);
-    // The mark is read only by the ceiling: no write while it is off (the default).
-    if state.settings.abuse.identifier_max_sends > 0 {
-        state.store.restart(&format!("known:{from_source}")).await?;
+    SourceMarks {
+        resend_key: format!("resend:{from_source}"),
+        // The mark is read only by the ceiling: no write while it is off (the default).
+        known_key: (state.settings.abuse.identifier_max_sends > 0).then(|| format!("known:{from_source}")),
     }
-    state.store.forget(&format!("resend:{from_source}")).await?;
-    Ok(())
 }
 
 /// Where a request counts: its client address's bucket (IPv6 by /64).
@@ -141,15 +145,22 @@ pub async fn check_send(
     }
 }
 
-/// Counts a try at a code against the identifier's `abuse.max_failures`
-/// before the code is compared (so racing tries cannot pass the limit);
-/// past it the identifier is locked until the failure window ends.
-pub async fn count_try(state: &AppState, origin: &Origin<'_>, key: &str) -> Result<(), OtpError> {
+/// What a try at a code is counted against, before the code is compared
+/// (so racing tries cannot pass the limit): the identifier's failures key
+/// and `abuse.failure_window` (`Store::reserve_attempt` counts it).
+pub fn tries(state: &AppState, key: &str) -> (String, i64) {
+    (
+        format!("failures:{key}"),
+        state.settings.abuse.failure_window.as_secs() as i64,
+    )
+}
+
+/// Judges a counted try (`tries`: the count, and the seconds left in its
+/// window) against the identifier's `abuse.max_failures`: past it the
+/// identifier is locked until the failure window ends.
+pub async fn judge_try(state: &AppState, origin: &Origin<'_>, key: &str, counted: (i64, i64)) -> Result<(), OtpError> {
     let abuse = &state.settings.abuse;
-    let (n, retry) = state
-        .store
-        .hit(&format!("failures:{key}"), abuse.failure_window.as_secs() as i64)
-        .await?;
+    let (n, retry) = counted;
     if n > abuse.max_failures as i64 {
         state.store.lock_identifier(key, now() + retry).await?;
         if n == abuse.max_failures as i64 + 1 {
@@ -167,9 +178,13 @@ pub async fn count_try(state: &AppState, origin: &Origin<'_>, key: &str) -> Resu
 }
 
 /// Consumes the code of a try that was right, which then is not a failure
-/// (its count is given back). `false` when another request used the code first.
-pub async fn consume_forgiven(state: &AppState, key: &str, code_id: &str) -> Result<bool, OtpError> {
-    Ok(state.store.consume_code(code_id, &format!("failures:{key}")).await?)
+/// (its count is given back), and remembers the source that gave it
+/// (`remember_source`), in one round trip. `false` when another request
+/// used the code first.
+pub async fn consume_right(state: &AppState, key: &str, source: &str, code_id: &str) -> Result<bool, OtpError> {
+    let (failures, _) = tries(state, key);
+    let marks = source_marks(state, key, source);
+    Ok(state.store.consume_code(code_id, &failures, &marks).await?)
 }
 
 /// After `otp.max_attempts` wrong tries at its code, a source is locked out

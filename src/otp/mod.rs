@@ -267,7 +267,8 @@ async fn verify_checked(state: &AppState, origin: &Origin<'_>, key: &str, code: 
     let code = code.trim();
     let well_formed = code.len() == otp.length && code.bytes().all(|b| b.is_ascii_digit());
     // No attempt is reserved while the identifier or this source is locked; only then is the lock read.
-    let attempt = match well_formed {
+    let (tries_key, window) = limits::tries(state, key);
+    let reserved = match well_formed {
         true => {
             state
                 .store
@@ -277,12 +278,13 @@ async fn verify_checked(state: &AppState, origin: &Origin<'_>, key: &str, code: 
                     &code_binding(origin),
                     &from_source,
                     otp.max_attempts as i64,
+                    (&tries_key, window),
                 )
                 .await?
         }
         false => None,
     };
-    let Some(attempt) = attempt else {
+    let Some((attempt, tries)) = reserved else {
         if let Some(secs) = state.store.locked_for(key, &from_source).await? {
             return Err(limits::locked(secs));
         }
@@ -291,13 +293,12 @@ async fn verify_checked(state: &AppState, origin: &Origin<'_>, key: &str, code: 
         }
         return Err(wrong());
     };
-    limits::count_try(state, origin, key).await?;
+    limits::judge_try(state, origin, key, tries).await?;
     if crypto::ct_eq(
         state.digester.digest("code", code).as_bytes(),
         attempt.code_digest.as_bytes(),
     ) {
-        if limits::consume_forgiven(state, key, &attempt.id).await? {
-            limits::remember_source(state, key, &source).await?;
+        if limits::consume_right(state, key, &source, &attempt.id).await? {
             state.metrics.code_verified();
             audit(state, origin, "code_verified", key, Some(&attempt.channel));
             return Ok(());

@@ -24,6 +24,35 @@ pub enum SendCounted {
     Within,
 }
 
+/// What a source that proved an identifier gets: its resend gap for it
+/// lifted (`resend_key`: its code is used, so a step-up sign-in need not
+/// wait), and, when the identifier ceiling is on, its mark as known to it
+/// renewed (`known_key`, counted once in a window that starts now).
+pub struct SourceMarks {
+    pub resend_key: String,
+    pub known_key: Option<String>,
+}
+
+/// The `ON CONFLICT` clause of a count (`INSERT INTO rate_counters … (key,
+/// window_start, count) … 1`): one more in the stored window, or a new
+/// window starting at `$now` when the stored one began at or before `$old`
+/// (now minus the window).
+pub(super) fn count_upsert(now: usize, old: usize) -> String {
+    format!(
+        "ON CONFLICT (key) DO UPDATE SET
+           count = CASE WHEN rate_counters.window_start <= ${old} THEN 1 ELSE rate_counters.count + 1 END,
+           window_start = CASE WHEN rate_counters.window_start <= ${old} THEN ${now} ELSE rate_counters.window_start END"
+    )
+}
+
+/// A count's answer (its `count` and `window_start` columns): the count,
+/// and the seconds until its window ends.
+pub(super) fn counted_for(row: &super::Row, window: i64, now: i64) -> anyhow::Result<(i64, i64)> {
+    let count: i64 = row.try_get("count")?;
+    let start: i64 = row.try_get("window_start")?;
+    Ok((count, (start + window - now).max(1)))
+}
+
 impl Store {
     /// Counts one event against `key` in a fixed window of `window` seconds
     /// that starts at the first event. Returns the count including this one
@@ -47,8 +76,9 @@ impl Store {
     /// address costs its client nothing. These counts only gate the send: on
     /// PostgreSQL their commit does not wait for the disk (`Query::counter`;
     /// a crash or failover of PostgreSQL within a fraction of a second could
-    /// lose a count, letting a few more sends through), and the send's own
-    /// group, committing after them, writes them to disk with it. Failure
+    /// lose a count, letting a few more sends through), and the send's
+    /// `code_sent` or `delivery_failed` event, whose commit waits before the
+    /// send is answered, writes them to disk with it. Failure
     /// counts that lock someone out (passwords, wrong codes) use `hit`. On
     /// PostgreSQL the whole ladder is
     /// one round trip and one lazy commit (`sesame_count_sends`, migration
@@ -140,13 +170,10 @@ impl Store {
         let now = now();
         let query = self
             .db
-            .query(
-                "INSERT INTO rate_counters (key, window_start, count) VALUES ($1, $2, 1)
-             ON CONFLICT (key) DO UPDATE SET
-               count = CASE WHEN rate_counters.window_start <= $3 THEN 1 ELSE rate_counters.count + 1 END,
-               window_start = CASE WHEN rate_counters.window_start <= $3 THEN $2 ELSE rate_counters.window_start END
-             RETURNING count, window_start",
-            )
+            .query(format!(
+                "INSERT INTO rate_counters (key, window_start, count) VALUES ($1, $2, 1) {} RETURNING count, window_start",
+                count_upsert(2, 3)
+            ))
             .bind(key)
             .bind(now)
             .bind(now - window);
@@ -156,9 +183,7 @@ impl Store {
         }
         .fetch_one()
         .await?;
-        let count: i64 = row.try_get("count")?;
-        let start: i64 = row.try_get("window_start")?;
-        Ok((count, (start + window - now).max(1)))
+        counted_for(&row, window, now)
     }
 
     /// Whether `key` was counted in a window that has not ended.
@@ -174,28 +199,48 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// Counts `key` once in a window that starts now (a mark renewed on each use).
-    pub async fn restart(&self, key: &str) -> anyhow::Result<()> {
-        self.db
-            .query(
-                "INSERT INTO rate_counters (key, window_start, count) VALUES ($1, $2, 1)
-                 ON CONFLICT (key) DO UPDATE SET window_start = $2, count = 1",
-            )
-            .bind(key)
-            .bind(now())
-            .execute()
-            .await?;
+    /// Marks a source that proved an identifier (`SourceMarks`), in one
+    /// round trip on PostgreSQL.
+    pub async fn mark_source(&self, marks: &SourceMarks) -> anyhow::Result<()> {
+        self.db.execute_pipelined(self.mark_queries(marks, None)).await?;
         Ok(())
     }
 
-    /// Forgets `key`'s count (a resend gap that no longer applies).
-    pub async fn forget(&self, key: &str) -> anyhow::Result<()> {
-        self.db
-            .query("DELETE FROM rate_counters WHERE key = $1")
-            .bind(key)
-            .execute()
-            .await?;
-        Ok(())
+    /// The statements of `mark_source`; with `used_code`, each takes
+    /// effect only if that code has been used (a right code's verification
+    /// sends them with the statement that uses it, `Store::consume_code`).
+    pub(super) fn mark_queries(&self, marks: &SourceMarks, used_code: Option<&str>) -> Vec<super::db::Query<'_>> {
+        let only_if_used = |n: usize| match used_code {
+            Some(_) => format!(" AND EXISTS (SELECT 1 FROM otp_codes WHERE id = ${n} AND used_at IS NOT NULL)"),
+            None => String::new(),
+        };
+        fn with_code<'q>(q: super::db::Query<'q>, used_code: Option<&str>) -> super::db::Query<'q> {
+            match used_code {
+                Some(id) => q.bind(id),
+                None => q,
+            }
+        }
+        let mut queries = vec![with_code(
+            self.db
+                .query(format!("DELETE FROM rate_counters WHERE key = $1{}", only_if_used(2)))
+                .bind(&marks.resend_key),
+            used_code,
+        )];
+        if let Some(known) = &marks.known_key {
+            // A window that starts now: the mark is renewed on each use.
+            queries.push(with_code(
+                self.db
+                    .query(format!(
+                        "INSERT INTO rate_counters (key, window_start, count) SELECT $1, $2, 1 WHERE TRUE{}
+                         ON CONFLICT (key) DO UPDATE SET window_start = $2, count = 1",
+                        only_if_used(3)
+                    ))
+                    .bind(known)
+                    .bind(now()),
+                used_code,
+            ));
+        }
+        queries
     }
 
     /// Gives back one count of `key` (a password try that succeeded).

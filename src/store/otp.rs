@@ -2,6 +2,7 @@
 //! Attempts are reserved and codes consumed by single atomic statements, so
 //! racing requests (on any node) cannot exceed the limits or both succeed.
 
+use super::limits::SourceMarks;
 use super::{now, Row, Store};
 
 pub struct NewCode<'a> {
@@ -101,7 +102,11 @@ impl Store {
     /// Reserves one attempt on the live code this source asked for, for this
     /// identifier and client, atomically: at most `max_attempts` tries ever
     /// get a digest to compare, and none while the identifier, or this
-    /// source for it (`source_lock`), is locked.
+    /// source for it (`source_lock`), is locked. A reserved try is counted
+    /// at once against `tries` (the identifier's failures: key and window,
+    /// as `Store::hit`), before its code is compared: on PostgreSQL in the
+    /// same statement (one round trip), elsewhere in the next. Returns the
+    /// attempt with that count and the seconds left in its window.
     pub async fn reserve_attempt(
         &self,
         ident_key: &str,
@@ -109,51 +114,71 @@ impl Store {
         source: &str,
         source_lock: &str,
         max_attempts: i64,
-    ) -> anyhow::Result<Option<Attempt>> {
+        tries: (&str, i64),
+    ) -> anyhow::Result<Option<(Attempt, (i64, i64))>> {
         let now = now();
-        let row = self
-            .db
-            .query(
-                "UPDATE otp_codes SET attempts = attempts + 1
+        const RESERVE: &str = "UPDATE otp_codes SET attempts = attempts + 1
              WHERE id = (SELECT id FROM otp_codes WHERE ident_key = $1 AND client_id = $2 AND source IN ($5, '')
                          AND used_at IS NULL AND dead = 0 AND expires_at > $3 ORDER BY created_at DESC LIMIT 1)
                AND attempts < $4 AND used_at IS NULL AND dead = 0
                AND NOT EXISTS (SELECT 1 FROM otp_locks WHERE ident_key IN ($1, $6) AND locked_until > $3)
-             RETURNING id, code_digest, channel, attempts",
-            )
-            .bind(ident_key)
-            .bind(client_id)
-            .bind(now)
-            .bind(max_attempts)
-            .bind(source)
-            .bind(source_lock)
-            .fetch_optional()
-            .await?;
-        row.map(|r| {
-            Ok(Attempt {
+             RETURNING id, code_digest, channel, attempts";
+        let (tries_key, window) = tries;
+        let reserve = |sql: String| {
+            self.db
+                .query(sql)
+                .bind(ident_key)
+                .bind(client_id)
+                .bind(now)
+                .bind(max_attempts)
+                .bind(source)
+                .bind(source_lock)
+        };
+        let attempt = |r: &Row| {
+            Ok::<_, anyhow::Error>(Attempt {
                 id: r.try_get("id")?,
                 code_digest: r.try_get("code_digest")?,
                 channel: r.try_get("channel")?,
                 attempts: r.try_get("attempts")?,
             })
-        })
-        .transpose()
+        };
+        if self.backend == super::Backend::Postgres {
+            // The count takes the reserved row from the update (a data-modifying
+            // CTE): no reserved attempt, nothing counted.
+            let sql = format!(
+                "WITH reserved AS ({RESERVE}),
+                 counted AS (INSERT INTO rate_counters (key, window_start, count) SELECT $7, $3, 1 FROM reserved {}
+                             RETURNING count, window_start)
+                 SELECT id, code_digest, channel, attempts, count, window_start FROM reserved, counted",
+                super::limits::count_upsert(3, 8)
+            );
+            let row = reserve(sql).bind(tries_key).bind(now - window).fetch_optional().await?;
+            return row
+                .map(|r| Ok((attempt(&r)?, super::limits::counted_for(&r, window, now)?)))
+                .transpose();
+        }
+        let Some(row) = reserve(RESERVE.into()).fetch_optional().await? else {
+            return Ok(None);
+        };
+        Ok(Some((attempt(&row)?, self.hit(tries_key, window).await?)))
     }
 
     /// Marks the code used; `false` when another request consumed it first.
     /// Gives back, in the same round trip (pipelined on PostgreSQL), the try
     /// counted against `failures_key` (`Store::unhit`): a right code is no
-    /// failure, whether or not this request is the one that uses it.
-    pub async fn consume_code(&self, id: &str, failures_key: &str) -> anyhow::Result<bool> {
+    /// failure, whether or not this request is the one that uses it. And
+    /// marks the source that gave it (`Store::mark_source`) if the code is
+    /// used, by this request or by one that raced it with the same code
+    /// from the same browser or address.
+    pub async fn consume_code(&self, id: &str, failures_key: &str, marks: &SourceMarks) -> anyhow::Result<bool> {
         let consume = self
             .db
             .query("UPDATE otp_codes SET used_at = $2 WHERE id = $1 AND used_at IS NULL AND dead = 0")
             .bind(id)
             .bind(now());
-        let changed = self
-            .db
-            .execute_pipelined(vec![self.unhit_query(failures_key), consume])
-            .await?;
+        let mut queries = vec![self.unhit_query(failures_key), consume];
+        queries.extend(self.mark_queries(marks, Some(id)));
+        let changed = self.db.execute_pipelined(queries).await?;
         Ok(changed[1] == 1)
     }
 

@@ -14,6 +14,7 @@ db_test!(
     five_wrong_tries_kill_the_code_and_lock_the_identifier,
     the_fourth_send_in_a_window_locks_the_identifier_with_retry_after,
     a_second_send_within_the_resend_gap_is_429,
+    a_right_code_lifts_its_sources_resend_gap_and_a_wrong_one_does_not,
     a_send_refused_by_the_resend_gap_does_not_count_toward_max_sends,
     the_client_budget_is_enforced,
     the_ip_budget_is_enforced,
@@ -95,6 +96,30 @@ async fn a_second_send_within_the_resend_gap_is_429(db: Db) {
     assert!((1..=30).contains(&secs), "{secs}");
     let body = assert_error(res, 429, "too_many_requests").await;
     assert!(body["error_description"].as_str().unwrap().contains("wait"));
+}
+
+/// A used code ends the wait for the next one from where it was used (a
+/// step-up sign-in need not wait), in the round trip that uses it; a wrong
+/// try, or a send from elsewhere, leaves the gap as it is.
+async fn a_right_code_lifts_its_sources_resend_gap_and_a_wrong_one_does_not(db: Db) {
+    let app = app_with(&db, |s| s.otp.resend_after = Duration::from_secs(30)).await;
+    let who = Who::Email("step-up@example.com");
+    assert_eq!(app.getcode(APP, who).await.status(), 200);
+    let code = app.outbox_code().await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    assert_eq!(app.verifycode(APP, who, wrong).await.status(), 400);
+    assert_eq!(app.getcode(APP, who).await.status(), 429, "a wrong try lifts nothing");
+    assert_eq!(app.verifycode(APP, who, &code).await.status(), 200);
+    assert_eq!(
+        app.getcode(APP, who).await.status(),
+        200,
+        "the gap ended with the used code"
+    );
+    assert_eq!(
+        app.getcode(APP, who).await.status(),
+        429,
+        "and the new code starts its own"
+    );
 }
 
 /// Resends racing when the gap opens, the last allowed send among them: one
