@@ -79,7 +79,8 @@ impl Store {
     /// lose a count, letting a few more sends through), and the send's
     /// `code_sent` or `delivery_failed` event, whose commit waits before the
     /// send is answered, writes them to disk with it. Failure
-    /// counts that lock someone out (passwords, wrong codes) use `hit`. On
+    /// counts that lock someone out (passwords: `hit`; wrong codes:
+    /// `Store::reserve_attempt`) wait for the disk. On
     /// PostgreSQL the whole ladder is
     /// one round trip and one lazy commit (`sesame_count_sends`, migration
     /// 0008): the same statements, run by the server; elsewhere, the

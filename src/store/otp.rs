@@ -168,8 +168,9 @@ impl Store {
     /// counted against `failures_key` (`Store::unhit`): a right code is no
     /// failure, whether or not this request is the one that uses it. And
     /// marks the source that gave it (`Store::mark_source`) if the code is
-    /// used, by this request or by one that raced it with the same code
-    /// from the same browser or address.
+    /// used: by this request, or by any other use that came first (a racing
+    /// try, or its magic link). A try that lost such a race gave the right
+    /// code all the same, so its source is marked too.
     pub async fn consume_code(&self, id: &str, failures_key: &str, marks: &SourceMarks) -> anyhow::Result<bool> {
         let consume = self
             .db
@@ -354,4 +355,53 @@ fn verified_from_row(r: &Row) -> anyhow::Result<VerifiedIdentifier> {
         ident_key: r.try_get("ident_key")?,
         client_id: r.try_get("client_id")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code<'a>(id: &'a str) -> NewCode<'a> {
+        NewCode {
+            id,
+            ident_key: "ident",
+            client_id: "app",
+            channel: "email",
+            code_digest: "digest",
+            magic_digest: None,
+            user_id: None,
+            match_number: None,
+            ttl: 600,
+            source: "198.51.100.0",
+        }
+    }
+
+    /// The marks of the source that gave a right code go with the code's
+    /// use, in its round trip: a code that died before it could be used
+    /// (a newer send killed it) marks nothing; a used one marks its source.
+    #[tokio::test]
+    async fn a_right_codes_source_is_marked_only_if_the_code_is_used() {
+        let store = Store::connect("sqlite::memory:", None).await.unwrap();
+        store.migrate().await.unwrap();
+        let marks = SourceMarks {
+            resend_key: "resend:ident|198.51.100.0".into(),
+            known_key: Some("known:ident|198.51.100.0".into()),
+        };
+        let marked = || async {
+            (
+                !store.counted(&marks.resend_key, 600).await.unwrap(),
+                store.counted(marks.known_key.as_deref().unwrap(), 600).await.unwrap(),
+            )
+        };
+        store.hit(&marks.resend_key, 600).await.unwrap();
+
+        store.insert_code(&code("killed")).await.unwrap();
+        store.kill_code("killed").await.unwrap();
+        assert!(!store.consume_code("killed", "failures:ident", &marks).await.unwrap());
+        assert_eq!(marked().await, (false, false), "a dead code marks nothing");
+
+        store.insert_code(&code("used")).await.unwrap();
+        assert!(store.consume_code("used", "failures:ident", &marks).await.unwrap());
+        assert_eq!(marked().await, (true, true), "the gap lifted, the source known");
+    }
 }

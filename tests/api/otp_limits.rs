@@ -99,8 +99,9 @@ async fn a_second_send_within_the_resend_gap_is_429(db: Db) {
 }
 
 /// A used code ends the wait for the next one from where it was used (a
-/// step-up sign-in need not wait), in the round trip that uses it; a wrong
-/// try, or a send from elsewhere, leaves the gap as it is.
+/// step-up sign-in need not wait); a wrong try leaves the gap as it is.
+/// (That the marks go only with the code's use:
+/// `store::otp::tests::a_right_codes_source_is_marked_only_if_the_code_is_used`.)
 async fn a_right_code_lifts_its_sources_resend_gap_and_a_wrong_one_does_not(db: Db) {
     let app = app_with(&db, |s| s.otp.resend_after = Duration::from_secs(30)).await;
     let who = Who::Email("step-up@example.com");
