@@ -70,9 +70,7 @@ pub async fn verifycode(
         .store
         .grouped(async {
             proof.verify(&state, &origin, &ident).await?;
-            let secret = otp::issue_secret_identifier(&state, &client, &ident).await?;
-            let exists = state.store.user_by_identifier(ident.kind(), ident.key()).await?;
-            Ok::<_, ApiError>((secret, exists.is_some()))
+            Ok::<_, ApiError>(otp::issue_secret_identifier(&state, &client, &ident).await?)
         })
         .await?;
     Ok(HttpResponse::Ok()

@@ -414,12 +414,13 @@ pub async fn notify_change(state: &AppState, old: &Identifier, new_address: &str
 }
 
 /// A new `secret_identifier` (≥ 128 bits, stored as a digest, `otp.ttl`),
-/// bound to the client and the identifier.
+/// bound to the client and the identifier; with whether an account holds
+/// the identifier (found in the same statement).
 pub async fn issue_secret_identifier(
     state: &AppState,
     client: &Client,
     ident: &Identifier,
-) -> Result<String, OtpError> {
+) -> Result<(String, bool), OtpError> {
     let secret = crypto::random_token::<24>();
     let verified = VerifiedIdentifier {
         kind: ident.kind().into(),
@@ -428,11 +429,16 @@ pub async fn issue_secret_identifier(
         client_id: client.id.clone(),
     };
     let digest = state.digester.digest("secret_identifier", &secret);
-    state
+    let account_exists = state
         .store
-        .insert_verified_identifier(&digest, &verified, state.settings.otp.ttl.as_secs() as i64)
+        .insert_verified_identifier(
+            &digest,
+            &verified,
+            state.settings.otp.ttl.as_secs() as i64,
+            (ident.kind(), ident.key()),
+        )
         .await?;
-    Ok(secret)
+    Ok((secret, account_exists))
 }
 
 pub fn secret_identifier_digest(state: &AppState, secret: &str) -> String {

@@ -281,27 +281,37 @@ impl Store {
         Ok(row.is_some())
     }
 
+    /// Stores a `secret_identifier` (its digest), and says in the same
+    /// statement whether an account holds the identifier (`account`: its
+    /// kind and key, as `Store::user_by_identifier` finds it).
     pub async fn insert_verified_identifier(
         &self,
         digest: &str,
         v: &VerifiedIdentifier,
         ttl: i64,
-    ) -> anyhow::Result<()> {
+        account: (&str, &str),
+    ) -> anyhow::Result<bool> {
         let now = now();
-        self.db.query(
-            "INSERT INTO verified_identifiers (digest, ident_key, kind, identifier, client_id, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(digest)
-        .bind(&v.ident_key)
-        .bind(&v.kind)
-        .bind(&v.identifier)
-        .bind(&v.client_id)
-        .bind(now)
-        .bind(now + ttl)
-        .execute()
-        .await?;
-        Ok(())
+        let (kind, key) = account;
+        let row = self
+            .db
+            .query(format!(
+                "INSERT INTO verified_identifiers (digest, ident_key, kind, identifier, client_id, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 RETURNING EXISTS (SELECT 1 FROM users WHERE {} = $8) AS account_exists",
+                super::users::identifier_column(kind)
+            ))
+            .bind(digest)
+            .bind(&v.ident_key)
+            .bind(&v.kind)
+            .bind(&v.identifier)
+            .bind(&v.client_id)
+            .bind(now)
+            .bind(now + ttl)
+            .bind(key)
+            .fetch_one()
+            .await?;
+        Ok(row.try_get::<i64, _>("account_exists")? != 0)
     }
 
     /// A live `secret_identifier` for this client, without consuming it.

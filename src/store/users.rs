@@ -75,6 +75,14 @@ fn from_row(r: &Row) -> anyhow::Result<User> {
     })
 }
 
+/// The column that finds an account by a phone (E.164) or an email (its key).
+pub(super) fn identifier_column(kind: &str) -> &'static str {
+    match kind {
+        "phone" => "phone",
+        _ => "email_key",
+    }
+}
+
 impl Store {
     pub async fn user(&self, id: &str) -> anyhow::Result<Option<User>> {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
@@ -84,10 +92,7 @@ impl Store {
 
     /// The user holding this phone (E.164) or email (lookup form).
     pub async fn user_by_identifier(&self, kind: &str, key: &str) -> anyhow::Result<Option<User>> {
-        let sql = match kind {
-            "phone" => format!("SELECT {COLUMNS} FROM users WHERE phone = $1"),
-            _ => format!("SELECT {COLUMNS} FROM users WHERE email_key = $1"),
-        };
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE {} = $1", identifier_column(kind));
         let row = self.db.query(sql).bind(key).fetch_optional().await?;
         row.as_ref().map(from_row).transpose()
     }

@@ -13,6 +13,7 @@ db_test!(
     phone_sign_up_and_sign_in_over_a_signed_webhook,
     email_sign_up_and_sign_in_over_smtp,
     getcode_answers_the_same_for_known_and_unknown_identifiers,
+    verifycode_says_whether_an_account_holds_the_identifier_however_it_is_written,
     the_otp_grant_takes_a_code_directly_and_the_urn_name,
     a_phone_number_alone_never_yields_tokens,
     console_delivery_lists_codes_on_the_dev_outbox,
@@ -230,6 +231,30 @@ async fn getcode_answers_the_same_for_known_and_unknown_identifiers(db: Db) {
     }
     assert_eq!(answers[0], answers[1]);
     assert_eq!(answers[0].0, 200);
+}
+
+/// `account_exists` (found in the statement that stores the
+/// `secret_identifier`): by the phone's E.164 form and the email's key,
+/// whatever the format or case the app sends.
+async fn verifycode_says_whether_an_account_holds_the_identifier_however_it_is_written(db: Db) {
+    let mut settings = test_settings(&db);
+    settings.otp.resend_after = std::time::Duration::ZERO;
+    let app = spawn_with(settings).await;
+    app.signed_up(APP, Who::Email("held@example.com")).await;
+    app.signed_up(APP, Who::Phone("+14155550177")).await;
+    for (who, exists, what) in [
+        (Who::Email("HELD@Example.com"), true, "a held email in other case"),
+        (Who::Phone("(415) 555-0177"), true, "a held phone in national format"),
+        (Who::Email("free@example.com"), false, "a free email"),
+        (Who::Phone("+14155550178"), false, "a free phone"),
+    ] {
+        assert_eq!(app.getcode(APP, who).await.status(), 200);
+        let code = app.outbox_code().await;
+        let res = app.verifycode(APP, who, &code).await;
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["account_exists"], exists, "{what}: {body}");
+    }
 }
 
 async fn the_otp_grant_takes_a_code_directly_and_the_urn_name(db: Db) {
