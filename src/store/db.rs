@@ -424,35 +424,65 @@ impl Db {
         self.pipelined(queries, true).await
     }
 
+    /// As `execute_pipelined`, for statements whose rows are wanted (each
+    /// `RETURNING` or a `SELECT`): the rows of each, in order.
+    pub async fn fetch_pipelined(&self, queries: Vec<Query<'_>>) -> DbResult<Vec<Vec<Row>>> {
+        if let Db::Sqlite(conn) = self {
+            return Db::in_one_savepoint(conn, &queries, Query::fetch_on).await;
+        }
+        let answers = self.pipelined_on_postgres(&queries, Want::Rows, false).await?;
+        Ok(answers
+            .into_iter()
+            .map(|a| match a {
+                Answer::Rows(rows) => rows.into_iter().map(Row::Pg).collect(),
+                Answer::Count(_) => Vec::new(),
+            })
+            .collect())
+    }
+
     async fn pipelined(&self, queries: Vec<Query<'_>>, unflushed: bool) -> DbResult<Vec<u64>> {
-        let pool = match self {
-            Db::Postgres(pool) => pool,
-            Db::Sqlite(conn) => {
-                return Db::with_sqlite(conn, |c| {
-                    let sp = c.savepoint()?;
-                    let changed = queries
-                        .iter()
-                        .map(|q| Ok(q.execute_on(&sp)?.rows_affected()))
-                        .collect::<DbResult<Vec<u64>>>()?;
-                    sp.commit()?;
-                    Ok(changed)
-                })
-                .await;
-            }
+        if let Db::Sqlite(conn) = self {
+            let changed = |q: &Query<'_>, c: &rusqlite::Connection| Ok(q.execute_on(c)?.rows_affected());
+            return Db::in_one_savepoint(conn, &queries, changed).await;
+        }
+        let answers = self.pipelined_on_postgres(&queries, Want::Count, unflushed).await?;
+        Ok(answers
+            .into_iter()
+            .map(|a| match a {
+                Answer::Count(n) => n,
+                Answer::Rows(rows) => rows.len() as u64,
+            })
+            .collect())
+    }
+
+    /// The SQLite half of the pipelined runs: each statement in turn, in
+    /// one savepoint (all or nothing, inside the group's transaction if
+    /// one runs), with what `each` makes of it.
+    async fn in_one_savepoint<'q, T>(
+        conn: &Mutex<Option<rusqlite::Connection>>,
+        queries: &[Query<'q>],
+        each: impl Fn(&Query<'q>, &rusqlite::Connection) -> DbResult<T>,
+    ) -> DbResult<Vec<T>> {
+        Db::with_sqlite(conn, |c| {
+            let sp = c.savepoint()?;
+            let out = queries.iter().map(|q| each(q, &sp)).collect::<DbResult<Vec<T>>>()?;
+            sp.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The PostgreSQL half of the pipelined runs: one round trip, in the
+    /// group's transaction (beginning it if it has not begun), or in one of
+    /// their own (`unflushed`: see `execute_pipelined_unflushed`).
+    async fn pipelined_on_postgres(&self, queries: &[Query<'_>], want: Want, unflushed: bool) -> DbResult<Vec<Answer>> {
+        let Db::Postgres(pool) = self else {
+            unreachable!("SQLite runs pipelined statements one after another")
         };
         let batch: Vec<(&str, &[Arg], Want)> = queries
             .iter()
-            .map(|q| (q.sql.as_ref(), q.args.as_slice(), Want::Count))
+            .map(|q| (q.sql.as_ref(), q.args.as_slice(), want))
             .collect();
-        let count = |answers: Vec<Answer>| {
-            answers
-                .into_iter()
-                .map(|a| match a {
-                    Answer::Count(n) => n,
-                    Answer::Rows(rows) => rows.len() as u64,
-                })
-                .collect()
-        };
         // A transaction of its own is begun and committed in the same round trip.
         let own = if unflushed { BEGIN_UNFLUSHED } else { BEGIN };
         if let Some(group) = pg_group(pool) {
@@ -467,10 +497,10 @@ impl Db {
                 // They begin the group's transaction.
                 (false, false) => conn.run_all(&batch, Some(BEGIN), false),
             };
-            return Ok(count(Box::pin(answers).await?));
+            return Box::pin(answers).await;
         }
         let mut conn = pool.acquire().await?;
-        Ok(count(Box::pin(conn.run_all(&batch, Some(own), true)).await?))
+        Box::pin(conn.run_all(&batch, Some(own), true)).await
     }
 
     /// Runs `f` on the SQLite connection: the one lent to a group running
@@ -624,28 +654,27 @@ impl Query<'_> {
 
     pub async fn fetch_all(self) -> DbResult<Vec<Row>> {
         match self.db {
-            Db::Sqlite(conn) => {
-                Db::with_sqlite(conn, |c| {
-                    let (mut stmt, shape) = prepare(c, &self.sql, &self.args)?;
-                    let width = shape.columns.len();
-                    let mut rows = stmt.raw_query();
-                    let mut out = Vec::new();
-                    while let Some(r) = rows.next()? {
-                        let values = (0..width).map(|i| r.get::<_, Value>(i)).collect::<Result<_, _>>()?;
-                        out.push(Row::Sqlite {
-                            columns: shape.columns.clone(),
-                            values,
-                        });
-                    }
-                    Ok(out)
-                })
-                .await
-            }
+            Db::Sqlite(conn) => Db::with_sqlite(conn, |c| self.fetch_on(c)).await,
             Db::Postgres(pool) => match Box::pin(pg_run(pool, &self.sql, &self.args, Want::Rows, self.place)).await? {
                 Answer::Rows(rows) => Ok(rows.into_iter().map(Row::Pg).collect()),
                 Answer::Count(_) => Ok(Vec::new()),
             },
         }
+    }
+
+    fn fetch_on(&self, c: &rusqlite::Connection) -> DbResult<Vec<Row>> {
+        let (mut stmt, shape) = prepare(c, &self.sql, &self.args)?;
+        let width = shape.columns.len();
+        let mut rows = stmt.raw_query();
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let values = (0..width).map(|i| r.get::<_, Value>(i)).collect::<Result<_, _>>()?;
+            out.push(Row::Sqlite {
+                columns: shape.columns.clone(),
+                values,
+            });
+        }
+        Ok(out)
     }
 
     pub async fn fetch_optional(self) -> DbResult<Option<Row>> {

@@ -3,6 +3,7 @@
 //! racing requests (on any node) cannot exceed the limits or both succeed.
 
 use super::limits::SourceMarks;
+use super::users::User;
 use super::{now, Row, Store};
 
 pub struct NewCode<'a> {
@@ -334,27 +335,49 @@ impl Store {
         row.map(|r| verified_from_row(&r)).transpose()
     }
 
-    /// Consumes a `secret_identifier` bound to this client and identifier; single use.
+    /// Consumes a `secret_identifier` bound to this client and identifier
+    /// (single use), and finds the account that holds the identifier
+    /// (`account`: its kind and key, as `Store::user_by_identifier`), in one
+    /// round trip (pipelined on PostgreSQL). With `only_for_an_account`, the
+    /// secret is consumed only if that account exists, so an app told to
+    /// create the account first keeps it for after.
     pub async fn consume_verified_identifier(
         &self,
         digest: &str,
         client_id: &str,
         ident_key: &str,
-    ) -> anyhow::Result<Option<VerifiedIdentifier>> {
-        let row = self
+        account: (&str, &str),
+        only_for_an_account: bool,
+    ) -> anyhow::Result<(Option<User>, Option<VerifiedIdentifier>)> {
+        let (kind, key) = account;
+        let only_if = match only_for_an_account {
+            true => format!(
+                " AND EXISTS (SELECT 1 FROM users WHERE {} = $5)",
+                super::users::identifier_column(kind)
+            ),
+            false => String::new(),
+        };
+        let mut consume = self
             .db
-            .query(
+            .query(format!(
                 "UPDATE verified_identifiers SET used_at = $4
-             WHERE digest = $1 AND client_id = $2 AND ident_key = $3 AND used_at IS NULL AND expires_at > $4
-             RETURNING kind, identifier, ident_key, client_id",
-            )
+             WHERE digest = $1 AND client_id = $2 AND ident_key = $3 AND used_at IS NULL AND expires_at > $4{only_if}
+             RETURNING kind, identifier, ident_key, client_id"
+            ))
             .bind(digest)
             .bind(client_id)
             .bind(ident_key)
-            .bind(now())
-            .fetch_optional()
+            .bind(now());
+        if only_for_an_account {
+            consume = consume.bind(key);
+        }
+        let answers = self
+            .db
+            .fetch_pipelined(vec![self.user_by_identifier_query(kind, key), consume])
             .await?;
-        row.map(|r| verified_from_row(&r)).transpose()
+        let user = answers[0].first().map(super::users::from_row).transpose()?;
+        let verified = answers[1].first().map(verified_from_row).transpose()?;
+        Ok((user, verified))
     }
 }
 
@@ -384,6 +407,60 @@ mod tests {
             ttl: 600,
             source: "198.51.100.0",
         }
+    }
+
+    /// Without auto-created accounts, a `secret_identifier` is spent only
+    /// for an account that holds its identifier, and only once; with them,
+    /// it is spent whatever.
+    #[tokio::test]
+    async fn a_secret_identifier_is_spent_only_for_an_account_when_told_so() {
+        let store = Store::connect("sqlite::memory:", None).await.unwrap();
+        store.migrate().await.unwrap();
+        let verified = |ident_key: &str| VerifiedIdentifier {
+            kind: "phone".into(),
+            identifier: "+14155550100".into(),
+            ident_key: ident_key.into(),
+            client_id: "app".into(),
+        };
+        let phone = ("phone", "+14155550100");
+        for digest in ["kept", "anyway"] {
+            let exists = store
+                .insert_verified_identifier(digest, &verified(digest), 600, phone)
+                .await
+                .unwrap();
+            assert!(!exists, "no account yet");
+        }
+        let spend = |digest: &'static str, only_for_an_account: bool| {
+            store.consume_verified_identifier(digest, "app", digest, phone, only_for_an_account)
+        };
+        let (user, spent) = spend("kept", true).await.unwrap();
+        assert!(user.is_none() && spent.is_none(), "no account: not spent");
+        assert!(
+            store.verified_identifier("kept", "app").await.unwrap().is_some(),
+            "still live"
+        );
+        let (user, spent) = spend("anyway", false).await.unwrap();
+        assert!(
+            user.is_none() && spent.is_some(),
+            "spent without an account when told so"
+        );
+
+        store
+            .db
+            .query("INSERT INTO users (id, phone, phone_verified, created_at, updated_at) VALUES ('u1', $1, 1, 0, 0)")
+            .bind(phone.1)
+            .execute()
+            .await
+            .unwrap();
+        let (user, spent) = spend("kept", true).await.unwrap();
+        assert_eq!(user.map(|u| u.id).as_deref(), Some("u1"));
+        assert_eq!(
+            spent.map(|v| v.ident_key).as_deref(),
+            Some("kept"),
+            "spent for the account"
+        );
+        let (user, spent) = spend("kept", true).await.unwrap();
+        assert!(user.is_some() && spent.is_none(), "once");
     }
 
     /// The marks of the source that gave a right code go with the code's

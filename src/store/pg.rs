@@ -246,6 +246,7 @@ async fn unnamed(client: &Client, sql: &str, args: &[Arg], want: &Want) -> Resul
 }
 
 /// What a statement is asked for.
+#[derive(Clone, Copy)]
 pub(crate) enum Want {
     /// The number of rows it changed.
     Count,

@@ -54,7 +54,7 @@ pub enum InsertUser {
 
 const COLUMNS: &str = "id, username, email, email_verified, phone, phone_verified, first_name, last_name, password_hash, metadata, is_admin, disabled, created_at, updated_at, contact_email, contact_phone";
 
-fn from_row(r: &Row) -> anyhow::Result<User> {
+pub(super) fn from_row(r: &Row) -> anyhow::Result<User> {
     Ok(User {
         id: r.try_get("id")?,
         username: r.try_get("username")?,
@@ -90,10 +90,16 @@ impl Store {
         row.as_ref().map(from_row).transpose()
     }
 
+    /// The statement of `user_by_identifier`, for a caller that sends it
+    /// with others (`Store::consume_verified_identifier`).
+    pub(super) fn user_by_identifier_query(&self, kind: &str, key: &str) -> super::db::Query<'_> {
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE {} = $1", identifier_column(kind));
+        self.db.query(sql).bind(key.to_string())
+    }
+
     /// The user holding this phone (E.164) or email (lookup form).
     pub async fn user_by_identifier(&self, kind: &str, key: &str) -> anyhow::Result<Option<User>> {
-        let sql = format!("SELECT {COLUMNS} FROM users WHERE {} = $1", identifier_column(kind));
-        let row = self.db.query(sql).bind(key).fetch_optional().await?;
+        let row = self.user_by_identifier_query(kind, key).fetch_optional().await?;
         row.as_ref().map(from_row).transpose()
     }
 

@@ -14,6 +14,8 @@ db_test!(
     email_sign_up_and_sign_in_over_smtp,
     getcode_answers_the_same_for_known_and_unknown_identifiers,
     verifycode_says_whether_an_account_holds_the_identifier_however_it_is_written,
+    a_secret_identifier_sent_before_its_account_exists_is_kept_for_after,
+    with_auto_created_accounts_a_secret_identifier_makes_the_account_once,
     the_otp_grant_takes_a_code_directly_and_the_urn_name,
     a_phone_number_alone_never_yields_tokens,
     console_delivery_lists_codes_on_the_dev_outbox,
@@ -255,6 +257,58 @@ async fn verifycode_says_whether_an_account_holds_the_identifier_however_it_is_w
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["account_exists"], exists, "{what}: {body}");
     }
+}
+
+/// The original project's order is verify → create → token; an app that
+/// asks for tokens first is told to create the account, and its
+/// `secret_identifier` is not spent by that: it gets the tokens after.
+async fn a_secret_identifier_sent_before_its_account_exists_is_kept_for_after(db: Db) {
+    let app = spawn_app(&db).await;
+    let who = Who::Phone("+14155550179");
+    let secret = app.verified(APP, who).await;
+    let body = assert_error(app.otp_token(APP, who, &secret).await, 400, "invalid_grant").await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("create the account first"),
+        "{body}"
+    );
+    let res = app
+        .create_user(APP, &json!({"secret_identifier": secret, "auto_username": true}))
+        .await;
+    assert_eq!(res.status(), 201);
+    let res = app.otp_token(APP, Who::Phone("(415) 555-0179"), &secret).await;
+    assert_eq!(res.status(), 200, "the same secret, now that the account exists");
+    let again = app.otp_token(APP, who, &secret).await;
+    assert_error(again, 400, "invalid_grant").await;
+}
+
+/// With `otp.auto_create_accounts`, the `secret_identifier` alone makes
+/// the account (with its `account_created` event) and its tokens, once;
+/// the next sign-in finds that account.
+async fn with_auto_created_accounts_a_secret_identifier_makes_the_account_once(db: Db) {
+    let mut settings = test_settings(&db);
+    settings.otp.auto_create_accounts = true;
+    settings.otp.resend_after = std::time::Duration::ZERO;
+    let app = spawn_with(settings).await;
+    let who = Who::Email("new@example.com");
+    let secret = app.verified(APP, who).await;
+    let res = app.otp_token(APP, who, &secret).await;
+    assert_eq!(res.status(), 200);
+    let first: Value = res.json().await.unwrap();
+    assert_error(app.otp_token(APP, who, &secret).await, 400, "invalid_grant").await;
+    let secret = app.verified(APP, Who::Email("NEW@example.com")).await;
+    let second: Value = app.otp_token(APP, who, &secret).await.json().await.unwrap();
+    let sub = |t: &Value| jwt_parts(t["access_token"].as_str().unwrap()).1["sub"].clone();
+    assert_eq!(sub(&first), sub(&second), "the same account, found the second time");
+    let created = app
+        .audit_event_names()
+        .await
+        .iter()
+        .filter(|e| *e == "account_created")
+        .count();
+    assert_eq!(created, 1);
 }
 
 async fn the_otp_grant_takes_a_code_directly_and_the_urn_name(db: Db) {

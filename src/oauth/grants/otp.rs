@@ -100,7 +100,7 @@ async fn prove_and_find_account(
     ident: &Identifier,
 ) -> Result<User, ApiError> {
     let client = origin.client;
-    let existing = state.store.user_by_identifier(ident.kind(), ident.key()).await?;
+    let auto_create = state.settings.otp.auto_create_accounts;
     let create_first = || {
         ApiError::InvalidGrant("no account for this identifier: create the account first (PUT /api/v1/user/)".into())
     };
@@ -109,7 +109,7 @@ async fn prove_and_find_account(
         (None, None) => None,
         (code, token) => Some(otp::Proof::from_params(code, token)?),
     };
-    match (params.get("secret_identifier"), proof) {
+    let existing = match (params.get("secret_identifier"), proof) {
         (Some(secret), None) => {
             let digest = otp::secret_identifier_digest(state, secret);
             let key = otp::ident_key(state, ident);
@@ -118,27 +118,39 @@ async fn prove_and_find_account(
                     "secret_identifier is invalid, expired, used, or not for this client and identifier".into(),
                 )
             };
-            if existing.is_none() && !state.settings.otp.auto_create_accounts {
-                // Say so without spending the identifier, so the app can create the account and retry.
-                let live = state
-                    .store
-                    .verified_identifier(&digest, &client.id)
-                    .await?
-                    .filter(|v| v.ident_key == key);
-                return Err(if live.is_some() { create_first() } else { bad() });
-            }
-            state
+            // Without `auto_create_accounts`, the identifier is spent only
+            // if its account exists: the app can create it and retry.
+            let (existing, consumed) = state
                 .store
-                .consume_verified_identifier(&digest, &client.id, &key)
-                .await?
-                .ok_or_else(bad)?;
+                .consume_verified_identifier(&digest, &client.id, &key, (ident.kind(), ident.key()), !auto_create)
+                .await?;
+            if consumed.is_none() {
+                // Not spent: no account held the identifier when the secret
+                // was tried (or it was not live).
+                if !auto_create {
+                    let live = state
+                        .store
+                        .verified_identifier(&digest, &client.id)
+                        .await?
+                        .filter(|v| v.ident_key == key);
+                    return Err(if live.is_some() { create_first() } else { bad() });
+                }
+                return Err(bad());
+            }
+            match existing {
+                // Spent for an account made between the two statements: found now.
+                None if !auto_create => state.store.user_by_identifier(ident.kind(), ident.key()).await?,
+                found => found,
+            }
         }
         (None, Some(proof)) => {
+            let existing = state.store.user_by_identifier(ident.kind(), ident.key()).await?;
             proof.verify(state, origin, ident).await.map_err(|e| match e {
                 // RFC 6749 §5.2: a bad grant at the token endpoint.
                 otp::OtpError::WrongCode | otp::OtpError::WrongMagicLink => ApiError::InvalidGrant(e.to_string()),
                 other => other.into(),
             })?;
+            existing
         }
         (Some(_), Some(_)) => {
             return Err(invalid_request(
@@ -150,11 +162,11 @@ async fn prove_and_find_account(
                 "`secret_identifier` (from /otp/verifycode/), `code` or `magic_token` is required",
             ));
         }
-    }
+    };
 
     match existing {
         Some(u) => Ok(u),
-        None if state.settings.otp.auto_create_accounts => {
+        None if auto_create => {
             // `otp.auto_create_accounts`: an account with just the verified identifier.
             let profile = Profile::for_verified(ident);
             Ok(Accounts::of(state)
