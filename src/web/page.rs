@@ -117,12 +117,7 @@ pub async fn session_store_failures(
 
 /// "Briefly unavailable, try again": 503 with `Retry-After`.
 pub fn unavailable() -> HttpResponse {
-    let t = T::default();
-    let page = MessagePage::new(t.get("error.unavailable_title"), t.get("error.unavailable_text"));
-    let mut res = render(StatusCode::SERVICE_UNAVAILABLE, &page);
-    res.headers_mut()
-        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-    res
+    PageError::Unavailable.error_response()
 }
 
 /// With `abuse.bot_check` on, the pages load the provider's widget: its
@@ -387,6 +382,10 @@ pub enum PageError {
     /// Sesame is busy (a full password-hashing queue): 503, try again.
     #[error("busy")]
     Busy,
+    /// Sesame is briefly unavailable (its database, or its audit trail, could
+    /// not be reached; the cause is logged where it is met): 503, try again.
+    #[error("briefly unavailable")]
+    Unavailable,
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -452,7 +451,7 @@ impl ResponseError for PageError {
             PageError::SignInFirst => StatusCode::SEE_OTHER,
             PageError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             PageError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
-            PageError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            PageError::Busy | PageError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             PageError::Internal(cause) if crate::store::is_unavailable(cause) => StatusCode::SERVICE_UNAVAILABLE,
             PageError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -471,6 +470,9 @@ impl ResponseError for PageError {
             PageError::Busy => MessagePage::new(t.get("error.unavailable_title"), t.get("error.busy")),
             PageError::Internal(cause) if crate::store::is_unavailable(cause) => {
                 tracing::warn!(error = format!("{cause:#}"), "database unavailable");
+                return PageError::Unavailable.error_response();
+            }
+            PageError::Unavailable => {
                 MessagePage::new(t.get("error.unavailable_title"), t.get("error.unavailable_text"))
             }
             PageError::Internal(cause) => {
