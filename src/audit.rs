@@ -122,10 +122,11 @@ impl AuditLog {
         AuditLog { tx }
     }
 
-    /// Records one event and logs it (target `audit`): held for the current
-    /// request's write in an audit scope, else queued. Never blocks.
+    /// Records one event: held for the current request's write in an audit
+    /// scope, else queued. Never blocks. It is logged (target `audit`) once
+    /// written (`written`), so the log never tells of an event that a
+    /// rolled-back group or a failed write took back.
     pub fn record(&self, e: Event<'_>) {
-        tracing::info!(target: "audit", event = e.event, client_id = e.client_id.unwrap_or("-"), user_id = e.user_id.unwrap_or("-"), ip = e.ip.unwrap_or("-"));
         let own = |o: Option<&str>| o.map(str::to_string);
         let record = Record {
             event: e.event.to_string(),
@@ -170,6 +171,17 @@ impl AuditLog {
         if self.tx.send(Msg::Flush(done)).is_ok() {
             let _ = wait.await;
         }
+    }
+}
+
+/// Logs events the database has just taken (target `audit`): called by the
+/// store's audit write when it succeeds, whichever path wrote them.
+pub fn written(records: &[Record]) {
+    fn or_dash(v: &Option<String>) -> &str {
+        v.as_deref().unwrap_or("-")
+    }
+    for r in records {
+        tracing::info!(target: "audit", event = r.event.as_str(), client_id = or_dash(&r.client_id), user_id = or_dash(&r.user_id), ip = or_dash(&r.ip));
     }
 }
 

@@ -75,6 +75,7 @@ impl Store {
         } else {
             q.execute().await?;
         }
+        crate::audit::written(records);
         Ok(())
     }
 

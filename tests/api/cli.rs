@@ -378,11 +378,18 @@ async fn on_postgres_an_account_change_whose_audit_event_cannot_be_written_is_no
            FOR EACH ROW EXECUTE FUNCTION refuse_audit();",
     )
     .await;
-    for change in [&["user", "make-admin", &sub][..], &["user", "disable", &sub][..]] {
-        let out = sesame(&db, change);
+    // The `audit` log target on, as an operator shipping it to a SIEM would:
+    // it tells only of events the database took.
+    let logged = [("RUST_LOG", "audit=info,warn")];
+    for (change, event) in [
+        (&["user", "make-admin", &sub][..], "admin_granted"),
+        (&["user", "disable", &sub][..], "user_disabled"),
+    ] {
+        let out = sesame_env(&db, change, &logged);
         assert!(!out.status.success(), "{change:?} fails");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("the audit trail is refused"), "{change:?}: {err}");
+        assert!(!err.contains(event), "no log line for an event not recorded: {err}");
     }
     let shown = stdout_json(&sesame(&db, &["user", "show", &sub, "--json"]));
     assert_eq!(shown["is_admin"], false, "not made an admin");
@@ -391,7 +398,10 @@ async fn on_postgres_an_account_change_whose_audit_event_cannot_be_written_is_no
     db.execute("DROP TRIGGER refuse_audit ON audit_events").await;
     // (A refresh records an event too: asked once the trigger is gone.)
     assert_eq!(refresh(&app, &token).await.status(), 200, "the tokens were not ended");
-    assert!(sesame(&db, &["user", "make-admin", &sub]).status.success());
+    let out = sesame_env(&db, &["user", "make-admin", &sub], &logged);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("admin_granted"), "logged once written: {err}");
     let events = app.audit_event_names().await;
     assert_eq!(events.iter().filter(|e| *e == "admin_granted").count(), 1, "{events:?}");
     assert!(!events.iter().any(|e| e == "user_disabled"), "{events:?}");
