@@ -12,6 +12,10 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 
 use crate::config::Settings;
+
+/// The response header that names the request in the logs (its span's `id`).
+const REQUEST_ID: actix_web::http::header::HeaderName =
+    actix_web::http::header::HeaderName::from_static("x-request-id");
 use crate::crypto::{self, Digester};
 use crate::error::ApiError;
 use crate::jose::Keys;
@@ -133,8 +137,16 @@ impl Application {
                 .wrap_fn(|req, srv| {
                     let started = std::time::Instant::now();
                     let state = req.app_data::<web::Data<AppState>>().cloned();
-                    let answer = crate::audit::in_scope(srv.call(req));
-                    async move {
+                    // Every log line of the request, its audit events' among
+                    // them, carries its id, method and path (never the query:
+                    // a magic link's token travels there).
+                    let id = crate::telemetry::request_id();
+                    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = req.path());
+                    let answer = {
+                        let _entered = span.enter();
+                        crate::audit::in_scope(srv.call(req))
+                    };
+                    let answered = async move {
                         let (res, events) = answer.await;
                         let res = match res {
                             Ok(res) => res,
@@ -155,8 +167,12 @@ impl Application {
                             }
                             state.metrics.request(res.status().as_u16(), started.elapsed());
                         }
+                        if let Ok(id) = actix_web::http::header::HeaderValue::from_str(&id) {
+                            res.headers_mut().insert(REQUEST_ID, id);
+                        }
                         Ok(res)
-                    }
+                    };
+                    tracing::Instrument::instrument(answered, span)
                 })
                 .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
                 // SPEC §9: on an https issuer every answer asks for https only.

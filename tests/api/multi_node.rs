@@ -234,3 +234,49 @@ async fn a_stopped_node_has_written_its_audit_trail(db: Db) {
         "every code sent has its event, written before the node exited"
     );
 }
+
+crate::db_test!(a_requests_log_lines_carry_its_id_and_path_but_never_its_query);
+
+/// Every log line of a request carries its span: an id (also answered as
+/// `X-Request-Id`), the method and the path. The query never appears in the
+/// log (a magic link's token travels there).
+async fn a_requests_log_lines_carry_its_id_and_path_but_never_its_query(db: Db) {
+    std::fs::write(db.dir().join("clients.toml"), crate::helpers::clients_toml()).unwrap();
+    let sms = Receiver::start().await;
+    let env = [("SESAME_LOG__LEVEL", "info")];
+    let mut node = start_node_with(&db, &format!("{}/sms", sms.url), Stdio::piped(), &env);
+    let http = reqwest::Client::new();
+    wait_ready(&http, &node).await;
+    let mut ids = vec![];
+    for phone in ["+14155552101", "+14155552102"] {
+        let res = http
+            .post(format!("{}/otp/getcode/?probe=not-for-the-log", node.url))
+            .header("Authorization", basic(APP.0, APP.1))
+            .form(&[("phone", phone)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        ids.push(res.headers()["x-request-id"].to_str().unwrap().to_string());
+    }
+    assert_ne!(ids[0], ids[1], "each request its own id");
+    let stopped = Command::new("kill")
+        .args(["-TERM", &node.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let log = tokio::task::spawn_blocking(move || {
+        let mut log = String::new();
+        std::io::Read::read_to_string(&mut node.child.stderr.take().unwrap(), &mut log).unwrap();
+        node.child.wait().unwrap();
+        log
+    })
+    .await
+    .unwrap();
+    let sent: Vec<&str> = log.lines().filter(|l| l.contains("code_sent")).collect();
+    assert_eq!(sent.len(), 2, "{log}");
+    for (line, id) in sent.iter().zip(&ids) {
+        assert!(line.contains(id.as_str()) && line.contains("/otp/getcode"), "{line}");
+    }
+    assert!(!log.contains("not-for-the-log"), "{log}");
+}
