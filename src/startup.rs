@@ -141,7 +141,8 @@ impl Application {
                     // them, carries its id, method and path (never the query:
                     // a magic link's token travels there).
                     let id = crate::telemetry::request_id();
-                    let span = tracing::info_span!("request", id = %id, method = %req.method(), path = req.path());
+                    // (At error level, so that it is on whatever the filter.)
+                    let span = tracing::error_span!("request", id = %id, method = %req.method(), path = req.path());
                     let answer = {
                         let _entered = span.enter();
                         crate::audit::in_scope(srv.call(req))

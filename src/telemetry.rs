@@ -16,13 +16,14 @@ pub fn init(log: &LogSettings) {
 }
 
 /// A request's id for its log span and its `X-Request-Id` header: this
-/// process's random prefix and a counter, unique across nodes and restarts
-/// without a system call per request.
+/// process's random 64-bit prefix and a counter, so that ids from other
+/// nodes and restarts are unlikely to repeat, without a system call per
+/// request.
 pub fn request_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
     static PREFIX: OnceLock<String> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let prefix = PREFIX.get_or_init(|| crate::crypto::hex(&crate::crypto::random_bytes::<4>()));
+    let prefix = PREFIX.get_or_init(|| crate::crypto::hex(&crate::crypto::random_bytes::<8>()));
     format!("{prefix}{:08x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }

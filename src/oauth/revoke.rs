@@ -7,8 +7,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::issue::refresh_digest;
 use super::{access_token, client_auth};
 use crate::error::ApiError;
-use crate::params::Params;
+use crate::params::{client_ip, Params};
 use crate::state::AppState;
+use crate::store::audit::Event;
 
 pub async fn revoke(state: web::Data<AppState>, http: HttpRequest, params: Params) -> Result<HttpResponse, ApiError> {
     let client = client_auth::authenticate(&state, &http, &params).await?;
@@ -16,7 +17,14 @@ pub async fn revoke(state: web::Data<AppState>, http: HttpRequest, params: Param
     if let Some(v) = access_token::verify_signed(&state, token) {
         if v.client_id() == client.id {
             state.revocations.revoke(&state.store, v.jti(), v.int("exp")).await?;
-            tracing::info!(target: "audit", event = "token_revoked", client_id = %client.id, jti = %v.jti());
+            state.audit.record(Event {
+                event: "token_revoked",
+                client_id: Some(&client.id),
+                user_id: v.str("sub").filter(|sub| *sub != client.id),
+                ip: client_ip(&http).as_deref(),
+                detail: Some(v.jti()),
+                ..Default::default()
+            });
         }
     } else if let Some((family, _)) = state.store.peek_refresh_token(&refresh_digest(&state, token)).await? {
         // RFC 7009 §2.1: revoking a refresh token revokes what it was issued with.
@@ -25,7 +33,13 @@ pub async fn revoke(state: web::Data<AppState>, http: HttpRequest, params: Param
                 .revocations
                 .revoke_family(&state.store, &family.id, state.settings.tokens.access_ttl)
                 .await?;
-            tracing::info!(target: "audit", event = "refresh_revoked", client_id = %client.id);
+            state.audit.record(Event {
+                event: "refresh_revoked",
+                client_id: Some(&client.id),
+                user_id: Some(&family.user_id),
+                ip: client_ip(&http).as_deref(),
+                ..Default::default()
+            });
         }
     }
     Ok(HttpResponse::Ok().finish())

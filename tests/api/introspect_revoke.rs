@@ -94,6 +94,9 @@ async fn revoking_a_token_makes_it_inactive(db: Db) {
     );
     let again = app.post_form("/oauth2/revoke", SVC, &[("token", &token)]).await;
     assert_eq!(again.status(), 200, "revoking twice is fine");
+    let events = app.audit_event_names().await;
+    let revoked = events.iter().filter(|e| *e == "token_revoked").count();
+    assert_eq!(revoked, 2, "each revocation is in the audit trail: {events:?}");
 }
 
 async fn revoking_unknown_or_foreign_tokens_answers_200_and_changes_nothing(db: Db) {

@@ -126,6 +126,12 @@ async fn revoking_a_refresh_token_revokes_its_family(db: Db) {
     assert_eq!(app.introspect_as(APP, &r).await["active"], false);
     assert_eq!(app.introspect(&a).await["active"], false);
     assert_error(app.refresh(APP, &r).await, 400, "invalid_grant").await;
+    let events = app.audit_event_names().await;
+    let revoked = events.iter().filter(|e| *e == "refresh_revoked").count();
+    assert_eq!(
+        revoked, 1,
+        "the revocation is in the audit trail, the refused one not: {events:?}"
+    );
 }
 
 async fn userinfo_needs_a_live_openid_token(db: Db) {
