@@ -181,10 +181,16 @@ pub async fn judge_try(state: &AppState, origin: &Origin<'_>, key: &str, counted
 /// (its count is given back), and remembers the source that gave it
 /// (`remember_source`), in one round trip. `false` when another request
 /// used the code first.
-pub async fn consume_right(state: &AppState, key: &str, source: &str, code_id: &str) -> Result<bool, OtpError> {
-    let (failures, _) = tries(state, key);
+/// `failures`: the key the try was counted against (`tries`).
+pub async fn consume_right(
+    state: &AppState,
+    key: &str,
+    source: &str,
+    code_id: &str,
+    failures: &str,
+) -> Result<bool, OtpError> {
     let marks = source_marks(state, key, source);
-    Ok(state.store.consume_code(code_id, &failures, &marks).await?)
+    Ok(state.store.consume_code(code_id, failures, &marks).await?)
 }
 
 /// After `otp.max_attempts` wrong tries at its code, a source is locked out

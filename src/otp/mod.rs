@@ -298,7 +298,7 @@ async fn verify_checked(state: &AppState, origin: &Origin<'_>, key: &str, code: 
         state.digester.digest("code", code).as_bytes(),
         attempt.code_digest.as_bytes(),
     ) {
-        if limits::consume_right(state, key, &source, &attempt.id).await? {
+        if limits::consume_right(state, key, &source, &attempt.id, &tries_key).await? {
             state.metrics.code_verified();
             audit(state, origin, "code_verified", key, Some(&attempt.channel));
             return Ok(());

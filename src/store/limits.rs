@@ -169,15 +169,14 @@ impl Store {
 
     async fn count(&self, key: &str, window: i64, lazily: bool) -> anyhow::Result<(i64, i64)> {
         let now = now();
-        let query = self
-            .db
-            .query(format!(
+        // Written once, not for every count.
+        static COUNT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
                 "INSERT INTO rate_counters (key, window_start, count) VALUES ($1, $2, 1) {} RETURNING count, window_start",
                 count_upsert(2, 3)
-            ))
-            .bind(key)
-            .bind(now)
-            .bind(now - window);
+            )
+        });
+        let query = self.db.query(COUNT.as_str()).bind(key).bind(now).bind(now - window);
         let row = match lazily {
             true => query.counter(),
             false => query.on_its_own(),

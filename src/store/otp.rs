@@ -125,7 +125,7 @@ impl Store {
                AND NOT EXISTS (SELECT 1 FROM otp_locks WHERE ident_key IN ($1, $6) AND locked_until > $3)
              RETURNING id, code_digest, channel, attempts";
         let (tries_key, window) = tries;
-        let reserve = |sql: String| {
+        let reserve = |sql: &'static str| {
             self.db
                 .query(sql)
                 .bind(ident_key)
@@ -146,19 +146,26 @@ impl Store {
         if self.backend == super::Backend::Postgres {
             // The count takes the reserved row from the update (a data-modifying
             // CTE): no reserved attempt, nothing counted.
-            let sql = format!(
-                "WITH reserved AS ({RESERVE}),
-                 counted AS (INSERT INTO rate_counters (key, window_start, count) SELECT $7, $3, 1 FROM reserved {}
-                             RETURNING count, window_start)
-                 SELECT id, code_digest, channel, attempts, count, window_start FROM reserved, counted",
-                super::limits::count_upsert(3, 8)
-            );
-            let row = reserve(sql).bind(tries_key).bind(now - window).fetch_optional().await?;
+            // Written once, not for every try.
+            static RESERVE_AND_COUNT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+                format!(
+                    "WITH reserved AS ({RESERVE}),
+                     counted AS (INSERT INTO rate_counters (key, window_start, count) SELECT $7, $3, 1 FROM reserved {}
+                                 RETURNING count, window_start)
+                     SELECT id, code_digest, channel, attempts, count, window_start FROM reserved, counted",
+                    super::limits::count_upsert(3, 8)
+                )
+            });
+            let row = reserve(RESERVE_AND_COUNT.as_str())
+                .bind(tries_key)
+                .bind(now - window)
+                .fetch_optional()
+                .await?;
             return row
                 .map(|r| Ok((attempt(&r)?, super::limits::counted_for(&r, window, now)?)))
                 .transpose();
         }
-        let Some(row) = reserve(RESERVE.into()).fetch_optional().await? else {
+        let Some(row) = reserve(RESERVE).fetch_optional().await? else {
             return Ok(None);
         };
         Ok(Some((attempt(&row)?, self.hit(tries_key, window).await?)))

@@ -267,13 +267,7 @@ async fn a_secret_identifier_sent_before_its_account_exists_is_kept_for_after(db
     let who = Who::Phone("+14155550179");
     let secret = app.verified(APP, who).await;
     let body = assert_error(app.otp_token(APP, who, &secret).await, 400, "invalid_grant").await;
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("create the account first"),
-        "{body}"
-    );
+    told_to_create_the_account_first(&body);
     let res = app
         .create_user(APP, &json!({"secret_identifier": secret, "auto_username": true}))
         .await;
@@ -349,13 +343,7 @@ async fn the_otp_grant_takes_a_code_directly_and_the_urn_name(db: Db) {
         )
         .await;
     let body = assert_error(res, 400, "invalid_grant").await;
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("create the account first"),
-        "{body}"
-    );
+    told_to_create_the_account_first(&body);
 }
 
 async fn a_phone_number_alone_never_yields_tokens(db: Db) {
@@ -397,4 +385,15 @@ async fn console_delivery_lists_codes_on_the_dev_outbox(db: Db) {
     settings.email.url = Some(hook.url.clone());
     let quiet = spawn_with(settings).await;
     assert_error(quiet.get("/dev/outbox").await, 404, "not_found").await;
+}
+
+/// The `otp` grant's answer for an identifier without an account.
+fn told_to_create_the_account_first(body: &Value) {
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("create the account first"),
+        "{body}"
+    );
 }
