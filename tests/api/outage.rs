@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::browser::{sign_up_through_authorize, Browser};
 use crate::helpers::{spawn_with, test_settings, Db, Who, APP};
 use crate::peers::Relay;
 
@@ -201,4 +202,51 @@ async fn a_blackholed_database_is_a_503_not_a_hang_and_the_first_request_after_i
     let res = app.getcode(APP, Who::Email("after@example.com")).await;
     assert_eq!(res.status(), 200, "the first request after the blackhole succeeds");
     assert_eq!(app.get("/health/ready").await.status(), 200);
+}
+
+/// A browser that holds a session: its session is read from the database
+/// before any page runs, so during an outage that read is what fails. It
+/// gets the same quick 503 page as everyone (with `Retry-After`, the request
+/// id and the headers every answer carries), not an empty 500; and the
+/// session works again once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(sesame_test_postgres),
+    ignore = "set SESAME_TEST_POSTGRES_URL to run the PostgreSQL half"
+)]
+async fn a_browser_with_a_session_gets_the_503_page_during_an_outage() {
+    let db = Db::postgres().await;
+    let (relay, settings) = behind_a_relay(&db).await;
+    let app = spawn_with(settings).await;
+    let mut browser = Browser::new(&app);
+    sign_up_through_authorize(&mut browser, "session-holder@example.com").await;
+    assert_eq!(browser.get("/account").await.status, 200);
+
+    relay.cut();
+    let started = Instant::now();
+    let page = browser.get("/account").await;
+    assert_eq!(page.status, 503, "a 503, not a 500: {}", page.body);
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert_eq!(page.headers["retry-after"], "1");
+    assert!(page.body.contains("briefly unavailable"), "{}", page.body);
+    assert!(page.headers.contains_key("x-request-id"));
+    assert_eq!(page.headers["x-content-type-options"], "nosniff");
+    // The API answers its own way, with the same status.
+    let res = app.get("/health/ready").await;
+    assert_eq!(res.status(), 503);
+
+    relay.restore().await;
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = browser.get("/account").await;
+        if page.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the session works again (last: {})",
+            page.status
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
