@@ -277,12 +277,24 @@ impl Store {
     }
 
     /// Readiness check: the database answers a query.
+    /// Whether the database answers and, on PostgreSQL, takes writes (a
+    /// standby, or a primary demoted in a failover, answers but refuses them).
     pub async fn ping(&self) -> anyhow::Result<()> {
-        self.db
-            .query("SELECT 1")
-            .execute()
+        let sql = match self.backend {
+            Backend::Postgres => {
+                "SELECT CASE WHEN pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on' THEN 1::BIGINT ELSE 0::BIGINT END AS read_only"
+            }
+            Backend::Sqlite => "SELECT 0 AS read_only",
+        };
+        let row = self
+            .db
+            .query(sql)
+            .fetch_one()
             .await
             .context("database did not answer")?;
+        if row.try_get::<i64, _>("read_only")? != 0 {
+            anyhow::bail!("the database takes no writes (a standby, or read-only)");
+        }
         Ok(())
     }
 

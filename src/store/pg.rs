@@ -169,10 +169,14 @@ async fn drive<T>(
 
 /// SQLSTATEs that mean "try again shortly", not "this request is wrong",
 /// besides the conflicts (`is_conflict`): the connection or server going
-/// away (class 08, 57P01 – 57P03), a statement that ran too long (57014).
+/// away (class 08, 57P01 – 57P03), a statement that ran too long (57014),
+/// a server that takes no writes (25006: a standby, or a primary demoted
+/// in a failover, until the connections reach the new one), and a server
+/// out of resources (class 53: disk full, out of memory, too many
+/// connections).
 pub fn is_transient(code: &tokio_postgres::error::SqlState) -> bool {
     let code = code.code();
-    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "57014")
+    code.starts_with("08") || code.starts_with("53") || matches!(code, "57P01" | "57P02" | "57P03" | "57014" | "25006")
 }
 
 /// SQLSTATEs of a transaction ended over a conflict with another, all of

@@ -250,3 +250,60 @@ async fn a_browser_with_a_session_gets_the_503_page_during_an_outage() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A failover that leaves Sesame's connections on a server that takes no
+/// writes (a standby, or the old primary demoted): writes answer the same
+/// quick 503 as an outage (SQLSTATE 25006 is "try again", not a 500),
+/// readiness says 503 (the server answers, but is read-only), and once the
+/// connections reach a writable server again, service resumes by itself.
+/// The read-only server is this database, read-only for the app's own role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(sesame_test_postgres),
+    ignore = "set SESAME_TEST_POSTGRES_URL to run the PostgreSQL half"
+)]
+async fn a_failover_to_a_read_only_server_is_a_503_until_writes_are_taken_again() {
+    let db = Db::postgres().await;
+    let (_, schema) = db.pg_schema().unwrap();
+    let role = format!("r_{schema}");
+    db.execute(&format!(
+        "CREATE ROLE {role} LOGIN; GRANT ALL ON SCHEMA {schema} TO {role}"
+    ))
+    .await;
+    let mut settings = test_settings(&db);
+    settings.database.url = db.url.replacen("postgres@", &format!("{role}@"), 1);
+    assert_ne!(settings.database.url, db.url, "the app connects as its own role");
+    let app = spawn_with(settings).await;
+    assert_eq!(app.getcode(APP, Who::Email("before@example.com")).await.status(), 200);
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+    let reconnect = format!("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = '{role}'");
+
+    db.execute(&format!("ALTER ROLE {role} SET default_transaction_read_only = on"))
+        .await;
+    db.pg_number(&reconnect).await;
+    let started = Instant::now();
+    let res = app.getcode(APP, Who::Email("during@example.com")).await;
+    assert_eq!(res.status(), 503, "a 503, not a 500");
+    assert_eq!(res.headers()["retry-after"], "1");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    let ready = app.get("/health/ready").await;
+    assert_eq!(ready.status(), 503, "readiness: the server answers but takes no writes");
+    assert_eq!(ready.headers()["retry-after"], "1");
+
+    db.execute(&format!("ALTER ROLE {role} RESET default_transaction_read_only"))
+        .await;
+    db.pg_number(&reconnect).await;
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = app.getcode(APP, Who::Email("after@example.com")).await.status();
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < until, "service resumes (last: {status})");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+    drop(app);
+    db.execute(&format!("DROP OWNED BY {role} CASCADE; DROP ROLE {role}"))
+        .await;
+}
