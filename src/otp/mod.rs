@@ -6,7 +6,7 @@ use crate::delivery::Message;
 use crate::domain::{Client, Identifier};
 use crate::state::AppState;
 use crate::store::audit::Event;
-use crate::store::otp::{NewCode, VerifiedIdentifier};
+use crate::store::otp::{MagicUse, NewCode, VerifiedIdentifier};
 
 mod error;
 mod limits;
@@ -353,6 +353,57 @@ pub async fn verify_magic_token(
             Err(OtpError::WrongMagicLink)
         }
     }
+}
+
+/// Uses a magic link of Sesame's sign-in pages (`/login/magic`): once,
+/// and, like a code and the OTP API's magic token, not while its
+/// identifier is locked (SPEC §10: too many wrong codes lock the
+/// identifier, whatever proof comes next). `same_code_id` and `number`: as
+/// `Store::consume_magic`. `ip`: the opening browser's address, known to
+/// the identifier from now on.
+pub async fn use_magic_link(
+    state: &AppState,
+    ip: Option<&str>,
+    token: &str,
+    same_code_id: Option<&str>,
+    number: Option<i64>,
+) -> Result<MagicUse, OtpError> {
+    let digest = state.digester.digest("magic", token);
+    let Some(used) = state.store.consume_magic(&digest, same_code_id, number).await? else {
+        // Not used: say why when it is the lock.
+        if let Some(key) = state.store.magic_link_ident_key(&digest).await? {
+            if let Some(secs) = state.store.identifier_locked_for(&key).await? {
+                let e = limits::locked(secs);
+                if let Some(reason) = e.reason() {
+                    state.metrics.refused(reason);
+                }
+                state.audit.record(Event {
+                    event: "code_refused",
+                    ident_key: Some(&key),
+                    ip,
+                    detail: e.reason(),
+                    ..Default::default()
+                });
+                return Err(e);
+            }
+        }
+        return Err(OtpError::WrongMagicLink);
+    };
+    remember_source(state, &used.ident_key, ip).await?;
+    state.metrics.code_verified();
+    state.audit.record(Event {
+        event: "magic_link_used",
+        client_id: Some(&used.client_id),
+        ident_key: Some(&used.ident_key),
+        ip,
+        detail: Some(if used.handoff_allowed {
+            "handoff allowed"
+        } else {
+            "this browser only"
+        }),
+        ..Default::default()
+    });
+    Ok(used)
 }
 
 /// A code or a magic link token, whichever the caller sent (exactly one).

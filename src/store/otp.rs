@@ -196,6 +196,7 @@ impl Store {
     /// unless that tab may take this sign-in over: the link was opened in the
     /// same browser (`same_code_id`), or `number` matches the one the asking
     /// tab shows (SPEC §9 number matching); then the code is used up too.
+    /// Not while its identifier is locked (`otp_locks`, as a code's try).
     pub async fn consume_magic(
         &self,
         magic_digest: &str,
@@ -210,6 +211,7 @@ impl Store {
                used_at = CASE WHEN id = $3 OR match_number = $4 THEN $2 ELSE used_at END
              WHERE magic_digest = $1 AND match_number IS NOT NULL
                AND magic_used_at IS NULL AND used_at IS NULL AND dead = 0 AND expires_at > $2
+               AND NOT EXISTS (SELECT 1 FROM otp_locks l WHERE l.ident_key = otp_codes.ident_key AND l.locked_until > $2)
              RETURNING id, ident_key, client_id, user_id, handoff_allowed",
             )
             .bind(magic_digest)
@@ -228,6 +230,18 @@ impl Store {
             })
         })
         .transpose()
+    }
+
+    /// The identifier key of the code a magic link token came with, if the
+    /// token is one of ours (used or not).
+    pub async fn magic_link_ident_key(&self, magic_digest: &str) -> anyhow::Result<Option<String>> {
+        let row = self
+            .db
+            .query("SELECT ident_key FROM otp_codes WHERE magic_digest = $1")
+            .bind(magic_digest)
+            .fetch_optional()
+            .await?;
+        Ok(row.map(|r| r.try_get("ident_key")).transpose()?)
     }
 
     /// Uses a magic link token of the OTP API (a client's `magic_link_uri`):

@@ -411,32 +411,22 @@ pub async fn magic_use(
     let token = form.get("token").unwrap_or("");
     let pending = PendingLogin::load(&session);
     let number = form.get("number").map(str::trim).filter(|n| !n.is_empty());
-    let used = state
-        .store
-        .consume_magic(
-            &state.digester.digest("magic", token),
-            pending.as_ref().map(|p| p.code_id.as_str()),
-            number.and_then(|n| n.parse().ok()),
-        )
-        .await?;
-    let Some(used) = used else {
-        return Err(page::bad_request(t.get("magic.bad_title"), t.get("magic.bad_text")));
-    };
     let ip = client_ip(&req);
-    otp::remember_source(&state, &used.ident_key, ip.as_deref()).await?;
-    state.metrics.code_verified();
-    state.audit.record(crate::store::audit::Event {
-        event: "magic_link_used",
-        client_id: Some(&used.client_id),
-        ident_key: Some(&used.ident_key),
-        ip: ip.as_deref(),
-        detail: Some(if used.handoff_allowed {
-            "handoff allowed"
-        } else {
-            "this browser only"
-        }),
-        ..Default::default()
-    });
+    let used = match otp::use_magic_link(
+        &state,
+        ip.as_deref(),
+        token,
+        pending.as_ref().map(|p| p.code_id.as_str()),
+        number.and_then(|n| n.parse().ok()),
+    )
+    .await
+    {
+        Ok(used) => used,
+        Err(OtpError::WrongMagicLink) => {
+            return Err(page::bad_request(t.get("magic.bad_title"), t.get("magic.bad_text")))
+        }
+        Err(e) => return Err(e.into()),
+    };
     // The tab that asked for the link is in this browser: carry on here.
     if let Some(pending) = pending.filter(|p| p.code_id == used.code_id) {
         let ident = pending.identifier(&state).ok_or(PageError::Csrf)?;

@@ -431,6 +431,40 @@ async fn asked_for_a_link(app: &crate::helpers::TestApp, asking: &mut Browser<'_
     )
 }
 
+/// Too many wrong codes lock the identifier (SPEC §10), whatever proof
+/// comes next: its magic link, opened while the lock holds, signs no one in
+/// (a 429 page, the refusal recorded), as the code and the OTP API's magic
+/// token do not; once the lock has ended the same link works.
+async fn a_magic_link_does_not_sign_in_while_its_identifier_is_locked(db: Db) {
+    let mut settings = test_settings(&db);
+    settings.abuse.max_failures = 2;
+    let app = spawn_with(settings).await;
+    app.account_for("locked@example.com").await;
+    let mut asking = Browser::new(&app);
+    let (token, _) = asked_for_a_link(&app, &mut asking, "locked@example.com").await;
+    let code = app.outbox_code().await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for _ in 0..3 {
+        asking.post("/login/verify", &[("code", wrong)]).await;
+    }
+    let right = asking.post("/login/verify", &[("code", &code)]).await;
+    assert!(right.body.contains("Too many wrong codes"), "the identifier is locked");
+
+    let mut phone = Browser::new(&app);
+    phone.get(&format!("/login/magic?token={token}")).await;
+    let used = phone.post("/login/magic", &[("token", &token)]).await;
+    assert_eq!(used.status, 429, "{}", used.body);
+    assert!(phone.get("/account").await.redirects_to("/login"));
+    let events = app.audit_event_names().await;
+    assert!(!events.contains(&"magic_link_used".to_string()), "{events:?}");
+    assert!(events.contains(&"code_refused".to_string()), "{events:?}");
+
+    db.execute("UPDATE otp_locks SET locked_until = 1").await;
+    phone.get(&format!("/login/magic?token={token}")).await;
+    let used = phone.post("/login/magic", &[("token", &token)]).await;
+    assert!(used.redirects_to("/account"), "{} {:?}", used.status, used.location);
+}
+
 async fn magic_link_opened_elsewhere_does_not_sign_in_the_asking_tab(db: Db) {
     let app = spawn_app(&db).await;
     app.account_for("victim@example.com").await;
@@ -683,6 +717,7 @@ db_test!(
     magic_link_opened_elsewhere_with_the_matching_number_moves_the_asking_tab_on,
     magic_link_for_a_new_address_opened_elsewhere_does_not_reach_signup,
     magic_link_sent_before_the_address_moved_does_not_sign_in,
+    a_magic_link_does_not_sign_in_while_its_identifier_is_locked,
     a_disabled_account_is_signed_out_everywhere,
     cookies_are_secure_with_the_host_prefix_on_https,
 );
