@@ -17,6 +17,7 @@ use super::{Limit, OtpError};
 use crate::state::AppState;
 use crate::store::limits::{SendCount, SendCounted, SourceMarks};
 use crate::store::now;
+use crate::store::otp::NewCode;
 
 pub fn locked(secs: i64) -> OtpError {
     OtpError::Locked {
@@ -61,18 +62,22 @@ pub fn source_key(key: &str, source: &str) -> String {
     format!("{key}|{source}")
 }
 
-/// Counts a send; refuses it over any limit. `sms_country`: the destination
-/// country of an SMS that will really be sent (none for email and test numbers).
+/// Counts a send and, within every limit, stores its code (`code`);
+/// refuses it over any limit, storing nothing. `sms_country`: the
+/// destination country of an SMS that will really be sent (none for email
+/// and test numbers).
 ///
 /// The counts go in this order and stop at the first over its limit (one
-/// call to the store: `Store::count_sends`), so a send refused for one
-/// reason is not counted against the limits after it.
-pub async fn check_send(
+/// call to the store: `Store::count_sends_and_insert`, which stores the code
+/// with the counts that admit it), so a send refused for one reason is not
+/// counted against the limits after it.
+pub async fn admit_send(
     state: &AppState,
     origin: &Origin<'_>,
     key: &str,
     source: &str,
     sms_country: Option<&str>,
+    code: &NewCode<'_>,
 ) -> Result<(), OtpError> {
     let otp = &state.settings.otp;
     let abuse = &state.settings.abuse;
@@ -117,7 +122,10 @@ pub async fn check_send(
     }
     let mut from = 0;
     loop {
-        let over = match store.count_sends((key, &from_source), &counts[from..]).await? {
+        let over = match store
+            .count_sends_and_insert((key, &from_source), &counts[from..], code)
+            .await?
+        {
             SendCounted::Within => return Ok(()),
             SendCounted::Locked(secs) => return Err(locked(secs)),
             SendCounted::Over { step, retry } => (from + step, retry),

@@ -170,14 +170,18 @@ async fn send_checked(
         ttl: otp.ttl.as_secs() as i64,
         source: &code_binding(origin),
     };
-    // The limits and the new code: one group, so one commit on SQLite.
+    // The limits and the new code: one group, so one commit on SQLite (on
+    // PostgreSQL one statement, `Store::count_sends_and_insert`).
     state
         .store
-        .grouped(async {
-            limits::check_send(state, origin, key, &source, capped_country.as_deref()).await?;
-            state.store.insert_code(&new_code).await?;
-            Ok::<_, OtpError>(())
-        })
+        .grouped(limits::admit_send(
+            state,
+            origin,
+            key,
+            &source,
+            capped_country.as_deref(),
+            &new_code,
+        ))
         .await?;
     let sent = Sent {
         code_id: id.clone(),

@@ -116,6 +116,38 @@ impl Store {
         Ok(SendCounted::Within)
     }
 
+    /// `count_sends`, and, when the send is within every limit, its new
+    /// code stored with the counts (as `insert_code`: the code is stored if
+    /// and only if `Within` is answered). On PostgreSQL, outside a begun
+    /// transaction, the counting function and the code's two writes are one
+    /// statement (`count_sends_and_insert_on_the_server`): one round trip and
+    /// one lazy commit instead of two, and a refused send stores no code and
+    /// kills none. The function's 50 ms lock timeout then covers the code's
+    /// writes too: a send whose older code a verification holds (the
+    /// verification may wait in turn for a counter row this send holds,
+    /// its source's resend gap) gives up at once, nothing counted or stored,
+    /// and goes the long way: `count_sends`, then `insert_code`.
+    pub async fn count_sends_and_insert(
+        &self,
+        locks: (&str, &str),
+        counts: &[SendCount],
+        code: &super::otp::NewCode<'_>,
+    ) -> anyhow::Result<SendCounted> {
+        if self.backend == super::Backend::Postgres && !self.db.in_pg_transaction().await {
+            match self.count_sends_and_insert_on_the_server(locks, counts, code).await {
+                Err(e) if e.is_conflict() => {
+                    tracing::debug!("a send met a held row; counting, then storing its code")
+                }
+                done => return Ok(done?),
+            }
+        }
+        let counted = self.count_sends(locks, counts).await?;
+        if counted == SendCounted::Within {
+            self.insert_code(code).await?;
+        }
+        Ok(counted)
+    }
+
     /// `count_sends` in one call to `sesame_count_sends`.
     async fn count_sends_on_the_server(
         &self,
@@ -123,48 +155,51 @@ impl Store {
         counts: &[SendCount],
     ) -> super::DbResult<SendCounted> {
         let now = now();
-        let n = counts.len();
-        let params = |first: usize| {
-            (first..first + n)
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let sql = format!(
-            "SELECT o_locked_until, o_step, o_count, o_window_start FROM sesame_count_sends(
-               $1, $2, $3, ARRAY[{}]::TEXT[], ARRAY[{}]::BIGINT[], ARRAY[{}]::BIGINT[])",
-            params(4),
-            params(4 + n),
-            params(4 + 2 * n)
+            "SELECT o_locked_until, o_step, o_count, o_window_start FROM {}",
+            count_sends_call(counts.len())
         );
-        let mut query = self.db.query(sql).bind(locks.0).bind(locks.1).bind(now);
-        for c in counts {
-            query = query.bind(c.key.as_str());
-        }
-        for c in counts {
-            query = query.bind(c.window);
-        }
-        for c in counts {
-            query = query.bind(c.limit);
-        }
-        let row = query.counter().fetch_one().await?;
-        if let Some(until) = row.try_get::<Option<i64>, _>("o_locked_until")? {
-            return Ok(SendCounted::Locked(until - now));
-        }
-        let step: i64 = row.try_get("o_step")?;
-        if step == 0 {
-            return Ok(SendCounted::Within);
-        }
-        let step = usize::try_from(step - 1).ok().filter(|s| *s < n);
-        let step = step.ok_or_else(|| super::DbError::Column {
-            column: "o_step".into(),
-            problem: "out of range".into(),
-        })?;
-        let start: i64 = row.try_get("o_window_start")?;
-        Ok(SendCounted::Over {
-            step,
-            retry: (start + counts[step].window - now).max(1),
-        })
+        let row = bind_counts(self.db.query(sql), locks, now, counts)
+            .counter()
+            .fetch_one()
+            .await?;
+        verdict(&row, counts, now)
+    }
+
+    /// `count_sends_and_insert` in one statement: the function's verdict,
+    /// and, only when it is within every limit, the older codes killed and
+    /// the new one inserted (`insert_code`'s two statements).
+    async fn count_sends_and_insert_on_the_server(
+        &self,
+        locks: (&str, &str),
+        counts: &[SendCount],
+        c: &super::otp::NewCode<'_>,
+    ) -> super::DbResult<SendCounted> {
+        let now = now();
+        let n = counts.len();
+        // The code's eleven parameters (`NewCode::bind`) follow the counts'.
+        let p = |i: usize| format!("${}", 3 + 3 * n + i);
+        let columns = (1..=11).map(p).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "WITH verdict AS MATERIALIZED (
+               SELECT o_locked_until, o_step, o_count, o_window_start FROM {call}),
+             within AS MATERIALIZED (SELECT 1 FROM verdict WHERE o_locked_until IS NULL AND o_step = 0),
+             killed AS (
+               UPDATE otp_codes SET dead = 1
+                WHERE ident_key = {ident} AND client_id = {client} AND source IN ({source}, '')
+                  AND used_at IS NULL AND dead = 0 AND EXISTS (SELECT 1 FROM within)),
+             stored AS (
+               INSERT INTO otp_codes (id, ident_key, client_id, channel, code_digest, magic_digest, user_id, created_at, expires_at, match_number, source)
+               SELECT {columns} WHERE EXISTS (SELECT 1 FROM within))
+             SELECT o_locked_until, o_step, o_count, o_window_start FROM verdict",
+            call = count_sends_call(n),
+            ident = p(2),
+            client = p(3),
+            source = p(11),
+        );
+        let query = bind_counts(self.db.query(sql), locks, now, counts);
+        let row = c.bind(query, now).counter().fetch_one().await?;
+        verdict(&row, counts, now)
     }
 
     async fn count(&self, key: &str, window: i64, lazily: bool) -> anyhow::Result<(i64, i64)> {
@@ -294,4 +329,63 @@ impl Store {
             .transpose()?
             .map(|t| t - now))
     }
+}
+
+/// The call to `sesame_count_sends` for `n` counts: `$1` and `$2` the
+/// locks, `$3` now, then the counts' keys, windows and limits
+/// (`bind_counts`).
+fn count_sends_call(n: usize) -> String {
+    let params = |first: usize| {
+        (first..first + n)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "sesame_count_sends($1, $2, $3, ARRAY[{}]::TEXT[], ARRAY[{}]::BIGINT[], ARRAY[{}]::BIGINT[])",
+        params(4),
+        params(4 + n),
+        params(4 + 2 * n)
+    )
+}
+
+/// Binds `count_sends_call`'s parameters.
+fn bind_counts<'q>(
+    query: super::db::Query<'q>,
+    locks: (&str, &str),
+    now: i64,
+    counts: &[SendCount],
+) -> super::db::Query<'q> {
+    let mut query = query.bind(locks.0).bind(locks.1).bind(now);
+    for c in counts {
+        query = query.bind(c.key.as_str());
+    }
+    for c in counts {
+        query = query.bind(c.window);
+    }
+    for c in counts {
+        query = query.bind(c.limit);
+    }
+    query
+}
+
+/// `sesame_count_sends`'s answer, as a `SendCounted`.
+fn verdict(row: &super::Row, counts: &[SendCount], now: i64) -> super::DbResult<SendCounted> {
+    if let Some(until) = row.try_get::<Option<i64>, _>("o_locked_until")? {
+        return Ok(SendCounted::Locked(until - now));
+    }
+    let step: i64 = row.try_get("o_step")?;
+    if step == 0 {
+        return Ok(SendCounted::Within);
+    }
+    let step = usize::try_from(step - 1).ok().filter(|s| *s < counts.len());
+    let step = step.ok_or_else(|| super::DbError::Column {
+        column: "o_step".into(),
+        problem: "out of range".into(),
+    })?;
+    let start: i64 = row.try_get("o_window_start")?;
+    Ok(SendCounted::Over {
+        step,
+        retry: (start + counts[step].window - now).max(1),
+    })
 }

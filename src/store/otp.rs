@@ -23,6 +23,26 @@ pub struct NewCode<'a> {
     pub source: &'a str,
 }
 
+impl NewCode<'_> {
+    /// Binds the code's eleven columns, in `otp_codes`' order (id, ident_key,
+    /// client_id, channel, code_digest, magic_digest, user_id, created_at,
+    /// expires_at, match_number, source), created `now`.
+    pub(super) fn bind<'q>(&self, query: super::db::Query<'q>, now: i64) -> super::db::Query<'q> {
+        query
+            .bind(self.id)
+            .bind(self.ident_key)
+            .bind(self.client_id)
+            .bind(self.channel)
+            .bind(self.code_digest)
+            .bind(self.magic_digest)
+            .bind(self.user_id)
+            .bind(now)
+            .bind(now + self.ttl)
+            .bind(self.match_number)
+            .bind(self.source)
+    }
+}
+
 /// A consumed magic link: which code it belonged to and whom it was sent to.
 pub struct MagicUse {
     pub code_id: String,
@@ -71,21 +91,13 @@ impl Store {
             .bind(c.ident_key)
             .bind(c.client_id)
             .bind(c.source);
-        let insert = self.db.query(
-            "INSERT INTO otp_codes (id, ident_key, client_id, channel, code_digest, magic_digest, user_id, created_at, expires_at, match_number, source)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(c.id)
-        .bind(c.ident_key)
-        .bind(c.client_id)
-        .bind(c.channel)
-        .bind(c.code_digest)
-        .bind(c.magic_digest)
-        .bind(c.user_id)
-        .bind(now)
-        .bind(now + c.ttl)
-        .bind(c.match_number)
-        .bind(c.source);
+        let insert = c.bind(
+            self.db.query(
+                "INSERT INTO otp_codes (id, ident_key, client_id, channel, code_digest, magic_digest, user_id, created_at, expires_at, match_number, source)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            ),
+            now,
+        );
         self.db.execute_pipelined_unflushed(vec![kill, insert]).await?;
         Ok(())
     }

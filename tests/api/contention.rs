@@ -201,3 +201,51 @@ async fn a_send_and_a_verification_for_one_identifier_do_not_deadlock() {
     holder.rollback().await.unwrap();
     assert_eq!(send.await.unwrap(), 200, "the send goes on once its count is free");
 }
+
+/// On PostgreSQL a send's counts and its new code are one statement
+/// (`Store::count_sends_and_insert`). When a verification holds the older
+/// code that statement would kill, it gives up after its 50 ms lock timeout,
+/// nothing counted, and the send goes the long way (counts, then the code,
+/// which waits for the row): it is answered once the row is free, and it
+/// was counted once, not twice (`otp.max_sends` 3: the third send still
+/// gets its code, the fourth locks the source).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(sesame_test_postgres), ignore = "set SESAME_TEST_POSTGRES_URL to run it")]
+async fn a_send_whose_older_code_is_held_waits_for_it_and_is_counted_once() {
+    let db = Db::postgres().await;
+    let app = Arc::new(spawn_app(&db).await);
+    let email = "held-code@example.com";
+    assert_eq!(app.getcode(APP, Who::Email(email)).await.status(), 200);
+    let gap_passed = || db.execute("UPDATE rate_counters SET window_start = 0 WHERE key LIKE 'resend:%'");
+    gap_passed().await;
+
+    let mut other = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut holder = other.begin().await.unwrap();
+    sqlx::query("SELECT id FROM otp_codes WHERE used_at IS NULL AND dead = 0 FOR UPDATE")
+        .fetch_all(&mut *holder)
+        .await
+        .unwrap();
+    let send = {
+        let app = app.clone();
+        tokio::spawn(async move { app.getcode(APP, Who::Email(email)).await.status() })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!send.is_finished(), "the send waits for the older code");
+    holder.rollback().await.unwrap();
+    assert_eq!(send.await.unwrap(), 200, "and goes on once it is free");
+    let live = db
+        .pg_number("SELECT count(*) FROM otp_codes WHERE used_at IS NULL AND dead = 0")
+        .await;
+    assert_eq!(live, 1, "the older code killed, the new one stored");
+
+    gap_passed().await;
+    assert_eq!(
+        app.getcode(APP, Who::Email(email)).await.status(),
+        200,
+        "the third send"
+    );
+    gap_passed().await;
+    let res = app.getcode(APP, Who::Email(email)).await;
+    assert_eq!(res.status(), 429, "the fourth locks the source");
+    assert_eq!(res.headers()["retry-after"], "3600");
+}

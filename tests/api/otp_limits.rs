@@ -21,6 +21,7 @@ db_test!(
     twenty_concurrent_verifications_of_one_code_succeed_exactly_once,
     a_used_code_and_a_code_for_another_client_are_refused,
     only_the_latest_code_is_live,
+    a_refused_send_leaves_the_live_code_working,
     racing_resends_at_the_last_allowed_send_do_not_lock_the_source,
     racing_sends_past_the_client_budget_let_exactly_the_budget_through,
 );
@@ -220,6 +221,18 @@ async fn only_the_latest_code_is_live(db: Db) {
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["account_exists"], false);
+}
+
+/// A refused send stores no code and kills none: the code sent before it
+/// still works (on PostgreSQL the counts and the code are one statement,
+/// `Store::count_sends_and_insert`).
+async fn a_refused_send_leaves_the_live_code_working(db: Db) {
+    let app = app_with(&db, |s| s.otp.resend_after = Duration::from_secs(60)).await;
+    let who = Who::Email("refused-resend@example.com");
+    assert_eq!(app.getcode(APP, who).await.status(), 200);
+    let code = app.outbox_code().await;
+    assert_eq!(app.getcode(APP, who).await.status(), 429, "inside the resend gap");
+    assert_eq!(app.verifycode(APP, who, &code).await.status(), 200);
 }
 
 async fn a_send_refused_by_the_resend_gap_does_not_count_toward_max_sends(db: Db) {
