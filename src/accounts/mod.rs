@@ -320,7 +320,8 @@ impl<'a> Accounts<'a> {
                 self.check_sensitive(by)?;
                 if user.has_password && !proof.fresh_code {
                     let current = proof.current.ok_or(AccountError::CurrentPasswordRequired)?;
-                    passwords::check_current(self.store, &self.settings.passwords, &user.id, current).await?;
+                    passwords::check_current(self.store, &self.settings.passwords, self.audit, &user.id, current)
+                        .await?;
                 }
                 Some(passwords::hash(pw.to_string()).await?)
             }

@@ -25,6 +25,7 @@ use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use super::AccountError;
+use crate::audit::AuditLog;
 use crate::config::PasswordSettings;
 use crate::crypto;
 use crate::state::AppState;
@@ -222,11 +223,39 @@ struct Counted {
     key: String,
 }
 
-/// Counts one try against `key`; refuses once over `max` in `passwords.lockout`.
-async fn count(store: &Store, limits: &PasswordSettings, key: String, max: u32) -> Result<Counted, AccountError> {
+/// Whose try is counted: for the `locked_out` event of the try that locks.
+struct Trier<'a> {
+    audit: &'a AuditLog,
+    client_id: Option<&'a str>,
+    user_id: Option<&'a str>,
+    ip: Option<&'a str>,
+}
+
+/// Counts one try against `key`; refuses once over `max` in
+/// `passwords.lockout`. The try that goes over records `locked_out` (SPEC
+/// §8: a lockout is a security event) with `why`, once a window: the tries
+/// after it, refused, count on.
+async fn count(
+    store: &Store,
+    limits: &PasswordSettings,
+    key: String,
+    max: u32,
+    trier: &Trier<'_>,
+    why: &'static str,
+) -> Result<Counted, AccountError> {
     let window = limits.lockout.as_secs() as i64;
     let (n, retry_after) = store.hit(&key, window).await?;
     if n > max as i64 {
+        if n == max as i64 + 1 {
+            trier.audit.record(Event {
+                event: "locked_out",
+                client_id: trier.client_id,
+                user_id: trier.user_id,
+                ip: trier.ip,
+                detail: Some(why),
+                ..Default::default()
+            });
+        }
         return Err(AccountError::Locked {
             retry_after: retry_after.max(1) as u64,
         });
@@ -254,7 +283,14 @@ pub async fn check(
         (true, Err(_)) => None,
         (false, _) => Some(login.trim().to_lowercase()),
     };
-    let by_ip = count(store, limits, ip_key(ip), limits.ip_max_failures).await?;
+    let mut trier = Trier {
+        audit: &state.audit,
+        client_id: Some(client_id),
+        user_id: None,
+        ip,
+    };
+    let why = "too many wrong passwords from one address";
+    let by_ip = count(store, limits, ip_key(ip), limits.ip_max_failures, &trier, why).await?;
     let found = match &login_key {
         Some(key) => store.user_for_password(key).await?,
         None => None,
@@ -265,7 +301,9 @@ pub async fn check(
         Some((u, _)) => format!("pwuser:{}", u.id),
         None => format!("pwlogin:{}", state.digester.digest("login", &login_key)),
     };
-    let by_account = count(store, limits, account_key, limits.max_failures).await?;
+    trier.user_id = found.as_ref().map(|(u, _)| u.id.as_str());
+    let why = "too many wrong passwords for one account";
+    let by_account = count(store, limits, account_key, limits.max_failures, &trier, why).await?;
     let (user, hash) = match found {
         Some((u, h)) => (Some(u), h),
         None => (None, None),
@@ -305,10 +343,26 @@ fn ip_key(ip: Option<&str>) -> String {
 pub async fn check_current(
     store: &Store,
     limits: &PasswordSettings,
+    audit: &AuditLog,
     user_id: &str,
     password: &str,
 ) -> Result<(), AccountError> {
-    let counted = count(store, limits, format!("pwchange:{user_id}"), limits.max_failures).await?;
+    let trier = Trier {
+        audit,
+        client_id: None,
+        user_id: Some(user_id),
+        ip: None,
+    };
+    let why = "too many wrong current passwords";
+    let counted = count(
+        store,
+        limits,
+        format!("pwchange:{user_id}"),
+        limits.max_failures,
+        &trier,
+        why,
+    )
+    .await?;
     if !verify(store.password_hash(user_id).await?, password.to_string()).await? {
         return Err(AccountError::WrongPassword);
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::browser::Browser;
 use crate::db_test;
 use crate::helpers::{
     assert_error, jwt_parts, spawn_app, spawn_with, test_settings, Db, TestApp, Who, APP, APP2, MINE,
@@ -16,6 +17,7 @@ db_test!(
     the_password_grant_is_only_for_clients_that_enable_it,
     wrong_passwords_lock_the_account,
     wrong_passwords_from_one_address_lock_the_address,
+    wrong_passwords_on_the_sign_in_page_lock_the_account_too,
     setting_credentials_needs_the_users_token_and_valid_input,
 );
 
@@ -126,9 +128,48 @@ async fn wrong_passwords_lock_the_account(db: Db) {
     let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!(retry > 850 && retry <= 900, "{retry}");
     assert_error(res, 429, "too_many_requests").await;
+    assert_eq!(
+        password_grant(&app, APP, "locked", PASSWORD).await.status(),
+        429,
+        "still locked"
+    );
+    let locks = app.audit_event_names().await;
+    assert_eq!(
+        locks.iter().filter(|e| *e == "locked_out").count(),
+        1,
+        "the try that locked is recorded, once (SPEC §8): {locks:?}"
+    );
     // Another account is not affected.
     user_with_password(&app, "free@example.com", "free").await;
     assert_eq!(password_grant(&app, APP, "free", PASSWORD).await.status(), 200);
+}
+
+/// The sign-in page's password form goes through the same counters as the
+/// `password` grant: the account locked by wrong passwords on the page
+/// refuses the right one there (and at the grant), and the lock is recorded.
+async fn wrong_passwords_on_the_sign_in_page_lock_the_account_too(db: Db) {
+    let mut s = test_settings(&db);
+    s.passwords.max_failures = 3;
+    let app = spawn_with(s).await;
+    user_with_password(&app, "paged@example.com", "paged").await;
+    let mut b = Browser::new(&app);
+    b.get("/login").await;
+    for _ in 0..3 {
+        let page = b
+            .post("/login/password", &[("login", "paged"), ("password", "nope nope nope")])
+            .await;
+        assert_eq!(page.status, 422);
+        assert!(!page.body.contains("Too many wrong passwords"));
+    }
+    let page = b
+        .post("/login/password", &[("login", "paged"), ("password", PASSWORD)])
+        .await;
+    assert_eq!(page.status, 422, "the right password, refused while locked");
+    assert!(page.body.contains("Too many wrong passwords"), "{}", page.body);
+    assert!(b.get("/account").await.redirects_to("/login"), "not signed in");
+    assert_eq!(password_grant(&app, APP, "paged", PASSWORD).await.status(), 429);
+    let events = app.audit_event_names().await;
+    assert_eq!(events.iter().filter(|e| *e == "locked_out").count(), 1, "{events:?}");
 }
 
 async fn wrong_passwords_from_one_address_lock_the_address(db: Db) {
