@@ -22,6 +22,8 @@ db_test!(
     a_used_code_and_a_code_for_another_client_are_refused,
     only_the_latest_code_is_live,
     a_refused_send_leaves_the_live_code_working,
+    wrong_codes_at_the_token_endpoint_count_and_kill_the_code,
+    twenty_concurrent_grants_with_one_code_issue_tokens_once,
     racing_resends_at_the_last_allowed_send_do_not_lock_the_source,
     racing_sends_past_the_client_budget_let_exactly_the_budget_through,
 );
@@ -188,6 +190,59 @@ async fn twenty_concurrent_verifications_of_one_code_succeed_exactly_once(db: Db
     let code = app.outbox_code().await;
     let attempts = (0..20).map(|_| app.verifycode(APP, who, &code));
     let results = futures_util::future::join_all(attempts).await;
+    let statuses: Vec<u16> = results.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 400), "{statuses:?}");
+}
+
+/// The `otp` grant with a code (`grant_type=otp&code=…`) counts its tries
+/// like `/otp/verifycode/`, though each wrong one fails the grant's group:
+/// after `otp.max_attempts` (5) wrong codes the right one is refused too,
+/// with the identifier locked.
+async fn wrong_codes_at_the_token_endpoint_count_and_kill_the_code(db: Db) {
+    let app = app_with(&db, |_| {}).await;
+    let email = "grant-tries@example.com";
+    app.account_for(email).await;
+    let who = Who::Email(email);
+    assert_eq!(app.getcode(APP, who).await.status(), 200);
+    let code = app.outbox_code().await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let grant = |code: String| {
+        let app = &app;
+        async move {
+            app.post_form(
+                "/oauth2/token",
+                APP,
+                &[("grant_type", "otp"), who.field(), ("code", &code)],
+            )
+            .await
+        }
+    };
+    for _ in 0..5 {
+        assert_error(grant(wrong.to_string()).await, 400, "invalid_grant").await;
+    }
+    // Dead, and the identifier locked, as at /otp/verifycode/.
+    let res = grant(code).await;
+    let secs = retry_after(&res);
+    assert!(secs > 3500 && secs <= 3600, "{secs}");
+    assert_error(res, 429, "too_many_requests").await;
+    let events = app.audit_event_names().await;
+    assert_eq!(events.iter().filter(|e| *e == "code_failed").count(), 5, "{events:?}");
+    assert!(events.contains(&"locked_out".to_string()), "{events:?}");
+    assert!(!events.contains(&"token_issued".to_string()), "{events:?}");
+}
+
+/// Twenty token requests racing with one right code: one gets tokens.
+async fn twenty_concurrent_grants_with_one_code_issue_tokens_once(db: Db) {
+    let app = app_with(&db, |s| s.otp.max_attempts = 50).await;
+    let email = "grant-race@example.com";
+    app.account_for(email).await;
+    let who = Who::Email(email);
+    assert_eq!(app.getcode(APP, who).await.status(), 200);
+    let code = app.outbox_code().await;
+    let form = [("grant_type", "otp"), who.field(), ("code", &code)];
+    let grants = (0..20).map(|_| app.post_form("/oauth2/token", APP, &form));
+    let results = futures_util::future::join_all(grants).await;
     let statuses: Vec<u16> = results.iter().map(|r| r.status().as_u16()).collect();
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
     assert!(statuses.iter().all(|s| *s == 200 || *s == 400), "{statuses:?}");
