@@ -440,9 +440,28 @@ impl Settings {
         if self.otp.max_attempts == 0 || self.otp.max_sends == 0 {
             bail!("configuration keys `otp.max_attempts` and `otp.max_sends` must be at least 1");
         }
+        // Zero would refuse every password, not limit them.
+        for (key, n) in [
+            ("passwords.max_failures", self.passwords.max_failures),
+            ("passwords.ip_max_failures", self.passwords.ip_max_failures),
+        ] {
+            if n == 0 {
+                bail!("configuration key `{key}`: must be at least 1");
+            }
+        }
+        let region = self.otp.default_region.to_ascii_uppercase();
+        if phonenumber::country::Id::from_str(&region).is_err() {
+            bail!(
+                "configuration key `otp.default_region`: `{}` is not an ISO 3166-1 alpha-2 country code",
+                self.otp.default_region
+            );
+        }
+        // A lock or window of zero would turn its limit off.
         for (key, d) in [
             ("otp.ttl", self.otp.ttl),
             ("otp.send_window", self.otp.send_window),
+            ("otp.lockout", self.otp.lockout),
+            ("passwords.lockout", self.passwords.lockout),
             ("tokens.access_ttl", self.tokens.access_ttl),
             ("tokens.refresh_ttl", self.tokens.refresh_ttl),
             ("account.session_max_age", self.account.session_max_age),
@@ -600,6 +619,15 @@ mod tests {
         assert_eq!(s.otp.max_sends, 3);
         assert_eq!(s.tokens.signing_alg, SigningAlg::ES256);
         assert_eq!(s.database.url, "sqlite://sesame.db");
+        // §9 and §10.
+        assert_eq!(s.account.reauth_after, Duration::from_secs(600));
+        assert_eq!(s.account.session_max_age, Duration::from_secs(14 * 86_400));
+        assert_eq!(s.abuse.max_failures, 20);
+        assert_eq!(s.abuse.failure_window, Duration::from_secs(86_400));
+        assert_eq!(s.abuse.country_max_sends, 1000);
+        assert_eq!(s.abuse.global_max_sms, 10_000);
+        assert_eq!(s.abuse.bot_check_timeout, Duration::from_secs(10));
+        assert!(s.abuse.block_premium_numbers);
     }
 
     #[test]
@@ -655,6 +683,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("10.0.0.0/99") && e.contains("address block"), "{e}");
+    }
+
+    /// helper-23's review: `passwords.lockout = "0s"` was taken, and turned
+    /// the password limits off (each try began a new window); an unknown
+    /// `otp.default_region` broke every nationally written number.
+    #[test]
+    fn limits_that_would_turn_themselves_off_and_unknown_regions_stop_start_up() {
+        let err = |pairs: &[(&str, &str)]| Settings::load_from(None, &env(pairs)).unwrap_err().to_string();
+        for (key, value, named) in [
+            ("SESAME_PASSWORDS__LOCKOUT", "0s", "passwords.lockout"),
+            ("SESAME_OTP__LOCKOUT", "0s", "otp.lockout"),
+            ("SESAME_ABUSE__FAILURE_WINDOW", "0s", "abuse.failure_window"),
+            ("SESAME_PASSWORDS__MAX_FAILURES", "0", "passwords.max_failures"),
+            ("SESAME_PASSWORDS__IP_MAX_FAILURES", "0", "passwords.ip_max_failures"),
+            ("SESAME_OTP__DEFAULT_REGION", "XX", "otp.default_region"),
+            ("SESAME_OTP__LENGTH", "3", "otp.length"),
+            ("SESAME_OTP__LENGTH", "11", "otp.length"),
+        ] {
+            let e = err(&[(key, value)]);
+            assert!(e.contains(named), "{key}={value}: {e}");
+        }
+        for (key, value) in [
+            ("SESAME_OTP__DEFAULT_REGION", "gb"),
+            ("SESAME_OTP__LENGTH", "4"),
+            ("SESAME_OTP__LENGTH", "10"),
+        ] {
+            assert!(
+                Settings::load_from(None, &env(&[(key, value)])).is_ok(),
+                "{key}={value}"
+            );
+        }
     }
 
     #[test]
