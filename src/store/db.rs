@@ -427,10 +427,19 @@ impl Db {
     /// As `execute_pipelined`, for statements whose rows are wanted (each
     /// `RETURNING` or a `SELECT`): the rows of each, in order.
     pub async fn fetch_pipelined(&self, queries: Vec<Query<'_>>) -> DbResult<Vec<Vec<Row>>> {
+        self.fetch_pipelined_as(queries, false).await
+    }
+
+    /// As `fetch_pipelined`, committed as `execute_pipelined_unflushed` is.
+    pub async fn fetch_pipelined_unflushed(&self, queries: Vec<Query<'_>>) -> DbResult<Vec<Vec<Row>>> {
+        self.fetch_pipelined_as(queries, true).await
+    }
+
+    async fn fetch_pipelined_as(&self, queries: Vec<Query<'_>>, unflushed: bool) -> DbResult<Vec<Vec<Row>>> {
         if let Db::Sqlite(conn) = self {
             return Db::in_one_savepoint(conn, &queries, Query::fetch_on).await;
         }
-        let answers = self.pipelined_on_postgres(&queries, Want::Rows, false).await?;
+        let answers = self.pipelined_on_postgres(&queries, Want::Rows, unflushed).await?;
         Ok(answers
             .into_iter()
             .map(|a| match a {

@@ -120,9 +120,9 @@ impl Store {
     /// code stored with the counts (as `insert_code`: the code is stored if
     /// and only if `Within` is answered). On PostgreSQL, outside a begun
     /// transaction, the counting function and the code's two writes are one
-    /// statement (`count_sends_and_insert_on_the_server`): one round trip and
-    /// one lazy commit instead of two, and a refused send stores no code and
-    /// kills none. The function's 50 ms lock timeout then covers the code's
+    /// transaction in one round trip (`count_sends_and_insert_on_the_server`)
+    /// with one lazy commit instead of two, and a refused send stores no
+    /// code and kills none. The function's 50 ms lock timeout then covers the code's
     /// writes too: a send whose older code a verification holds (the
     /// verification may wait in turn for a counter row this send holds,
     /// its source's resend gap) gives up at once, nothing counted or stored,
@@ -166,9 +166,14 @@ impl Store {
         verdict(&row, counts, now)
     }
 
-    /// `count_sends_and_insert` in one statement: the function's verdict,
-    /// and, only when it is within every limit, the older codes killed and
-    /// the new one inserted (`insert_code`'s two statements).
+    /// `count_sends_and_insert` in one round trip and one transaction: the
+    /// function's verdict and, only when it is within every limit, the new
+    /// code inserted (one statement); then the older codes killed (the next
+    /// statement, only if the new code is there). The kill is a statement
+    /// of its own so that it sees what committed while the function waited:
+    /// a send that waited for another's counters (they are held to the
+    /// commit) kills the code that other send stored, as a data-modifying
+    /// CTE, whose snapshot is its statement's, would not.
     async fn count_sends_and_insert_on_the_server(
         &self,
         locks: (&str, &str),
@@ -178,28 +183,37 @@ impl Store {
         let now = now();
         let n = counts.len();
         // The code's eleven parameters (`NewCode::bind`) follow the counts'.
-        let p = |i: usize| format!("${}", 3 + 3 * n + i);
-        let columns = (1..=11).map(p).collect::<Vec<_>>().join(", ");
+        let columns = (1..=11)
+            .map(|i| format!("${}", 3 + 3 * n + i))
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!(
             "WITH verdict AS MATERIALIZED (
                SELECT o_locked_until, o_step, o_count, o_window_start FROM {call}),
-             within AS MATERIALIZED (SELECT 1 FROM verdict WHERE o_locked_until IS NULL AND o_step = 0),
-             killed AS (
-               UPDATE otp_codes SET dead = 1
-                WHERE ident_key = {ident} AND client_id = {client} AND source IN ({source}, '')
-                  AND used_at IS NULL AND dead = 0 AND EXISTS (SELECT 1 FROM within)),
              stored AS (
                INSERT INTO otp_codes (id, ident_key, client_id, channel, code_digest, magic_digest, user_id, created_at, expires_at, match_number, source)
-               SELECT {columns} WHERE EXISTS (SELECT 1 FROM within))
+               SELECT {columns} WHERE EXISTS (SELECT 1 FROM verdict WHERE o_locked_until IS NULL AND o_step = 0))
              SELECT o_locked_until, o_step, o_count, o_window_start FROM verdict",
             call = count_sends_call(n),
-            ident = p(2),
-            client = p(3),
-            source = p(11),
         );
-        let query = bind_counts(self.db.query(sql), locks, now, counts);
-        let row = c.bind(query, now).counter().fetch_one().await?;
-        verdict(&row, counts, now)
+        let count_and_store = c.bind(bind_counts(self.db.query(sql), locks, now, counts), now);
+        let kill = self
+            .db
+            .query(
+                "UPDATE otp_codes SET dead = 1
+                  WHERE ident_key = $1 AND client_id = $2 AND source IN ($3, '') AND used_at IS NULL AND dead = 0
+                    AND id <> $4 AND EXISTS (SELECT 1 FROM otp_codes WHERE id = $4)",
+            )
+            .bind(c.ident_key)
+            .bind(c.client_id)
+            .bind(c.source)
+            .bind(c.id);
+        let answers = self.db.fetch_pipelined_unflushed(vec![count_and_store, kill]).await?;
+        let row = answers[0].first().ok_or_else(|| super::DbError::Column {
+            column: "o_step".into(),
+            problem: "no verdict".into(),
+        })?;
+        verdict(row, counts, now)
     }
 
     async fn count(&self, key: &str, window: i64, lazily: bool) -> anyhow::Result<(i64, i64)> {
