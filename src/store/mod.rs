@@ -278,23 +278,25 @@ impl Store {
 
     /// Readiness check: the database answers a query.
     /// Whether the database answers and, on PostgreSQL, takes writes (a
-    /// standby, or a primary demoted in a failover, answers but refuses them).
+    /// standby, or a primary demoted in a failover, answers but refuses
+    /// them). A read-only server fails the check with the SQLSTATE a write
+    /// would get (25006), so the connection that found it is not used again.
     pub async fn ping(&self) -> anyhow::Result<()> {
         let sql = match self.backend {
             Backend::Postgres => {
-                "SELECT CASE WHEN pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on' THEN 1::BIGINT ELSE 0::BIGINT END AS read_only"
+                "DO $$ BEGIN
+                   IF pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on' THEN
+                     RAISE EXCEPTION 'the database takes no writes (a standby, or read-only)' USING ERRCODE = '25006';
+                   END IF;
+                 END $$"
             }
-            Backend::Sqlite => "SELECT 0 AS read_only",
+            Backend::Sqlite => "SELECT 1",
         };
-        let row = self
-            .db
+        self.db
             .query(sql)
-            .fetch_one()
+            .execute()
             .await
-            .context("database did not answer")?;
-        if row.try_get::<i64, _>("read_only")? != 0 {
-            anyhow::bail!("the database takes no writes (a standby, or read-only)");
-        }
+            .context("database did not answer, or takes no writes")?;
         Ok(())
     }
 

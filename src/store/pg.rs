@@ -161,6 +161,13 @@ async fn drive<T>(
                 *broken = true;
                 return Err(DbError::Unavailable(e.to_string()));
             }
+            if e.code() == Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION) {
+                // A server that takes no writes (a standby, a demoted
+                // primary): this connection is not used again, so the next
+                // one is made afresh and reaches the writable server once
+                // there is one.
+                *broken = true;
+            }
             Err(e.into())
         }
         Ok(v) => Ok(v),

@@ -255,7 +255,8 @@ async fn a_browser_with_a_session_gets_the_503_page_during_an_outage() {
 /// writes (a standby, or the old primary demoted): writes answer the same
 /// quick 503 as an outage (SQLSTATE 25006 is "try again", not a 500),
 /// readiness says 503 (the server answers, but is read-only), and once the
-/// connections reach a writable server again, service resumes by itself.
+/// server takes writes again, service resumes by itself: a connection that
+/// met the read-only server is not used again.
 /// The read-only server is this database, read-only for the app's own role.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
@@ -290,10 +291,12 @@ async fn a_failover_to_a_read_only_server_is_a_503_until_writes_are_taken_again(
     assert_eq!(ready.status(), 503, "readiness: the server answers but takes no writes");
     assert_eq!(ready.headers()["retry-after"], "1");
 
+    // Writable again, with the connections left as they are: each one
+    // that met the read-only server was dropped, so the next is new.
     db.execute(&format!("ALTER ROLE {role} RESET default_transaction_read_only"))
         .await;
-    db.pg_number(&reconnect).await;
-    let until = Instant::now() + Duration::from_secs(10);
+    let restored = Instant::now();
+    let until = restored + Duration::from_secs(10);
     loop {
         let status = app.getcode(APP, Who::Email("after@example.com")).await.status();
         if status == 200 {
@@ -302,6 +305,11 @@ async fn a_failover_to_a_read_only_server_is_a_503_until_writes_are_taken_again(
         assert!(Instant::now() < until, "service resumes (last: {status})");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    assert!(
+        restored.elapsed() < Duration::from_secs(2),
+        "at once, not when the pool happens to renew its connections: {:?}",
+        restored.elapsed()
+    );
     assert_eq!(app.get("/health/ready").await.status(), 200);
     drop(app);
     db.execute(&format!("DROP OWNED BY {role} CASCADE; DROP ROLE {role}"))
