@@ -615,9 +615,15 @@ async fn the_sign_in_page_carries_the_bot_check_widget_and_needs_its_token(db: D
         .await;
     assert!(page.redirects_to("/login/verify"), "{}", page.status);
     assert_eq!(sms.count(), 1);
-    // The code page's "send again" carries the widget too.
+    // The code page's "send again" carries the widget too, and needs its
+    // token as /login does (the check is in the send, whatever page asks).
     let page = browser.get("/login/verify").await;
     assert!(page.body.contains("cf-turnstile"));
+    let resent = browser.post("/login/resend", &[]).await;
+    assert!(resent.redirects_to("/login/verify"), "{}", resent.status);
+    let page = browser.get("/login/verify").await;
+    assert!(page.body.contains("robot"), "{}", page.body);
+    assert_eq!(sms.count(), 1, "not sent again without the token");
     assert_eq!(
         siteverify
             .calls()

@@ -483,14 +483,14 @@ impl TestApp {
         claims
     }
 
+    /// GET `path` with a Bearer token.
+    pub async fn get_bearer(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).bearer_auth(token).send().await.unwrap()
+    }
+
     /// GET /oauth2/userinfo with a Bearer token.
     pub async fn userinfo(&self, token: &str) -> reqwest::Response {
-        self.http
-            .get(self.url("/oauth2/userinfo"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
+        self.get_bearer("/oauth2/userinfo", token).await
     }
 
     /// The names of the newest audit events.

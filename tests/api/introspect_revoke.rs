@@ -3,7 +3,9 @@ use serde_json::Value;
 use crate::db_test;
 use std::time::Duration;
 
-use crate::helpers::{assert_error, basic, jwt_parts, spawn_app, spawn_with, test_settings, Db, ODD, SPA, SVC};
+use crate::helpers::{
+    assert_error, basic, jwt_parts, spawn_app, spawn_with, test_settings, Db, Who, MINE, ODD, SPA, SVC,
+};
 
 db_test!(
     introspection_describes_an_active_token,
@@ -14,6 +16,7 @@ db_test!(
     deleting_the_client_deactivates_its_tokens,
     a_revocation_made_elsewhere_arrives_within_the_sync_interval,
     strict_revocation_mode_reads_the_database_on_every_check,
+    an_expired_access_token_is_refused_everywhere,
 );
 
 async fn introspection_describes_an_active_token(db: Db) {
@@ -176,4 +179,33 @@ async fn strict_revocation_mode_reads_the_database_on_every_check(db: Db) {
         200
     );
     assert_eq!(app.introspect(&other).await["active"], false);
+}
+
+/// `tokens.access_ttl` is a real limit (SPEC §1: access tokens expire, and
+/// nothing takes one after): set to one second, a user's token and an
+/// admin's token work, then, once expired, userinfo, introspection, the
+/// account API and the admin API all refuse them.
+async fn an_expired_access_token_is_refused_everywhere(db: Db) {
+    let mut settings = test_settings(&db);
+    settings.tokens.access_ttl = Duration::from_secs(1);
+    let app = spawn_with(settings).await;
+    let tokens = app
+        .signed_up_with_scope(MINE, Who::Email("brief@example.com"), Some("openid sesame:account"))
+        .await;
+    let user = tokens["access_token"].as_str().unwrap().to_string();
+    let admin = app.admin_token().await;
+    assert_eq!(app.userinfo(&user).await.status(), 200);
+    assert_eq!(app.introspect(&user).await["active"], true);
+    assert_eq!(app.get_bearer("/admin/api/clients", &admin).await.status(), 200);
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_error(app.userinfo(&user).await, 401, "invalid_token").await;
+    assert_eq!(app.introspect(&user).await["active"], false);
+    assert_error(
+        app.patch_user(&user, &serde_json::json!({"first_name": "Late"})).await,
+        401,
+        "invalid_token",
+    )
+    .await;
+    assert_error(app.get_bearer("/admin/api/clients", &admin).await, 401, "invalid_token").await;
 }

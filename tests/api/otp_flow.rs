@@ -10,6 +10,7 @@ use crate::helpers::{assert_error, jwt_parts, spawn_app, spawn_with, test_settin
 use crate::peers::{Receiver, SmtpServer};
 
 db_test!(
+    racing_grants_with_one_secret_identifier_issue_tokens_once,
     phone_sign_up_and_sign_in_over_a_signed_webhook,
     email_sign_up_and_sign_in_over_smtp,
     getcode_answers_the_same_for_known_and_unknown_identifiers,
@@ -396,4 +397,18 @@ fn told_to_create_the_account_first(body: &Value) {
             .contains("create the account first"),
         "{body}"
     );
+}
+
+/// Single use under a race: ten `otp` grants with one `secret_identifier`
+/// at once get tokens once.
+async fn racing_grants_with_one_secret_identifier_issue_tokens_once(db: Db) {
+    let app = spawn_app(&db).await;
+    let who = Who::Email("racing-secret@example.com");
+    app.account_for("racing-secret@example.com").await;
+    let secret = app.verified(APP, who).await;
+    let grants = (0..10).map(|_| app.otp_token(APP, who, &secret));
+    let answers = futures_util::future::join_all(grants).await;
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 400), "{statuses:?}");
 }

@@ -22,6 +22,7 @@ db_test!(
     a_used_code_and_a_code_for_another_client_are_refused,
     only_the_latest_code_is_live,
     a_refused_send_leaves_the_live_code_working,
+    a_lock_ends_after_otp_lockout_and_the_counts_start_over,
     wrong_codes_at_the_token_endpoint_count_and_kill_the_code,
     twenty_concurrent_grants_with_one_code_issue_tokens_once,
     racing_resends_at_the_last_allowed_send_do_not_lock_the_source,
@@ -83,6 +84,36 @@ async fn the_fourth_send_in_a_window_locks_the_identifier_with_retry_after(db: D
     let code = app.outbox_code().await;
     assert_eq!(app.verifycode(APP, who, &code).await.status(), 429);
     assert_eq!(app.getcode(APP, Who::Email("quiet@example.com")).await.status(), 200);
+}
+
+/// Locks and windows end (SPEC §3: locked for `otp.lockout`; counts in a
+/// fixed `otp.send_window`): with both two seconds, the fourth send locks
+/// the identifier for two seconds; after them it gets a code again, and its
+/// counts start over (three more sends, then the lock again).
+async fn a_lock_ends_after_otp_lockout_and_the_counts_start_over(db: Db) {
+    let app = app_with(&db, |s| {
+        s.otp.lockout = Duration::from_secs(2);
+        s.otp.send_window = Duration::from_secs(2);
+    })
+    .await;
+    let who = Who::Email("patient-again@example.com");
+    for _ in 0..3 {
+        assert_eq!(app.getcode(APP, who).await.status(), 200);
+    }
+    let res = app.getcode(APP, who).await;
+    assert_eq!(res.status(), 429);
+    assert!(retry_after(&res) <= 2, "{}", retry_after(&res));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    for n in 0..3 {
+        assert_eq!(app.getcode(APP, who).await.status(), 200, "send {n} after the lock");
+    }
+    let code = app.outbox_code().await;
+    assert_eq!(
+        app.getcode(APP, who).await.status(),
+        429,
+        "counted afresh, locked again"
+    );
+    assert_eq!(app.verifycode(APP, who, &code).await.status(), 429, "while it holds");
 }
 
 async fn a_second_send_within_the_resend_gap_is_429(db: Db) {

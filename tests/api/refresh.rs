@@ -12,6 +12,7 @@ db_test!(
     revoking_a_refresh_token_revokes_its_family,
     userinfo_needs_a_live_openid_token,
     a_refresh_token_family_ends_at_its_absolute_lifetime,
+    racing_refreshes_of_one_token_rotate_it_once,
 );
 
 fn field(v: &Value, name: &str) -> String {
@@ -179,4 +180,26 @@ async fn a_refresh_token_family_ends_at_its_absolute_lifetime(db: Db) {
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     assert_eq!(app.introspect_as(APP, &rotated).await["active"], false);
     assert_error(app.refresh(APP, &rotated).await, 400, "invalid_grant").await;
+}
+
+/// Single use under a race: ten refreshes of one refresh token at once get
+/// one new pair; the others are refused (and, as a reuse, end the family,
+/// so the winner's new refresh token is refused too).
+async fn racing_refreshes_of_one_token_rotate_it_once(db: Db) {
+    let app = spawn_app(&db).await;
+    let first = app.signed_up(APP, Who::Email("racing-refresh@example.com")).await;
+    let token = field(&first, "refresh_token");
+    let tries = (0..10).map(|_| app.refresh(APP, &token));
+    let answers = futures_util::future::join_all(tries).await;
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 400), "{statuses:?}");
+    let winner = answers.into_iter().find(|r| r.status() == 200).unwrap();
+    let rotated: Value = winner.json().await.unwrap();
+    assert_error(
+        app.refresh(APP, &field(&rotated, "refresh_token")).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
 }

@@ -79,6 +79,20 @@ async fn a_reused_code_is_refused_and_revokes_what_it_issued(db: Db) {
     assert!(app.audit_event_names().await.contains(&"code_reuse".to_string()));
 }
 
+/// Single use under a race: ten exchanges of one authorization code at
+/// once get tokens once (and the reuse revokes what that one issued).
+async fn racing_exchanges_of_one_code_issue_tokens_once(db: Db) {
+    let app = spawn_app(&db).await;
+    let mut b = Browser::new(&app);
+    let (callback, verifier) = sign_up_through_authorize(&mut b, "racing-code@example.com").await;
+    let code = callback.location_param("code").unwrap();
+    let tries = (0..10).map(|_| exchange(&app, &code, &verifier));
+    let answers = futures_util::future::join_all(tries).await;
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 400), "{statuses:?}");
+}
+
 async fn codes_are_bound_to_client_redirect_and_expiry(db: Db) {
     let app = spawn_app(&db).await;
     let mut b = Browser::new(&app);
@@ -705,6 +719,7 @@ db_test!(
     a_skip_consent_client_never_shows_the_consent_page,
     new_user_signs_up_consents_and_gets_tokens,
     a_reused_code_is_refused_and_revokes_what_it_issued,
+    racing_exchanges_of_one_code_issue_tokens_once,
     codes_are_bound_to_client_redirect_and_expiry,
     pkce_is_checked,
     a_bad_client_or_redirect_uri_shows_an_error_page_and_never_redirects,

@@ -164,14 +164,7 @@ async fn every_grant_carries_only_what_its_holder_may(db: Db) {
 }
 
 async fn admin_api(app: &TestApp, token: &str) -> u16 {
-    app.http
-        .get(app.url("/admin/api/clients"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    app.get_bearer("/admin/api/clients", token).await.status().as_u16()
 }
 
 async fn a_non_admin_user_token_cannot_use_the_admin_api(db: Db) {
