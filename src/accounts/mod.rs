@@ -320,8 +320,12 @@ impl<'a> Accounts<'a> {
                 self.check_sensitive(by)?;
                 if user.has_password && !proof.fresh_code {
                     let current = proof.current.ok_or(AccountError::CurrentPasswordRequired)?;
-                    passwords::check_current(self.store, &self.settings.passwords, self.audit, &user.id, current)
-                        .await?;
+                    let client_id = match by {
+                        Authority::Token { client, .. } => Some(client.id.as_str()),
+                        Authority::Session { .. } => None,
+                    };
+                    let trier = (user.id.as_str(), client_id, ip);
+                    passwords::check_current(self.store, &self.settings.passwords, self.audit, trier, current).await?;
                 }
                 Some(passwords::hash(pw.to_string()).await?)
             }

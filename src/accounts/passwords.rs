@@ -340,18 +340,21 @@ fn ip_key(ip: Option<&str>) -> String {
 /// guess it without limit. The counter is the account's own for changes:
 /// not the source address (a first-party backend is one address for all
 /// its users) and not the sign-in counter (which strangers can fill).
+///
+/// `client_id` and `ip`: where the try came from (the app whose token asks,
+/// none on the pages), for the `locked_out` event.
 pub async fn check_current(
     store: &Store,
     limits: &PasswordSettings,
     audit: &AuditLog,
-    user_id: &str,
+    (user_id, client_id, ip): (&str, Option<&str>, Option<&str>),
     password: &str,
 ) -> Result<(), AccountError> {
     let trier = Trier {
         audit,
-        client_id: None,
+        client_id,
         user_id: Some(user_id),
-        ip: None,
+        ip,
     };
     let why = "too many wrong current passwords";
     let counted = count(

@@ -279,17 +279,13 @@ impl Store {
     /// Readiness check: the database answers a query.
     /// Whether the database answers and, on PostgreSQL, takes writes (a
     /// standby, or a primary demoted in a failover, answers but refuses
-    /// them). A read-only server fails the check with the SQLSTATE a write
-    /// would get (25006), so the connection that found it is not used again.
+    /// them): an `UPDATE` that matches no row, which such a server refuses
+    /// with SQLSTATE 25006 as it would any write, so the connection that
+    /// found it is not used again. (Plain SQL, for the PostgreSQL-compatible
+    /// engines too: see the README.)
     pub async fn ping(&self) -> anyhow::Result<()> {
         let sql = match self.backend {
-            Backend::Postgres => {
-                "DO $$ BEGIN
-                   IF pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on' THEN
-                     RAISE EXCEPTION 'the database takes no writes (a standby, or read-only)' USING ERRCODE = '25006';
-                   END IF;
-                 END $$"
-            }
+            Backend::Postgres => "UPDATE otp_locks SET locked_until = locked_until WHERE FALSE",
             Backend::Sqlite => "SELECT 1",
         };
         self.db

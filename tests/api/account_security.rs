@@ -323,6 +323,12 @@ async fn parallel_wrong_passwords_never_exceed_the_limit(db: Db) {
         .filter(|e| e == "password_failed")
         .count();
     assert_eq!(failed, 5);
+    let locks = app.audit_event_names().await;
+    assert_eq!(
+        locks.iter().filter(|e| *e == "locked_out").count(),
+        1,
+        "forty racing tries, one recorded lock: {locks:?}"
+    );
 }
 
 async fn unknown_and_real_accounts_answer_wrong_passwords_alike(db: Db) {
@@ -376,6 +382,18 @@ async fn guessing_the_current_password_is_limited(db: Db) {
         statuses.push(patch_user(&app, &access, body).await.status().as_u16());
     }
     assert_eq!(statuses, [400, 400, 400, 400, 400, 429]);
+    // The lock is recorded once, with the app whose token guessed and from where.
+    app.state.audit.flush().await;
+    let filter = sesame::store::audit::AuditFilter {
+        event: Some("locked_out".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    let locks = app.state.store.audit_search(&filter).await.unwrap();
+    assert_eq!(locks.len(), 1);
+    assert_eq!(locks[0].client_id.as_deref(), Some(MINE.0));
+    assert_eq!(locks[0].detail.as_deref(), Some("too many wrong current passwords"));
+    assert!(locks[0].ip.is_some());
     // The change has a counter of its own: strangers failing at sign-in do
     // not block it, and it does not lock the account's sign-in.
     let res = password_grant(&app, "ada@example.com", "the real password").await;
