@@ -178,6 +178,14 @@ async fn numbers_of_a_country_not_allowed_get_no_sms(db: Db) {
     assert_eq!(sms.count(), 2);
     // Email is not a phone: no country rule.
     assert_eq!(app.getcode(APP, Who::Email("anywhere@example.com")).await.status(), 200);
+    // The sign-in page goes through the same send: refused there too.
+    let mut browser = Browser::new(&app);
+    browser.get("/login").await;
+    let page = browser.post("/login", &[("identifier", "+44 7400 123457")]).await;
+    assert_eq!(page.status, 422);
+    assert!(page.body.contains("send codes to that number"), "{}", page.body);
+    assert_eq!(sms.count(), 2, "nothing sent from the page either");
+    assert_eq!(app.refusals("country_not_allowed").await, 2);
 }
 
 async fn the_per_country_and_global_sms_caps_hold(db: Db) {

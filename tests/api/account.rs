@@ -71,6 +71,31 @@ async fn changing_a_phone_number_takes_a_code_and_tells_the_old_one(db: Db) {
     assert!(app.state.store.find_user("+14155550111").await.unwrap().is_none());
 }
 
+/// A change's code has the tries every code has (SPEC §3 `otp.max_attempts`,
+/// 5): after five wrong codes on `/account/identifier/verify` the right one
+/// changes nothing.
+async fn a_change_code_is_dead_after_max_attempts_wrong_tries(db: Db) {
+    let app = spawn_with(test_settings(&db)).await;
+    let mut b = Browser::new(&app);
+    sign_up_through_authorize(&mut b, "mover@example.com").await;
+    b.get("/account").await;
+    let asked = b
+        .post("/account/identifier", &[("identifier", "moved@example.com")])
+        .await;
+    assert!(asked.redirects_to("/account/identifier"), "{}", asked.status);
+    b.get("/account/identifier").await;
+    let code = app.outbox_code_to("moved@example.com").await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for _ in 0..5 {
+        let page = b.post("/account/identifier/verify", &[("code", wrong)]).await;
+        assert_eq!(page.status, 422);
+    }
+    let page = b.post("/account/identifier/verify", &[("code", &code)]).await;
+    assert!(!page.redirects_to("/account"), "{} {:?}", page.status, page.location);
+    assert!(app.state.store.find_user("moved@example.com").await.unwrap().is_none());
+    assert!(app.state.store.find_user("mover@example.com").await.unwrap().is_some());
+}
+
 async fn deleting_the_account_revokes_its_tokens_and_sessions(db: Db) {
     let app = spawn_with(test_settings(&db)).await;
     let mut b = Browser::new(&app);
@@ -215,6 +240,7 @@ db_test!(
     sensitive_changes_on_the_account_page_need_a_recent_sign_in,
     a_password_set_on_the_account_page_signs_in_on_the_login_page,
     changing_a_phone_number_takes_a_code_and_tells_the_old_one,
+    a_change_code_is_dead_after_max_attempts_wrong_tries,
     deleting_the_account_revokes_its_tokens_and_sessions,
 );
 

@@ -3,7 +3,7 @@
 
 use crate::browser::Browser;
 use crate::db_test;
-use crate::helpers::{spawn_app, Db, TestApp};
+use crate::helpers::{assert_error, spawn_app, Db, TestApp, Who, APP};
 
 /// A browser signed in as a fresh user; made admin when `admin`.
 async fn signed_in<'a>(app: &'a TestApp, email: &str, admin: bool) -> Browser<'a> {
@@ -158,9 +158,29 @@ async fn disabling_a_user_on_the_page_ends_their_sessions(db: Db) {
         view.body.contains("victim@example.com") && view.body.contains("Chrome on Linux"),
         "sessions are listed"
     );
+    // The victim's app holds a token for them too.
+    let tokens: serde_json::Value = app
+        .sign_in_with_code(APP, Who::Email("victim@example.com"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    assert_eq!(app.introspect(&access).await["active"], true);
     let off = boss.post(&format!("/admin/users/{sub}/disable"), &[]).await;
     assert!(off.redirects_to(&format!("/admin/users/{sub}")));
     assert!(victim.get("/account").await.redirects_to("/login"));
+    assert_eq!(
+        app.introspect(&access).await["active"],
+        false,
+        "disabled on the admin page as by the API and the CLI: its tokens end"
+    );
+    assert_error(
+        app.refresh(APP, tokens["refresh_token"].as_str().unwrap()).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
     assert!(app.state.store.user(&sub).await.unwrap().unwrap().disabled);
     boss.post(&format!("/admin/users/{sub}/enable"), &[]).await;
     assert!(!app.state.store.user(&sub).await.unwrap().unwrap().disabled);
