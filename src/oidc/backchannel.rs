@@ -30,6 +30,16 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 pub const RETRIES: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(4)];
 /// Events waiting beyond this are dropped (and logged): sign-out never blocks.
 const QUEUE: usize = 1024;
+/// Waits before each further try to read whom to tell while the database
+/// is unavailable (an outage), about 30 s in all; past them the sign-out
+/// is not passed on (logged).
+const READ_RETRIES: [Duration; 5] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+    Duration::from_secs(15),
+];
 
 /// What ended, as the account service and the pages report it.
 #[derive(Debug)]
@@ -82,7 +92,7 @@ impl Backchannel {
             let mut sending = tokio::task::JoinSet::new();
             while let Some(ended) = rx.recv().await {
                 let ctx = ctx.clone();
-                match notices(&ctx, ended).await {
+                match notices_once_readable(&ctx, &ended).await {
                     Ok(list) => {
                         for notice in list {
                             sending.spawn(deliver(ctx.clone(), notice));
@@ -126,14 +136,33 @@ struct Notice {
     token: String,
 }
 
+/// `notices`, read again after each of `READ_RETRIES` while the database
+/// is unavailable, so a sign-out made just before an outage still reaches
+/// its clients once the database is back.
+async fn notices_once_readable(ctx: &Ctx, ended: &Ended) -> anyhow::Result<Vec<Notice>> {
+    let mut waits = READ_RETRIES.iter();
+    loop {
+        match notices(ctx, ended).await {
+            Err(e) if crate::store::is_unavailable(&e) => match waits.next() {
+                Some(wait) => {
+                    tracing::warn!(error = %e, "back-channel logout: the database is unavailable; reading again");
+                    tokio::time::sleep(*wait).await;
+                }
+                None => return Err(e),
+            },
+            done => return done,
+        }
+    }
+}
+
 /// The logout tokens `ended` calls for: one per client (with a
 /// `backchannel_logout_uri`) and `sid` (the browser session's, else the
 /// family's own id: what its ID tokens carry), however many families share it.
-async fn notices(ctx: &Ctx, ended: Ended) -> anyhow::Result<Vec<Notice>> {
+async fn notices(ctx: &Ctx, ended: &Ended) -> anyhow::Result<Vec<Notice>> {
     let families = match ended {
-        Ended::Session { sid } => ctx.store.live_families_in(Families::OfSession(&sid)).await?,
-        Ended::BrowserSessionsOf { sub } => ctx.store.live_families_in(Families::OfBrowsersOf(&sub)).await?,
-        Ended::Families(list) => list,
+        Ended::Session { sid } => ctx.store.live_families_in(Families::OfSession(sid)).await?,
+        Ended::BrowserSessionsOf { sub } => ctx.store.live_families_in(Families::OfBrowsersOf(sub)).await?,
+        Ended::Families(list) => list.clone(),
     };
     let mut out = Vec::new();
     let mut told = std::collections::HashSet::new();

@@ -31,7 +31,7 @@ db_test!(
 const AFTER: &str = "http://localhost:3000/";
 
 /// A signed-in RP and the ID token it got.
-async fn signed_in<'a>(app: &'a TestApp, email: &str) -> (Rp<'a>, String) {
+pub(crate) async fn signed_in<'a>(app: &'a TestApp, email: &str) -> (Rp<'a>, String) {
     let mut rp = Rp::new(app, Mode::Query);
     let answer = rp.flow(email, &[("scope", "openid")]).await;
     let tokens = rp.tokens(&answer).await;
@@ -210,7 +210,7 @@ async fn oidcc_rp_initiated_logout_query_added_to_post_logout_redirect_uri(db: D
 }
 
 /// Registers `uri` as the `app` client's back-channel logout URI (admin API).
-async fn listen_for_logouts(app: &TestApp, client: &str, uri: &str) {
+pub(crate) async fn listen_for_logouts(app: &TestApp, client: &str, uri: &str) {
     let admin = app.admin_token().await;
     let res = app
         .http
@@ -226,7 +226,7 @@ async fn listen_for_logouts(app: &TestApp, client: &str, uri: &str) {
 }
 
 /// Waits (up to 10 s) until the receiver got `n` requests.
-async fn received(receiver: &Receiver, n: usize) -> Vec<Received> {
+pub(crate) async fn received(receiver: &Receiver, n: usize) -> Vec<Received> {
     let until = Instant::now() + Duration::from_secs(10);
     while receiver.count() < n && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(50)).await;

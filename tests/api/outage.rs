@@ -315,3 +315,35 @@ async fn a_failover_to_a_read_only_server_is_a_503_until_writes_are_taken_again(
     db.execute(&format!("DROP OWNED BY {role} CASCADE; DROP ROLE {role}"))
         .await;
 }
+
+/// A sign-out made as an outage begins still reaches its clients: the
+/// back-channel worker, which reads whom to tell from the database, reads
+/// again while the database is unavailable, and delivers once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(sesame_test_postgres),
+    ignore = "set SESAME_TEST_POSTGRES_URL to run the PostgreSQL half"
+)]
+async fn a_sign_out_made_as_an_outage_begins_reaches_its_clients_after_it() {
+    use crate::conformance_logout::{listen_for_logouts, received, signed_in};
+    let db = Db::postgres().await;
+    let (relay, settings) = behind_a_relay(&db).await;
+    let app = spawn_with(settings).await;
+    let receiver = crate::peers::Receiver::start().await;
+    listen_for_logouts(&app, APP.0, &format!("{}/backchannel", receiver.url)).await;
+    let (_, id_token) = signed_in(&app, "outage-bcl@example.com").await;
+    let (_, id) = crate::helpers::jwt_parts(&id_token);
+    let sid = id["sid"].as_str().unwrap().to_string();
+
+    relay.cut();
+    app.state
+        .backchannel
+        .notify(sesame::oidc::backchannel::Ended::Session { sid: sid.clone() });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.count(), 0, "nothing can be read during the outage");
+    relay.restore().await;
+    let got = received(&receiver, 1).await;
+    let form = got[0].form();
+    let (_, token) = form.iter().find(|(k, _)| k == "logout_token").unwrap();
+    assert_eq!(crate::helpers::jwt_parts(token).1["sid"], sid.as_str());
+}
