@@ -87,7 +87,7 @@ impl TestApp {
             .collect()
     }
 
-    async fn refusals(&self, reason: &str) -> u64 {
+    pub(crate) async fn refusals(&self, reason: &str) -> u64 {
         let text = self.get("/metrics").await.text().await.unwrap();
         let line = format!("sesame_code_refusals_total{{reason=\"{reason}\"}} ");
         text.lines()

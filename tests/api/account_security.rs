@@ -189,6 +189,17 @@ async fn stale_first_party_token_cannot_set_password(db: Db) {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let res = patch_user(&app, &token(&t, "access_token"), json!({"password": "too late now"})).await;
     assert_error(res, 401, "invalid_token").await;
+    // A refresh keeps the sign-in's time: the token it gives is as stale.
+    let refreshed = app.refresh(MINE, &token(&t, "refresh_token")).await;
+    assert_eq!(refreshed.status(), 200);
+    let refreshed: Value = refreshed.json().await.unwrap();
+    let res = patch_user(
+        &app,
+        &token(&refreshed, "access_token"),
+        json!({"password": "too late now"}),
+    )
+    .await;
+    assert_error(res, 401, "invalid_token").await;
     // A username is not a sensitive change.
     let res = patch_user(&app, &token(&t, "access_token"), json!({"username": "ada_l"})).await;
     assert_eq!(res.status(), 200);

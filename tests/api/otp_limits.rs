@@ -80,6 +80,7 @@ async fn the_fourth_send_in_a_window_locks_the_identifier_with_retry_after(db: D
     let res = app.getcode(APP, who).await;
     assert_eq!(res.status(), 429);
     assert_eq!(retry_after(&res), 3600, "locked for otp.lockout");
+    assert_eq!(app.refusals("locked").await, 1, "counted in /metrics by its reason");
     // Locked: verification answers 429 too, and other identifiers are unaffected.
     let code = app.outbox_code().await;
     assert_eq!(app.verifycode(APP, who, &code).await.status(), 429);
@@ -130,6 +131,7 @@ async fn a_second_send_within_the_resend_gap_is_429(db: Db) {
     assert!((1..=30).contains(&secs), "{secs}");
     let body = assert_error(res, 429, "too_many_requests").await;
     assert!(body["error_description"].as_str().unwrap().contains("wait"));
+    assert_eq!(app.refusals("resend_gap").await, 1, "counted in /metrics by its reason");
 }
 
 /// A used code ends the wait for the next one from where it was used (a
@@ -196,6 +198,11 @@ async fn the_client_budget_is_enforced(db: Db) {
         app.getcode(APP2, Who::Email("c3@example.com")).await.status(),
         200,
         "another client has its own budget"
+    );
+    assert_eq!(
+        app.refusals("client_limit").await,
+        1,
+        "counted in /metrics by its reason"
     );
 }
 
