@@ -375,7 +375,7 @@ pub async fn use_magic_link(
     let digest = state.digester.digest("magic", token);
     let Some(used) = state.store.consume_magic(&digest, same_code_id, number).await? else {
         // Not used: say why when it is the lock.
-        if let Some(key) = state.store.magic_link_ident_key(&digest).await? {
+        if let Some((key, client_id)) = state.store.magic_link_owner(&digest).await? {
             if let Some(secs) = state.store.identifier_locked_for(&key).await? {
                 let e = limits::locked(secs);
                 if let Some(reason) = e.reason() {
@@ -383,6 +383,7 @@ pub async fn use_magic_link(
                 }
                 state.audit.record(Event {
                     event: "code_refused",
+                    client_id: Some(&client_id),
                     ident_key: Some(&key),
                     ip,
                     detail: e.reason(),

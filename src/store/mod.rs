@@ -276,8 +276,7 @@ impl Store {
         out
     }
 
-    /// Readiness check: the database answers a query.
-    /// Whether the database answers and, on PostgreSQL, takes writes (a
+    /// Readiness check: whether the database answers and, on PostgreSQL, takes writes (a
     /// standby, or a primary demoted in a failover, answers but refuses
     /// them): an `UPDATE` that matches no row, which such a server refuses
     /// with SQLSTATE 25006 as it would any write, so the connection that

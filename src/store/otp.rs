@@ -244,16 +244,17 @@ impl Store {
         .transpose()
     }
 
-    /// The identifier key of the code a magic link token came with, if the
-    /// token is one of ours (used or not).
-    pub async fn magic_link_ident_key(&self, magic_digest: &str) -> anyhow::Result<Option<String>> {
+    /// The identifier key and client of the code a magic link token came
+    /// with, if the token is one of ours (used or not).
+    pub async fn magic_link_owner(&self, magic_digest: &str) -> anyhow::Result<Option<(String, String)>> {
         let row = self
             .db
-            .query("SELECT ident_key FROM otp_codes WHERE magic_digest = $1")
+            .query("SELECT ident_key, client_id FROM otp_codes WHERE magic_digest = $1")
             .bind(magic_digest)
             .fetch_optional()
             .await?;
-        Ok(row.map(|r| r.try_get("ident_key")).transpose()?)
+        row.map(|r| Ok((r.try_get("ident_key")?, r.try_get("client_id")?)))
+            .transpose()
     }
 
     /// Uses a magic link token of the OTP API (a client's `magic_link_uri`):

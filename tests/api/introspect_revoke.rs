@@ -182,12 +182,13 @@ async fn strict_revocation_mode_reads_the_database_on_every_check(db: Db) {
 }
 
 /// `tokens.access_ttl` is a real limit (SPEC §1: access tokens expire, and
-/// nothing takes one after): set to one second, a user's token and an
-/// admin's token work, then, once expired, userinfo, introspection, the
-/// account API and the admin API all refuse them.
+/// nothing takes one after): set to three seconds (`exp` is whole seconds,
+/// so a token lives two to three), a user's token and an admin's token
+/// work, then, once expired, userinfo, introspection, the account API and
+/// the admin API all refuse them.
 async fn an_expired_access_token_is_refused_everywhere(db: Db) {
     let mut settings = test_settings(&db);
-    settings.tokens.access_ttl = Duration::from_secs(1);
+    settings.tokens.access_ttl = Duration::from_secs(3);
     let app = spawn_with(settings).await;
     let tokens = app
         .signed_up_with_scope(MINE, Who::Email("brief@example.com"), Some("openid sesame:account"))
@@ -198,7 +199,7 @@ async fn an_expired_access_token_is_refused_everywhere(db: Db) {
     assert_eq!(app.introspect(&user).await["active"], true);
     assert_eq!(app.get_bearer("/admin/api/clients", &admin).await.status(), 200);
 
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     assert_error(app.userinfo(&user).await, 401, "invalid_token").await;
     assert_eq!(app.introspect(&user).await["active"], false);
     assert_error(

@@ -306,8 +306,10 @@ async fn a_failover_to_a_read_only_server_is_a_503_until_writes_are_taken_again(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(
-        restored.elapsed() < Duration::from_secs(2),
-        "at once, not when the pool happens to renew its connections: {:?}",
+        restored.elapsed() < Duration::from_secs(5),
+        "within a few requests (each idle connection that met the read-only server \
+         is dropped by the first write it takes), not when the pool happens to renew \
+         its connections: {:?}",
         restored.elapsed()
     );
     assert_eq!(app.get("/health/ready").await.status(), 200);
