@@ -96,9 +96,22 @@ async fn send(
 
 /// Counts a refusal by its reason and records it.
 fn refused(state: &AppState, origin: &Origin<'_>, key: &str, e: &OtpError) {
+    refused_from(state, Some(&origin.client.id), origin.ip, key, e);
+}
+
+/// As `refused`, naming the client and address itself (a sign-in page's
+/// magic link comes with no client's request: the client its code was for).
+fn refused_from(state: &AppState, client_id: Option<&str>, ip: Option<&str>, key: &str, e: &OtpError) {
     if let Some(reason) = e.reason() {
         state.metrics.refused(reason);
-        audit(state, origin, "code_refused", key, Some(reason));
+        state.audit.record(Event {
+            event: "code_refused",
+            client_id,
+            ident_key: Some(key),
+            ip,
+            detail: Some(reason),
+            ..Default::default()
+        });
     }
 }
 
@@ -378,17 +391,7 @@ pub async fn use_magic_link(
         if let Some((key, client_id)) = state.store.magic_link_owner(&digest).await? {
             if let Some(secs) = state.store.identifier_locked_for(&key).await? {
                 let e = limits::locked(secs);
-                if let Some(reason) = e.reason() {
-                    state.metrics.refused(reason);
-                }
-                state.audit.record(Event {
-                    event: "code_refused",
-                    client_id: Some(&client_id),
-                    ident_key: Some(&key),
-                    ip,
-                    detail: e.reason(),
-                    ..Default::default()
-                });
+                refused_from(state, Some(&client_id), ip, &key, &e);
                 return Err(e);
             }
         }

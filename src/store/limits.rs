@@ -197,18 +197,10 @@ impl Store {
             call = count_sends_call(n),
         );
         let count_and_store = c.bind(bind_counts(self.db.query(sql), locks, now, counts), now);
-        let kill = self
+        let answers = self
             .db
-            .query(
-                "UPDATE otp_codes SET dead = 1
-                  WHERE ident_key = $1 AND client_id = $2 AND source IN ($3, '') AND used_at IS NULL AND dead = 0
-                    AND id <> $4 AND EXISTS (SELECT 1 FROM otp_codes WHERE id = $4)",
-            )
-            .bind(c.ident_key)
-            .bind(c.client_id)
-            .bind(c.source)
-            .bind(c.id);
-        let answers = self.db.fetch_pipelined_unflushed(vec![count_and_store, kill]).await?;
+            .fetch_pipelined_unflushed(vec![count_and_store, self.kill_older_codes(c)])
+            .await?;
         let row = answers[0].first().ok_or_else(|| super::DbError::Column {
             column: "o_step".into(),
             problem: "no verdict".into(),

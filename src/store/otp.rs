@@ -72,34 +72,42 @@ pub struct VerifiedIdentifier {
 
 impl Store {
     /// Stores a new code; earlier live codes for the same identifier, client
-    /// and source die first (a stranger's request, from elsewhere, leaves the
-    /// user's code alive). Outside a group, between the two statements there
-    /// is simply no live code, and the resend gap keeps sends apart.
+    /// and source die with it (a stranger's request, from elsewhere, leaves
+    /// the user's code alive). Outside a group, between the two statements
+    /// another send's code may go in; the resend gap keeps sends apart.
     pub async fn insert_code(&self, c: &NewCode<'_>) -> anyhow::Result<()> {
-        let now = now();
-        // Two statements, one round trip on PostgreSQL (pipelined): the new
-        // code is not among those the first kills, since it is not there yet.
-        // Their commit does not wait for the disk: `otp::send` always writes
-        // the code's `code_sent` or `delivery_failed` event, with a commit
-        // that does, before it answers.
-        let kill = self
-            .db
-            .query(
-                "UPDATE otp_codes SET dead = 1
-             WHERE ident_key = $1 AND client_id = $2 AND source IN ($3, '') AND used_at IS NULL AND dead = 0",
-            )
-            .bind(c.ident_key)
-            .bind(c.client_id)
-            .bind(c.source);
+        // Two statements, one round trip on PostgreSQL (pipelined). Their
+        // commit does not wait for the disk: `otp::send` always writes the
+        // code's `code_sent` or `delivery_failed` event, with a commit that
+        // does, before it answers.
         let insert = c.bind(
             self.db.query(
                 "INSERT INTO otp_codes (id, ident_key, client_id, channel, code_digest, magic_digest, user_id, created_at, expires_at, match_number, source)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             ),
-            now,
+            now(),
         );
-        self.db.execute_pipelined_unflushed(vec![kill, insert]).await?;
+        self.db
+            .execute_pipelined_unflushed(vec![insert, self.kill_older_codes(c)])
+            .await?;
         Ok(())
+    }
+
+    /// Kills the live codes `c` replaces (same identifier, client and
+    /// source; legacy codes without a source too), once `c` is stored: a
+    /// statement run after `c`'s insert, in its transaction, and a no-op
+    /// if `c` is not there (a refused send, `Store::count_sends_and_insert`).
+    pub(super) fn kill_older_codes(&self, c: &NewCode<'_>) -> super::db::Query<'_> {
+        self.db
+            .query(
+                "UPDATE otp_codes SET dead = 1
+                  WHERE ident_key = $1 AND client_id = $2 AND source IN ($3, '') AND used_at IS NULL AND dead = 0
+                    AND id <> $4 AND EXISTS (SELECT 1 FROM otp_codes WHERE id = $4)",
+            )
+            .bind(c.ident_key)
+            .bind(c.client_id)
+            .bind(c.source)
+            .bind(c.id)
     }
 
     /// Kills a code (its delivery failed).
