@@ -155,8 +155,10 @@ impl<'a> Accounts<'a> {
     /// Signs the user out of every browser (their tokens stay).
     pub async fn end_sessions(&self, user: &User, actor: Actor<'_>) -> Result<u64, AccountError> {
         let ended = self.store.end_sessions_of(&user.id).await?;
-        self.backchannel
-            .notify(Ended::BrowserSessionsOf { sub: user.id.clone() });
+        self.backchannel.notify(Ended::BrowserSessionsOf {
+            sub: user.id.clone(),
+            at: now(),
+        });
         events::record(self.audit, AccountEvent::SessionsEnded, &user.id, actor, None, None);
         Ok(ended)
     }

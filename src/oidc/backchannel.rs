@@ -46,8 +46,10 @@ const READ_RETRIES: [Duration; 5] = [
 pub enum Ended {
     /// One browser session signed out: the clients it signed in to.
     Session { sid: String },
-    /// The user signed out of every browser: the clients any session signed in to.
-    BrowserSessionsOf { sub: String },
+    /// The user signed out of every browser at `at`: the clients any
+    /// session begun by then signed in to (read late, in an outage, this
+    /// does not take in sessions begun after the sign-out).
+    BrowserSessionsOf { sub: String, at: i64 },
     /// Token families that ended (disable, delete, a sensitive change, an
     /// app's access revoked), read before they went.
     Families(Vec<LiveFamily>),
@@ -161,7 +163,7 @@ async fn notices_once_readable(ctx: &Ctx, ended: &Ended) -> anyhow::Result<Vec<N
 async fn notices(ctx: &Ctx, ended: &Ended) -> anyhow::Result<Vec<Notice>> {
     let families = match ended {
         Ended::Session { sid } => ctx.store.live_families_in(Families::OfSession(sid)).await?,
-        Ended::BrowserSessionsOf { sub } => ctx.store.live_families_in(Families::OfBrowsersOf(sub)).await?,
+        Ended::BrowserSessionsOf { sub, at } => ctx.store.live_families_in(Families::OfBrowsersOf(sub, *at)).await?,
         Ended::Families(list) => list.clone(),
     };
     let mut out = Vec::new();

@@ -141,19 +141,20 @@ impl Store {
 
     /// The live families `which` names.
     pub async fn live_families_in(&self, which: Families<'_>) -> anyhow::Result<Vec<LiveFamily>> {
-        let (filter, key) = match which {
-            Families::OfSession(sid) => ("session_id = $1", sid),
-            Families::OfBrowsersOf(user_id) => ("user_id = $1 AND session_id IS NOT NULL", user_id),
-            Families::Of(user_id) => ("user_id = $1", user_id),
+        let (filter, key, started_by) = match which {
+            Families::OfSession(sid) => ("session_id = $1", sid, i64::MAX),
+            Families::OfBrowsersOf(user_id, at) => ("user_id = $1 AND session_id IS NOT NULL", user_id, at),
+            Families::Of(user_id) => ("user_id = $1", user_id, i64::MAX),
         };
         let rows = self
             .db
             .query(format!(
                 "SELECT id, client_id, user_id, session_id FROM token_families
-                 WHERE {filter} AND revoked_at IS NULL AND expires_at > $2"
+                 WHERE {filter} AND revoked_at IS NULL AND expires_at > $2 AND created_at <= $3"
             ))
             .bind(key)
             .bind(now())
+            .bind(started_by)
             .fetch_all()
             .await?;
         rows.iter()
@@ -189,8 +190,9 @@ impl LiveFamily {
 pub enum Families<'a> {
     /// Started in the browser session with this `sid`.
     OfSession(&'a str),
-    /// The user's, started in any browser session.
-    OfBrowsersOf(&'a str),
+    /// The user's, started in any browser session by the time given (a
+    /// sign-out's: sessions begun after it are not the ones it ended).
+    OfBrowsersOf(&'a str, i64),
     /// All the user's.
     Of(&'a str),
 }

@@ -349,3 +349,46 @@ async fn a_sign_out_made_as_an_outage_begins_reaches_its_clients_after_it() {
     let (_, token) = form.iter().find(|(k, _)| k == "logout_token").unwrap();
     assert_eq!(crate::helpers::jwt_parts(token).1["sid"], sid.as_str());
 }
+
+/// "Sign out everywhere" ends the sessions begun by then. Read late (the
+/// database was down when it was made), it still tells the clients of
+/// those sessions only, not of one the user began after the outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(sesame_test_postgres),
+    ignore = "set SESAME_TEST_POSTGRES_URL to run the PostgreSQL half"
+)]
+async fn a_sign_out_everywhere_read_late_does_not_take_in_a_session_begun_after_it() {
+    use crate::conformance_logout::{listen_for_logouts, received, signed_in};
+    let db = Db::postgres().await;
+    let (relay, settings) = behind_a_relay(&db).await;
+    let app = spawn_with(settings).await;
+    let receiver = crate::peers::Receiver::start().await;
+    listen_for_logouts(&app, APP.0, &format!("{}/backchannel", receiver.url)).await;
+    let (_, id_token) = signed_in(&app, "late-read@example.com").await;
+    let (_, before) = crate::helpers::jwt_parts(&id_token);
+
+    relay.cut();
+    app.state
+        .backchannel
+        .notify(sesame::oidc::backchannel::Ended::BrowserSessionsOf {
+            sub: before["sub"].as_str().unwrap().to_string(),
+            at: sesame::store::now(),
+        });
+    // The worker's reads fail at once and after 1 s; the next is 2 s later.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    relay.restore().await;
+    while app.get("/health/ready").await.status() != 200 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, id_token) = signed_in(&app, "late-read@example.com").await;
+    let (_, after) = crate::helpers::jwt_parts(&id_token);
+    assert_ne!(after["sid"], before["sid"]);
+
+    let got = received(&receiver, 1).await;
+    let form = got[0].form();
+    let (_, token) = form.iter().find(|(k, _)| k == "logout_token").unwrap();
+    assert_eq!(crate::helpers::jwt_parts(token).1["sid"], before["sid"]);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(receiver.count(), 1, "the session begun after the sign-out is not told");
+}
