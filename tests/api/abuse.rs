@@ -21,6 +21,7 @@ db_test!(
     the_per_country_and_global_sms_caps_hold,
     a_strangers_sends_and_wrong_codes_leave_the_victims_code_usable,
     the_identifier_locks_only_past_max_failures_from_every_source,
+    wrong_codes_older_than_the_failure_window_do_not_count,
     many_new_sources_cannot_bomb_one_number_and_the_users_own_is_not_held_back,
     forwarded_addresses_are_believed_from_trusted_proxies_only,
     sends_refused_for_their_address_cost_their_client_nothing,
@@ -29,6 +30,7 @@ db_test!(
     phone_input_is_digits_and_the_usual_punctuation,
     the_bot_check_passes_fails_and_fails_closed,
     the_sign_in_page_carries_the_bot_check_widget_and_needs_its_token,
+    the_account_pages_code_sends_need_the_bot_check_too,
     on_the_pages_a_code_belongs_to_the_browser_that_asked_wherever_it_moves,
     hcaptcha_and_recaptcha_widgets_fill_in_their_own_fields,
 );
@@ -312,6 +314,28 @@ async fn the_identifier_locks_only_past_max_failures_from_every_source(db: Db) {
             .status(),
         200
     );
+}
+
+/// `abuse.failure_window` as set (2 s here, `max_failures` 2; every try
+/// counts, the right one too): two wrong codes, then the window passes,
+/// then one more and the right code, which works. Counted over any longer
+/// time, the third try would find the identifier locked.
+async fn wrong_codes_older_than_the_failure_window_do_not_count(db: Db) {
+    let (app, sms) = app_with(&db, |s| {
+        s.abuse.max_failures = 2;
+        s.abuse.failure_window = Duration::from_secs(2);
+        s.otp.max_attempts = 10;
+    })
+    .await;
+    let who = Who::Phone("+1 201 555 0145");
+    assert_eq!(app.getcode(APP, who).await.status(), 200);
+    let code = sms_code(&sms).await;
+    for _ in 0..2 {
+        assert_error(app.verifycode(APP, who, wrong(&code)).await, 400, "invalid_code").await;
+    }
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_error(app.verifycode(APP, who, wrong(&code)).await, 400, "invalid_code").await;
+    assert_eq!(app.verifycode(APP, who, &code).await.status(), 200);
 }
 
 /// One address past its budget, hammering: its refused sends do not eat
@@ -643,6 +667,51 @@ async fn the_sign_in_page_carries_the_bot_check_widget_and_needs_its_token(db: D
             .1,
         "solved-by-a-person"
     );
+}
+
+/// SPEC §10: every code send needs the bot check's token, the account
+/// pages' too (a new phone, a fresh sign-in): they carry the widget, send
+/// nothing without its token, and send with it.
+async fn the_account_pages_code_sends_need_the_bot_check_too(db: Db) {
+    let siteverify = SiteVerify::start().await;
+    let (app, sms) = bot_app(&db, &siteverify).await;
+    let solved = ("cf-turnstile-response", "solved-by-a-person");
+    let mut b = Browser::new(&app);
+    b.sign_up_by_sms("+1 201 555 0190", &sms, &[solved]).await;
+    assert_eq!(sms.count(), 1);
+
+    let page = b.get("/account").await;
+    assert!(page.body.contains("cf-turnstile"), "{}", page.body);
+    let refused = b
+        .post("/account/identifier", &[("identifier", "+1 201 555 0191")])
+        .await;
+    assert_eq!(refused.location.as_deref(), Some("/account"), "{}", refused.status);
+    let page = b.get("/account").await;
+    assert!(page.body.contains("robot"), "{}", page.body);
+    assert_eq!(sms.count(), 1, "no code to the new number without the token");
+    let asked = b
+        .post("/account/identifier", &[("identifier", "+1 201 555 0191"), solved])
+        .await;
+    assert!(
+        asked.redirects_to("/account/identifier"),
+        "{} {}",
+        asked.status,
+        asked.body
+    );
+    assert_eq!(sms.count(), 2);
+    assert_eq!(sms.last().await.json()["to"], "+12015550191");
+
+    let page = b.get("/account/reauth").await;
+    assert!(page.body.contains("cf-turnstile"), "{}", page.body);
+    assert!(b.post("/account/reauth", &[]).await.redirects_to("/account/reauth"));
+    assert!(b.get("/account/reauth").await.body.contains("robot"));
+    assert_eq!(sms.count(), 2, "no fresh sign-in code without the token");
+    assert!(b
+        .post("/account/reauth", &[solved])
+        .await
+        .redirects_to("/account/reauth"));
+    assert_eq!(sms.count(), 3);
+    assert_eq!(sms.last().await.json()["to"], "+12015550190");
 }
 
 async fn on_the_pages_a_code_belongs_to_the_browser_that_asked_wherever_it_moves(db: Db) {

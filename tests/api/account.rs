@@ -8,24 +8,19 @@ use crate::db_test;
 use crate::helpers::{spawn_with, test_settings, Db, Who, APP};
 use crate::peers::Receiver;
 
-async fn changing_a_phone_number_takes_a_code_and_tells_the_old_one(db: Db) {
+/// An app whose SMS go to a webhook receiver the test reads.
+async fn app_with_sms(db: &Db) -> (crate::helpers::TestApp, Receiver) {
     let sms = Receiver::start().await;
-    let mut settings = test_settings(&db);
+    let mut settings = test_settings(db);
     settings.sms.provider = sesame::config::SmsProvider::Webhook;
     settings.sms.url = Some(format!("{}/sms", sms.url));
-    let app = spawn_with(settings).await;
+    (spawn_with(settings).await, sms)
+}
+
+async fn changing_a_phone_number_takes_a_code_and_tells_the_old_one(db: Db) {
+    let (app, sms) = app_with_sms(&db).await;
     let mut b = Browser::new(&app);
-    b.get("/login").await;
-    b.post("/login", &[("identifier", "+1 415 555 0111")]).await;
-    b.get("/login/verify").await;
-    let code = sms.last().await.json()["code"].as_str().unwrap().to_string();
-    assert!(b
-        .post("/login/verify", &[("code", &code)])
-        .await
-        .redirects_to("/signup"));
-    b.get("/signup").await;
-    assert!(b.post("/signup", &[]).await.redirects_to("/account"));
-    b.get("/account").await;
+    b.sign_up_by_sms("+1 415 555 0111", &sms, &[]).await;
 
     // Asking for the change sends a code to the new number; nothing changes yet.
     let asked = b
@@ -170,6 +165,49 @@ async fn a_password_set_on_the_account_page_signs_in_on_the_login_page(db: Db) {
         .await;
     assert!(ok.redirects_to("/account"), "{:?}", ok.location);
     assert_eq!(later.get("/account").await.status, 200);
+
+    // SPEC §9: replacing it needs the current one (this sign-in was no code).
+    // Without it, or with a wrong one, nothing changes; with it, it is replaced.
+    let new = ("password", "battery staple horse");
+    for (current, says) in [
+        (None, "Enter your current password"),
+        (Some("nope nope nope"), "Wrong username or password"),
+    ] {
+        let mut form = vec![new];
+        form.extend(current.map(|c| ("current_password", c)));
+        let refused = later.post("/account/password", &form).await;
+        assert_eq!(refused.location.as_deref(), Some("/account"));
+        let page = later.get("/account").await;
+        assert!(
+            page.body.contains(says) && !page.body.contains("Saved."),
+            "{current:?}: {}",
+            page.body
+        );
+    }
+    let replaced = later
+        .post(
+            "/account/password",
+            &[new, ("current_password", "correct horse battery")],
+        )
+        .await;
+    assert_eq!(replaced.location.as_deref(), Some("/account"));
+    assert!(later.get("/account").await.body.contains("Saved."));
+    let mut third = Browser::new(&app);
+    third.get("/login?method=password").await;
+    let old = third
+        .post(
+            "/login/password",
+            &[("login", "pwuser"), ("password", "correct horse battery")],
+        )
+        .await;
+    assert_eq!(old.status, 422, "the old password no longer signs in");
+    let ok = third
+        .post(
+            "/login/password",
+            &[("login", "pwuser"), ("password", "battery staple horse")],
+        )
+        .await;
+    assert!(ok.redirects_to("/account"), "{:?}", ok.location);
 }
 
 /// SPEC §9: with a sign-in older than `account.reauth_after`, a password,
@@ -242,7 +280,87 @@ db_test!(
     changing_a_phone_number_takes_a_code_and_tells_the_old_one,
     a_change_code_is_dead_after_max_attempts_wrong_tries,
     deleting_the_account_revokes_its_tokens_and_sessions,
+    a_verified_identifier_of_another_account_is_not_taken_even_with_its_code,
+    a_password_set_on_the_page_is_told_to_every_verified_identifier,
 );
+
+/// SPEC §9: after a sensitive change every verified identifier gets a
+/// notice. An account with a proven phone (SMS webhook) and a proven email
+/// (console) sets a password on `/account/password`: both are told, with
+/// no code.
+async fn a_password_set_on_the_page_is_told_to_every_verified_identifier(db: Db) {
+    let (app, sms) = app_with_sms(&db).await;
+    let mut b = Browser::new(&app);
+    b.sign_up_by_sms("+1 415 555 0131", &sms, &[]).await;
+    let asked = b
+        .post("/account/identifier", &[("identifier", "both@example.com")])
+        .await;
+    assert!(asked.redirects_to("/account/identifier"));
+    b.get("/account/identifier").await;
+    let code = app.outbox_code_to("both@example.com").await;
+    assert_eq!(
+        b.post("/account/identifier/verify", &[("code", &code)])
+            .await
+            .location
+            .as_deref(),
+        Some("/account")
+    );
+    let user = app.state.store.find_user("both@example.com").await.unwrap().unwrap();
+    assert!(user.email_verified && user.phone_verified, "{user:?}");
+    let texts_before = sms.count();
+
+    b.get("/account").await;
+    let set = b
+        .post("/account/password", &[("password", "correct horse battery")])
+        .await;
+    assert_eq!(set.location.as_deref(), Some("/account"));
+    assert!(b.get("/account").await.body.contains("Saved."));
+
+    let notice = sms.last().await.json();
+    assert_eq!(sms.count(), texts_before + 1);
+    assert_eq!(
+        (notice["to"].as_str(), notice["kind"].as_str()),
+        (Some("+14155550131"), Some("notice"))
+    );
+    assert_eq!(notice["code"], Value::Null);
+    let outbox: Value = app.get("/dev/outbox?format=json").await.json().await.unwrap();
+    assert_eq!(outbox[0]["to"], "both@example.com");
+    assert_eq!(outbox[0]["code"], "", "a notice, no code: {}", outbox[0]);
+    assert!(
+        outbox[0]["text"].as_str().unwrap().contains("password"),
+        "{}",
+        outbox[0]
+    );
+}
+
+/// SPEC §9: a verified identifier is one account's sign-in key, unique.
+/// Someone who holds two accounts (or reads the other's mailbox) and proves
+/// the other's email on their own account page changes nothing: the email
+/// stays the other account's, theirs keeps its own.
+async fn a_verified_identifier_of_another_account_is_not_taken_even_with_its_code(db: Db) {
+    let app = spawn_with(test_settings(&db)).await;
+    let mut first = Browser::new(&app);
+    sign_up_through_authorize(&mut first, "first@example.com").await;
+    let mut b = Browser::new(&app);
+    sign_up_through_authorize(&mut b, "second@example.com").await;
+    b.get("/account").await;
+    let asked = b
+        .post("/account/identifier", &[("identifier", "first@example.com")])
+        .await;
+    assert!(asked.redirects_to("/account/identifier"), "{}", asked.status);
+    b.get("/account/identifier").await;
+    let code = app.outbox_code_to("first@example.com").await;
+    let done = b.post("/account/identifier/verify", &[("code", &code)]).await;
+    assert_eq!(done.location.as_deref(), Some("/account"));
+    let page = b.get("/account").await;
+    assert!(page.body.contains("Another account already uses"), "{}", page.body);
+    assert!(page.body.contains("second@example.com"));
+    let owner = app.state.store.find_user("first@example.com").await.unwrap().unwrap();
+    assert!(owner.email_verified);
+    let second = app.state.store.find_user("second@example.com").await.unwrap().unwrap();
+    assert_ne!(owner.id, second.id);
+    assert_eq!(first.get("/account").await.status, 200, "the holder stays signed in");
+}
 
 /// SPEC §9: a browser session ends `account.session_max_age` after its sign-in,
 /// however busy it is.

@@ -15,6 +15,7 @@ db_test!(
     replacing_a_password_needs_the_current_one,
     stale_first_party_token_cannot_set_password,
     unverified_email_is_not_a_sign_in_key,
+    an_unverified_email_is_no_password_login_and_the_page_answers_alike,
     unverified_phone_is_not_a_sign_in_key,
     look_alike_email_cannot_reach_another_account,
     codes_for_an_account_go_to_the_address_stored_on_it,
@@ -242,6 +243,60 @@ async fn unverified_email_is_not_a_sign_in_key(db: Db) {
     let owner: Value = res.json().await.unwrap();
     assert_eq!(owner["email_verified"], true);
     assert_ne!(owner["sub"], user["sub"]);
+}
+
+/// SPEC §9: an unproven email is never used to find an account, the
+/// password's logins included; and `/login/password` answers an unknown
+/// login exactly as a real one, wrong passwords and lockout alike.
+async fn an_unverified_email_is_no_password_login_and_the_page_answers_alike(db: Db) {
+    let app = spawn_with(settings(&db)).await;
+    let secret = app.verified(MINE, Who::Phone("+14155550124")).await;
+    let res = app
+        .create_user(
+            MINE,
+            &json!({"secret_identifier": secret, "username": "hopper", "email": "hopper@example.com",
+                    "password": "the real password"}),
+        )
+        .await;
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let res = password_grant(&app, "hopper@example.com", "the real password").await;
+    assert_error(res, 400, "invalid_grant").await;
+    assert_eq!(password_grant(&app, "hopper", "the real password").await.status(), 200);
+    let mut page = crate::browser::Browser::new(&app);
+    page.get("/login?method=password").await;
+    let by_email = page
+        .post(
+            "/login/password",
+            &[("login", "hopper@example.com"), ("password", "the real password")],
+        )
+        .await;
+    assert_eq!(by_email.status, 422);
+    assert!(
+        by_email.body.contains("Wrong username or password"),
+        "{}",
+        by_email.body
+    );
+
+    let mut answers: Vec<Vec<(u16, &str)>> = vec![];
+    for login in ["hopper", "nobody-at-all"] {
+        let mut b = crate::browser::Browser::new(&app);
+        b.get("/login?method=password").await;
+        let mut seen = vec![];
+        for _ in 0..6 {
+            let p = b
+                .post("/login/password", &[("login", login), ("password", "a wrong password")])
+                .await;
+            let says = ["Wrong username or password.", "Too many wrong passwords."]
+                .into_iter()
+                .find(|m| p.body.contains(m))
+                .unwrap_or("something else");
+            seen.push((p.status, says));
+        }
+        answers.push(seen);
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0][4], (422, "Wrong username or password."));
+    assert_eq!(answers[0][5].1, "Too many wrong passwords.");
 }
 
 async fn unverified_phone_is_not_a_sign_in_key(db: Db) {

@@ -288,7 +288,56 @@ async fn disabling_and_deleting_a_user_is_audited_alike_from_the_api_the_pages_a
     assert!(audited(&app, "user_created").await.is_empty());
 }
 
+/// SPEC §9: deleting a user makes their access tokens inactive
+/// (introspection, userinfo) within `server.revocation_sync` (1 s), and
+/// their refresh tokens dead: deleted as they are, without a disable first,
+/// from the admin API, the admin pages and the CLI alike.
+async fn deleting_a_live_user_ends_their_tokens_from_the_api_the_pages_and_the_cli(db: Db) {
+    let app = spawn_app(&db).await;
+    let mut boss = signed_in(&app, "boss3@example.com", true).await;
+    let mut held = vec![];
+    for email in ["del-api@example.com", "del-page@example.com", "del-cli@example.com"] {
+        let tokens = app.signed_up(APP, Who::Email(email)).await;
+        let access = tokens["access_token"].as_str().unwrap().to_string();
+        assert_eq!(app.introspect(&access).await["active"], true);
+        assert_eq!(app.userinfo(&access).await.status(), 200);
+        let sub = app.state.store.find_user(email).await.unwrap().unwrap().id;
+        held.push((sub, access, tokens["refresh_token"].as_str().unwrap().to_string()));
+    }
+    let admin = app.admin_token().await;
+    let res = app
+        .http
+        .delete(app.url(&format!("/admin/api/users/{}", held[0].0)))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    boss.get(&format!("/admin/users/{}/delete", held[1].0)).await;
+    assert!(boss
+        .post(&format!("/admin/users/{}/delete", held[1].0), &[])
+        .await
+        .redirects_to("/admin/users"));
+    cli_user(&db, "delete", &held[2].0);
+
+    let deleted = std::time::Instant::now();
+    for (sub, access, refresh) in &held {
+        // The CLI is another process: this node learns of it at its next sync.
+        while app.introspect(access).await["active"] != false {
+            assert!(
+                deleted.elapsed() < std::time::Duration::from_secs(3),
+                "{sub}'s access token is still active"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_error(app.userinfo(access).await, 401, "invalid_token").await;
+        assert_error(app.refresh(APP, refresh).await, 400, "invalid_grant").await;
+        assert!(app.state.store.user(sub).await.unwrap().is_none());
+    }
+}
+
 db_test!(
+    deleting_a_live_user_ends_their_tokens_from_the_api_the_pages_and_the_cli,
     disabling_and_deleting_a_user_is_audited_alike_from_the_api_the_pages_and_the_cli,
     only_admins_get_in_and_signing_in_comes_back_to_admin,
     clients_are_registered_edited_rotated_and_deleted_with_confirmation,

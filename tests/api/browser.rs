@@ -175,6 +175,25 @@ impl<'a> Browser<'a> {
         self.consent("allow").await
     }
 
+    /// Signs `phone` up on the pages: `/login` (with `extra`, e.g. a bot
+    /// check's token), the code as `sms` (an SMS webhook receiver) got it,
+    /// then `/signup`; ends on `/account`.
+    pub async fn sign_up_by_sms(&mut self, phone: &str, sms: &crate::peers::Receiver, extra: &[(&str, &str)]) {
+        self.get("/login").await;
+        let mut form = vec![("identifier", phone)];
+        form.extend_from_slice(extra);
+        assert!(self.post("/login", &form).await.redirects_to("/login/verify"));
+        self.get("/login/verify").await;
+        let code = sms.last().await.json()["code"].as_str().unwrap().to_string();
+        assert!(self
+            .post("/login/verify", &[("code", &code)])
+            .await
+            .redirects_to("/signup"));
+        self.get("/signup").await;
+        assert!(self.post("/signup", &[]).await.redirects_to("/account"));
+        assert_eq!(self.get("/account").await.status, 200);
+    }
+
     /// Asks for a code on `/login` and enters it (read from the console outbox).
     pub async fn sign_in_with_code(&mut self, identifier: &str) -> Page {
         let login = self.get("/login").await;

@@ -3,12 +3,73 @@ use sesame::config::SigningAlg::{self, ES256};
 use sesame::jose::generate_key;
 
 use crate::db_test;
-use crate::helpers::{jwt_parts, spawn_app, spawn_with, test_settings, Db, TestApp, SVC};
+use crate::helpers::{jwt_parts, spawn_app, spawn_with, test_settings, Db, TestApp, ODD, SVC};
 
 db_test!(
     restarting_keeps_keys_clients_and_revocations,
-    a_rotated_key_stays_published_and_old_tokens_stay_valid
+    a_rotated_key_stays_published_and_old_tokens_stay_valid,
+    an_edited_clients_file_is_applied_at_the_next_start,
 );
+
+/// SPEC §7: `clients.toml` is applied at each start, declaratively: a
+/// client taken out of the file is gone, a changed one changes, and a
+/// client registered through the admin API (not the file's) stays.
+async fn an_edited_clients_file_is_applied_at_the_next_start(db: Db) {
+    let settings = || {
+        let mut s = test_settings(&db);
+        s.issuer = "http://localhost:8080".into();
+        s
+    };
+    let registered = {
+        let app = spawn_with(settings()).await;
+        assert_eq!(app.client_credentials(ODD, None).await.status(), 200);
+        assert_eq!(app.client_credentials(SVC, Some("api:write")).await.status(), 200);
+        let res = app
+            .http
+            .post(app.url("/admin/api/clients"))
+            .bearer_auth(app.admin_token().await)
+            .json(&serde_json::json!({"client_name": "Registered", "grant_types": ["client_credentials"], "scope": "api:read"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        let created: Value = res.json().await.unwrap();
+        (
+            created["client_id"].as_str().unwrap().to_string(),
+            created["client_secret"].as_str().unwrap().to_string(),
+        )
+    };
+    // The operator takes `odd.client` out and narrows `svc` to api:read.
+    let file = db.dir().join("clients.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let odd_block = text
+        .find("[[client]]\nid = \"odd.client\"")
+        .expect("odd.client's block");
+    let odd_end = odd_block + 1 + text[odd_block + 1..].find("[[client]]").unwrap();
+    let edited = format!("{}{}", &text[..odd_block], &text[odd_end..]).replacen(
+        r#"scopes = ["api:read", "api:write"]"#,
+        r#"scopes = ["api:read"]"#,
+        1,
+    );
+    assert!(!edited.contains("odd.client") && !edited.contains("api:write"));
+    std::fs::write(&file, edited).unwrap();
+
+    let app = spawn_with(settings()).await;
+    crate::helpers::assert_error(app.client_credentials(ODD, None).await, 401, "invalid_client").await;
+    crate::helpers::assert_error(
+        app.client_credentials(SVC, Some("api:write")).await,
+        400,
+        "invalid_scope",
+    )
+    .await;
+    assert_eq!(app.client_credentials(SVC, Some("api:read")).await.status(), 200);
+    let (id, secret) = registered;
+    assert_eq!(
+        app.client_credentials((&id, &secret), None).await.status(),
+        200,
+        "a client registered through the admin API is not the file's to remove"
+    );
+}
 
 async fn restarting_keeps_keys_clients_and_revocations(db: Db) {
     // One issuer for both runs, as a real deployment has.

@@ -13,6 +13,7 @@ db_test!(
     verifycode_takes_a_magic_token_instead_of_the_code,
     clients_without_a_magic_link_uri_get_the_code_only,
     a_magic_link_uri_must_be_https_without_spaces,
+    an_api_magic_link_expires_with_its_code,
 );
 
 async fn app(db: &Db) -> TestApp {
@@ -105,6 +106,40 @@ async fn verifycode_takes_a_magic_token_instead_of_the_code(db: Db) {
         )
         .await;
     assert_error(both, 400, "invalid_request").await;
+}
+
+/// SPEC §3: the link is the code's, and lives `otp.ttl` like it. Past it the
+/// token is refused at both places that take it, and spends nothing else.
+async fn an_api_magic_link_expires_with_its_code(db: Db) {
+    let mut s = test_settings(&db);
+    s.otp.resend_after = std::time::Duration::ZERO;
+    s.otp.ttl = std::time::Duration::from_secs(2);
+    let app = spawn_with(s).await;
+    app.signed_up(LINKED, Who::Email("ada@example.com")).await;
+    let (token, _) = sent(&app, LINKED, "ada@example.com").await;
+    let token = token.unwrap();
+    // `expires_at` is whole seconds: three seconds on, it has passed whenever the link was made.
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    assert_error(
+        redeem(&app, LINKED, "ada@example.com", &token).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    let res = app
+        .post_form(
+            "/otp/verifycode/",
+            LINKED,
+            &[("email", "ada@example.com"), ("magic_token", &token)],
+        )
+        .await;
+    assert_error(res, 400, "invalid_code").await;
+    // A link sent now works as ever: what was refused was the old one's age.
+    let (fresh, _) = sent(&app, LINKED, "ada@example.com").await;
+    assert_eq!(
+        redeem(&app, LINKED, "ada@example.com", &fresh.unwrap()).await.status(),
+        200
+    );
 }
 
 async fn clients_without_a_magic_link_uri_get_the_code_only(db: Db) {

@@ -20,6 +20,7 @@ db_test!(
     the_otp_grant_takes_a_code_directly_and_the_urn_name,
     a_phone_number_alone_never_yields_tokens,
     console_delivery_lists_codes_on_the_dev_outbox,
+    codes_have_otp_length_digits_on_every_path,
 );
 
 const WEBHOOK_SECRET: &str = "whsec_c2VzYW1lLXRlc3Qtd2ViaG9vay1zZWNyZXQ=";
@@ -411,4 +412,43 @@ async fn racing_grants_with_one_secret_identifier_issue_tokens_once(db: Db) {
     let statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
     assert!(statuses.iter().all(|s| *s == 200 || *s == 400), "{statuses:?}");
+}
+
+/// SPEC §3: codes are `otp.length` digits. At 8, the API sends and takes
+/// eight digits; six of them are no code (and no try: a wrong-length code
+/// is refused before any attempt is counted, so the right one still works);
+/// the sign-in page asks for eight and signs in with them.
+async fn codes_have_otp_length_digits_on_every_path(db: Db) {
+    let mut s = test_settings(&db);
+    s.otp.length = 8;
+    s.otp.max_attempts = 1;
+    s.otp.resend_after = std::time::Duration::ZERO;
+    let app = spawn_with(s).await;
+    let who = Who::Email("eight@example.com");
+    assert_eq!(app.getcode(APP, who).await.status(), 200);
+    let code = app.outbox_code().await;
+    assert!(code.len() == 8 && code.bytes().all(|b| b.is_ascii_digit()), "{code}");
+    assert_error(app.verifycode(APP, who, &code[..6]).await, 400, "invalid_code").await;
+    assert_error(app.verifycode(APP, who, &format!("{code}0")).await, 400, "invalid_code").await;
+    let res = app.verifycode(APP, who, &code).await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+
+    let mut b = crate::browser::Browser::new(&app);
+    b.get("/login").await;
+    assert!(b
+        .post("/login", &[("identifier", "page@example.com")])
+        .await
+        .redirects_to("/login/verify"));
+    let page = b.get("/login/verify").await;
+    assert!(page.body.contains("8-digit code"), "{}", page.body);
+    let code = app.outbox_code().await;
+    assert_eq!(code.len(), 8);
+    let short = b.post("/login/verify", &[("code", &code[..6])]).await;
+    assert_eq!(short.status, 422);
+    let signed_in = b.post("/login/verify", &[("code", &code)]).await;
+    assert!(
+        signed_in.status == 303 && !signed_in.redirects_to("/login"),
+        "{:?}",
+        signed_in.location
+    );
 }

@@ -12,7 +12,9 @@ use crate::helpers::{assert_error, spawn_with, test_settings, Db, TestApp, Who, 
 db_test!(
     an_expired_code_is_invalid,
     five_wrong_tries_kill_the_code_and_lock_the_identifier,
+    a_code_takes_max_attempts_tries_and_no_more,
     the_fourth_send_in_a_window_locks_the_identifier_with_retry_after,
+    sends_older_than_the_send_window_do_not_count,
     a_second_send_within_the_resend_gap_is_429,
     a_right_code_lifts_its_sources_resend_gap_and_a_wrong_one_does_not,
     a_send_refused_by_the_resend_gap_does_not_count_toward_max_sends,
@@ -69,6 +71,54 @@ async fn five_wrong_tries_kill_the_code_and_lock_the_identifier(db: Db) {
     let events: Vec<String> = app.audit_event_names().await;
     assert!(events.contains(&"locked_out".to_string()), "{events:?}");
     assert_eq!(events.iter().filter(|e| *e == "code_failed").count(), 5);
+}
+
+/// `otp.max_attempts` as set (3 here): two wrong tries leave the right code
+/// working; a third kills it.
+async fn a_code_takes_max_attempts_tries_and_no_more(db: Db) {
+    let app = app_with(&db, |s| s.otp.max_attempts = 3).await;
+    for (who, wrong_tries, works) in [
+        (Who::Email("under@example.com"), 2, true),
+        (Who::Email("at@example.com"), 3, false),
+    ] {
+        assert_eq!(app.getcode(APP, who).await.status(), 200);
+        let code = app.outbox_code_to(who.field().1).await;
+        let wrong = if code == "000000" { "111111" } else { "000000" };
+        for _ in 0..wrong_tries {
+            assert_error(app.verifycode(APP, who, wrong).await, 400, "invalid_code").await;
+        }
+        let res = app.verifycode(APP, who, &code).await;
+        if works {
+            assert_eq!(res.status(), 200, "{wrong_tries} wrong tries of 3");
+        } else {
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap();
+            assert!(
+                (status == 400 && body["error"] == "invalid_code")
+                    || (status == 429 && body["error"] == "too_many_requests"),
+                "{status} {body}"
+            );
+        }
+    }
+}
+
+/// `otp.send_window` as set (2 s here), apart from `otp.lockout` (1 h):
+/// two sends, the window passes, three more are all sent. Counted over the
+/// lockout's hour instead, the fourth would lock.
+async fn sends_older_than_the_send_window_do_not_count(db: Db) {
+    let app = app_with(&db, |s| s.otp.send_window = Duration::from_secs(2)).await;
+    let who = Who::Email("windowed@example.com");
+    for _ in 0..2 {
+        assert_eq!(app.getcode(APP, who).await.status(), 200);
+    }
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    for i in 0..3 {
+        assert_eq!(app.getcode(APP, who).await.status(), 200, "send {i} of the new window");
+    }
+    let res = app.getcode(APP, who).await;
+    assert_eq!(res.status(), 429, "the fourth in a window locks, as ever");
+    let secs = retry_after(&res);
+    assert!(secs > 3500 && secs <= 3600, "locked for otp.lockout: {secs}");
 }
 
 async fn the_fourth_send_in_a_window_locks_the_identifier_with_retry_after(db: Db) {
@@ -218,6 +268,9 @@ async fn the_ip_budget_is_enforced(db: Db) {
         );
     }
     let res = app.getcode(APP2, Who::Email("ip9@example.com")).await;
+    // SPEC §10: over any limit, a 429 with Retry-After (here: what is left of `otp.send_window`, 1 h).
+    let secs = retry_after(&res);
+    assert!(secs > 3500 && secs <= 3600, "{secs}");
     assert_error(res, 429, "too_many_requests").await;
 }
 

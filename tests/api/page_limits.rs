@@ -137,4 +137,56 @@ db_test!(
     bad_input_on_the_pages_is_a_clear_4xx,
     an_expired_magic_link_is_refused,
     revoking_an_app_on_the_account_page_ends_its_tokens_and_consent,
+    an_expired_code_is_refused_on_the_page,
+    the_fourth_code_in_a_window_is_refused_on_the_page_and_not_sent,
 );
+
+/// A code past `otp.ttl` (the clock moved in the database) is refused on
+/// the sign-in page, as at verifycode; the browser is not signed in.
+async fn an_expired_code_is_refused_on_the_page(db: Db) {
+    let app = spawn_app(&db).await;
+    let mut b = Browser::new(&app);
+    b.get("/login").await;
+    b.post("/login", &[("identifier", "stale@example.com")]).await;
+    b.get("/login/verify").await;
+    let code = app.outbox_code().await;
+    db.execute("UPDATE otp_codes SET expires_at = created_at - 1").await;
+    let page = b.post("/login/verify", &[("code", &code)]).await;
+    assert_eq!(page.status, 422);
+    assert!(page.body.contains("That code is wrong or has expired"), "{}", page.body);
+    assert!(b.get("/account").await.redirects_to("/login"), "not signed in");
+}
+
+/// `otp.max_sends` (3 a window) on the pages: the fourth code asked for one
+/// identifier, by `/login` or "send again", is refused with the lock shown,
+/// and nothing more is sent.
+async fn the_fourth_code_in_a_window_is_refused_on_the_page_and_not_sent(db: Db) {
+    let mut settings = crate::helpers::test_settings(&db);
+    settings.otp.resend_after = std::time::Duration::ZERO;
+    let app = crate::helpers::spawn_with(settings).await;
+    let sent = || async {
+        let outbox: serde_json::Value = app.get("/dev/outbox?format=json").await.json().await.unwrap();
+        outbox.as_array().unwrap().len()
+    };
+    let mut b = Browser::new(&app);
+    b.get("/login").await;
+    assert!(b
+        .post("/login", &[("identifier", "often@example.com")])
+        .await
+        .redirects_to("/login/verify"));
+    b.get("/login/verify").await;
+    for _ in 0..2 {
+        assert!(b.post("/login/resend", &[]).await.redirects_to("/login/verify"));
+        assert!(b.get("/login/verify").await.body.contains("We sent a new code"));
+    }
+    assert_eq!(sent().await, 3);
+    assert!(b.post("/login/resend", &[]).await.redirects_to("/login/verify"));
+    let page = b.get("/login/verify").await;
+    assert!(page.body.contains("Too many codes were requested"), "{}", page.body);
+    let mut other = Browser::new(&app);
+    other.get("/login").await;
+    let page = other.post("/login", &[("identifier", "often@example.com")]).await;
+    assert_eq!(page.status, 422, "{:?}", page.location);
+    assert!(page.body.contains("Too many codes were requested"), "{}", page.body);
+    assert_eq!(sent().await, 3, "nothing sent past the limit");
+}

@@ -239,3 +239,29 @@ async fn setting_credentials_needs_the_users_token_and_valid_input(db: Db) {
         200
     );
 }
+
+/// SPEC §9: hashing runs at most `passwords.max_concurrent_hashes` at once.
+/// A node hashes on exactly that many threads of its own (hashing on them
+/// only: `passwords::tests::hashing_runs_on_the_fixed_pool_threads`), and on
+/// one per core without the key.
+#[tokio::test]
+async fn a_node_hashes_on_max_concurrent_hashes_threads() {
+    async fn hashing_threads(env: &[(&str, &str)]) -> usize {
+        let db = Db::sqlite();
+        std::fs::write(db.dir().join("clients.toml"), crate::helpers::clients_toml()).unwrap();
+        let node =
+            crate::multi_node::start_node_with(&db, "http://127.0.0.1:9/sms", std::process::Stdio::inherit(), env);
+        crate::multi_node::wait_ready(&reqwest::Client::new(), &node).await;
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", node.child.id())).unwrap();
+        tasks
+            .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+            .filter(|name| name.starts_with("sesame-hash-"))
+            .count()
+    }
+    assert_eq!(
+        hashing_threads(&[("SESAME_PASSWORDS__MAX_CONCURRENT_HASHES", "3")]).await,
+        3
+    );
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(hashing_threads(&[]).await, cores);
+}

@@ -12,7 +12,42 @@ crate::db_test!(
     one_node_sweeps_at_a_time,
     a_backlog_is_deleted_in_bounded_batches,
     a_table_that_cannot_be_purged_does_not_stop_the_others,
+    a_live_lock_and_a_live_revocation_outlast_a_sweep,
 );
+
+/// A sweep that took a live lock or revocation would lift a lockout or
+/// bring a revoked token back: both stay until they end, then go.
+async fn a_live_lock_and_a_live_revocation_outlast_a_sweep(db: Db) {
+    let mut settings = crate::helpers::test_settings(&db);
+    settings.otp.resend_after = std::time::Duration::ZERO;
+    let app = crate::helpers::spawn_with(settings).await;
+    let tokens = app.signed_up(APP, Who::Email("revoked@example.com")).await;
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    let res = app.post_form("/oauth2/revoke", APP, &[("token", &access)]).await;
+    assert_eq!(res.status(), 200);
+    let locked = Who::Email("locked@example.com");
+    for _ in 0..3 {
+        assert_eq!(app.getcode(APP, locked).await.status(), 200);
+    }
+    assert_eq!(app.getcode(APP, locked).await.status(), 429);
+    assert_eq!(
+        (count(&app, "otp_locks").await, count(&app, "revocations").await),
+        (1, 1)
+    );
+
+    let s = sweep(&app.state, "node-a", now()).await.unwrap().unwrap();
+    assert_eq!((s.of("otp_locks"), s.of("revocations")), (0, 0), "{s:?}");
+    assert_eq!(app.getcode(APP, locked).await.status(), 429, "still locked");
+    assert_eq!(app.introspect(&access).await["active"], false, "still revoked");
+
+    // Past the lock (`otp.lockout`, 1 h) and the token's own expiry (15 min): both go.
+    let s = sweep(&app.state, "node-a", now() + 2 * 3600).await.unwrap().unwrap();
+    assert_eq!((s.of("otp_locks"), s.of("revocations")), (1, 1), "{s:?}");
+    assert_eq!(
+        (count(&app, "otp_locks").await, count(&app, "revocations").await),
+        (0, 0)
+    );
+}
 
 const DAY: i64 = 86_400;
 
