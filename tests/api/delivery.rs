@@ -10,6 +10,7 @@ use crate::peers::{Receiver, SmtpServer};
 db_test!(
     a_failing_webhook_is_503_and_leaves_no_usable_code,
     a_refusing_smtp_server_is_503,
+    a_message_the_smtp_server_rejects_leaves_no_usable_code,
     twilio_gets_its_messages_api_call,
     a_provider_that_hangs_is_503_within_the_timeout,
 );
@@ -60,6 +61,23 @@ async fn a_refusing_smtp_server_is_503(db: Db) {
         "delivery_failed",
     )
     .await;
+}
+
+/// SPEC §3: a code whose delivery failed is not left usable, by email as
+/// by SMS. The SMTP server takes the message's data, then rejects it (554):
+/// getcode is a 503, and the code the message carried is refused.
+async fn a_message_the_smtp_server_rejects_leaves_no_usable_code(db: Db) {
+    let smtp = SmtpServer::start_rejecting_messages().await;
+    let mut s = test_settings(&db);
+    s.email.provider = EmailProvider::Smtp;
+    s.email.smtp_url = Some(Redacted(smtp.url.clone()));
+    let app = spawn_with(s).await;
+    let who = Who::Email("rejected@example.com");
+    assert_error(app.getcode(APP, who).await, 503, "delivery_failed").await;
+    let subject = smtp.last().await.header("subject").unwrap();
+    let code: String = subject.chars().take_while(char::is_ascii_digit).collect();
+    assert_eq!(code.len(), 6, "{subject}");
+    assert_error(app.verifycode(APP, who, &code).await, 400, "invalid_code").await;
 }
 
 async fn twilio_gets_its_messages_api_call(db: Db) {

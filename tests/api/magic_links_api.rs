@@ -87,17 +87,16 @@ async fn an_api_magic_link_is_bound_to_its_client_and_identifier(db: Db) {
 async fn verifycode_takes_a_magic_token_instead_of_the_code(db: Db) {
     let app = app(&db).await;
     let (token, _) = sent(&app, LINKED, "new@example.com").await;
-    let res = app
-        .post_form(
-            "/otp/verifycode/",
-            LINKED,
-            &[("email", "new@example.com"), ("magic_token", &token.unwrap())],
-        )
-        .await;
+    let token = token.unwrap();
+    let form = [("email", "new@example.com"), ("magic_token", token.as_str())];
+    let verify = || app.post_form("/otp/verifycode/", LINKED, &form);
+    let res = verify().await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["account_exists"], false);
     assert!(body["secret_identifier"].is_string());
+    // Single use here too.
+    assert_error(verify().await, 400, "invalid_code").await;
     let both = app
         .post_form(
             "/otp/verifycode/",

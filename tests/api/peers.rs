@@ -141,6 +141,17 @@ impl Mail {
     }
 }
 
+/// What the SMTP stand-in refuses.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Refuse {
+    Nothing,
+    /// Every recipient, with 550.
+    Recipients,
+    /// Every message, with 554 once its data has been sent (kept, so the
+    /// test can read what was refused).
+    Messages,
+}
+
 /// A minimal SMTP server (RFC 5321): EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT.
 /// With `refuse` it rejects every recipient with 550.
 #[derive(Clone)]
@@ -151,6 +162,15 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub async fn start(refuse: bool) -> SmtpServer {
+        Self::start_refusing(if refuse { Refuse::Recipients } else { Refuse::Nothing }).await
+    }
+
+    /// One that takes every message's data and then rejects it (554).
+    pub async fn start_rejecting_messages() -> SmtpServer {
+        Self::start_refusing(Refuse::Messages).await
+    }
+
+    async fn start_refusing(refuse: Refuse) -> SmtpServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("smtp://127.0.0.1:{}", listener.local_addr().unwrap().port());
         let mails: Arc<Mutex<Vec<Mail>>> = Arc::default();
@@ -174,7 +194,7 @@ impl SmtpServer {
     }
 }
 
-async fn session(socket: tokio::net::TcpStream, mails: Arc<Mutex<Vec<Mail>>>, refuse: bool) {
+async fn session(socket: tokio::net::TcpStream, mails: Arc<Mutex<Vec<Mail>>>, refuse: Refuse) {
     let (read, mut write) = socket.into_split();
     let mut lines = BufReader::new(read);
     let _ = write.write_all(b"220 sesame-test ESMTP\r\n").await;
@@ -193,7 +213,7 @@ async fn session(socket: tokio::net::TcpStream, mails: Arc<Mutex<Vec<Mail>>>, re
             from = cmd[10..].trim().to_string();
             "250 OK".into()
         } else if upper.starts_with("RCPT TO:") {
-            if refuse {
+            if refuse == Refuse::Recipients {
                 "550 5.1.1 mailbox unavailable".into()
             } else {
                 to.push(cmd[8..].trim().to_string());
@@ -217,7 +237,10 @@ async fn session(socket: tokio::net::TcpStream, mails: Arc<Mutex<Vec<Mail>>>, re
                 to: std::mem::take(&mut to),
                 data,
             });
-            "250 OK queued".into()
+            match refuse {
+                Refuse::Messages => "554 5.7.1 message rejected".into(),
+                _ => "250 OK queued".into(),
+            }
         } else if upper == "QUIT" {
             let _ = write.write_all(b"221 bye\r\n").await;
             return;
