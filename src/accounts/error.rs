@@ -19,7 +19,9 @@ impl Invalid {
     /// The English text of the JSON API.
     pub fn message(self) -> &'static str {
         match self {
-            Invalid::Username => "`username` must be 3 to 32 letters, digits, '.', '_' or '-'",
+            Invalid::Username => {
+                "`username` must be 3 to 32 letters, digits, '.', '_' or '-', with at least one letter"
+            }
             Invalid::PasswordLength => "`password` must be 8 to 128 characters",
             Invalid::NameTooLong => "names must be at most 100 characters",
             Invalid::NothingToChange => "send `username`, `password` or both",

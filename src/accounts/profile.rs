@@ -53,12 +53,15 @@ impl Profile {
     }
 }
 
-/// 3 to 32 letters, digits, `.`, `_` or `-`, and not shaped like a `sub`
-/// (32 hex digits), which the CLI and admin pages also look users up by.
+/// 3 to 32 letters, digits, `.`, `_` or `-`, at least one a letter, and
+/// not shaped like a `sub` (32 hex digits): the CLI and admin pages also
+/// look users up by sub and by phone number, which a username must not
+/// shadow (`4155550199` would name another user's +1 415 555 0199).
 pub fn valid_username(u: &str) -> Result<String, AccountError> {
     let like_a_sub = u.len() == 32 && u.bytes().all(|b| b.is_ascii_hexdigit());
     let ok = !like_a_sub
         && (3..=32).contains(&u.len())
+        && u.bytes().any(|b| b.is_ascii_alphabetic())
         && u.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     match ok {
         true => Ok(u.to_string()),

@@ -49,17 +49,25 @@ pub struct UserArgs {
     json: bool,
 }
 
+/// The one user `key` names: a `sub`, or a username, email or phone number
+/// (in any format) that names no one else. A key that names two accounts
+/// (a username made of another user's phone number in national form, from
+/// before usernames needed a letter) is refused: the operator gives a sub.
 async fn find(store: &Store, settings: &Settings, key: &str) -> anyhow::Result<User> {
-    if let Some(u) = store.find_user(key).await? {
-        return Ok(u);
-    }
-    // A phone number in another format: try its E.164 form.
-    if let Ok(phone) = crate::domain::Phone::parse(key, &settings.phones()) {
-        if let Some(u) = store.find_user(phone.e164()).await? {
-            return Ok(u);
+    let phone = crate::domain::Phone::parse(key, &settings.phones()).ok();
+    let mut found = store.users_matching(key, phone.as_ref().map(|p| p.e164())).await?;
+    match found.len() {
+        0 => bail!("no user matches `{key}` (give a sub, username, email or phone number)"),
+        _ if found[0].id == key => Ok(found.swap_remove(0)),
+        1 => Ok(found.swap_remove(0)),
+        _ => {
+            let subs: Vec<&str> = found.iter().map(|u| u.id.as_str()).collect();
+            bail!(
+                "`{key}` matches more than one user ({}): give the sub of the one you mean",
+                subs.join(", ")
+            )
         }
     }
-    bail!("no user matches `{key}` (give a sub, username, email or phone number)")
 }
 
 fn print(user: &User, json: bool) -> anyhow::Result<()> {

@@ -179,18 +179,27 @@ impl Store {
 
     /// The user whose `sub`, username, email or phone (E.164) this is.
     pub async fn find_user(&self, key: &str) -> anyhow::Result<Option<User>> {
+        Ok(self.users_matching(key, None).await?.into_iter().next())
+    }
+
+    /// Every user (at most three) whose `sub`, username, email or phone
+    /// (E.164) is `key`, or whose phone is `phone` (`key` in E.164): the
+    /// `sub`'s first. More than one is an ambiguous key (a username made
+    /// of another user's phone number in national form).
+    pub async fn users_matching(&self, key: &str, phone: Option<&str>) -> anyhow::Result<Vec<User>> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM users WHERE id = $1 OR username_key = $2 OR email_key = $2 OR phone = $1
-             ORDER BY CASE WHEN id = $1 THEN 0 ELSE 1 END LIMIT 1"
+            "SELECT {COLUMNS} FROM users WHERE id = $1 OR username_key = $2 OR email_key = $2 OR phone = $1 OR phone = $3
+             ORDER BY CASE WHEN id = $1 THEN 0 ELSE 1 END, id LIMIT 3"
         );
-        let row = self
+        let rows = self
             .db
             .query(sql)
             .bind(key)
             .bind(key.to_lowercase())
-            .fetch_optional()
+            .bind(phone.unwrap_or(key))
+            .fetch_all()
             .await?;
-        row.as_ref().map(from_row).transpose()
+        rows.iter().map(from_row).collect()
     }
 
     pub async fn set_user_flag(&self, id: &str, flag: UserFlag, on: bool) -> anyhow::Result<bool> {

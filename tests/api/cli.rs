@@ -33,8 +33,64 @@ fn stdout_json(out: &Output) -> Value {
 db_test!(
     cli_manages_clients_end_to_end,
     cli_rotates_and_lists_keys,
-    cli_manages_users
+    cli_manages_users,
+    a_username_cannot_make_the_cli_act_on_another_users_phone_number,
 );
+
+/// helper-28's attack: Mallory took the username `4155550199`, Bob's number
+/// in national form, and an operator's `sesame user make-admin 4155550199`
+/// made Mallory an admin. A username now needs a letter; and a key that
+/// still names two users (a digits-only username from before) is refused.
+async fn a_username_cannot_make_the_cli_act_on_another_users_phone_number(db: Db) {
+    use crate::helpers::{Who, APP};
+    let mut settings = test_settings(&db);
+    settings.otp.resend_after = std::time::Duration::ZERO;
+    let app = spawn_with(settings).await;
+    app.signed_up(APP, Who::Phone("+14155550199")).await;
+    let bob = stdout_json(&sesame(&db, &["user", "show", "+14155550199", "--json"]))["sub"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let secret = app.verified(APP, Who::Email("mallory@example.com")).await;
+    for name in ["4155550199", "415-555-0199", "415.555.0199"] {
+        let res = app
+            .create_user(APP, &serde_json::json!({"secret_identifier": secret, "username": name}))
+            .await;
+        let body = assert_error(res, 400, "invalid_request").await;
+        assert!(body["error_description"].as_str().unwrap().contains("letter"), "{body}");
+    }
+    let res = app
+        .create_user(
+            APP,
+            &serde_json::json!({"secret_identifier": secret, "username": "mallory"}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let mallory: Value = res.json().await.unwrap();
+    let mallory = mallory["sub"].as_str().unwrap().to_string();
+
+    assert!(sesame(&db, &["user", "make-admin", "4155550199"]).status.success());
+    let shown = |key: &str| stdout_json(&sesame(&db, &["user", "show", key, "--json"]));
+    assert_eq!(shown(&bob)["is_admin"], true, "the number's owner");
+    assert_eq!(shown(&mallory)["is_admin"], false);
+
+    // A digits-only username from before the rule: the key names two users, and is refused.
+    db.execute(&format!(
+        "UPDATE users SET username = '4155550199', username_key = '4155550199' WHERE id = '{mallory}'"
+    ))
+    .await;
+    let out = sesame(&db, &["user", "make-admin", "--revoke", "4155550199"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("matches more than one user") && err.contains(&bob) && err.contains(&mallory),
+        "{err}"
+    );
+    assert_eq!(shown(&bob)["is_admin"], true, "nothing changed");
+    assert!(sesame(&db, &["user", "disable", "4155550199"]).status.code() != Some(0));
+    assert_eq!(shown(&mallory)["username"], "4155550199");
+    assert_eq!(shown(&bob)["phone_number"], "+14155550199");
+}
 
 /// How long a running node may keep a client the CLI has just changed (`server.client_cache`).
 const CACHE: std::time::Duration = std::time::Duration::from_millis(1000);
