@@ -72,9 +72,7 @@ impl Params {
         }
         let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         if mime == "application/json" || mime.ends_with("+json") {
-            let value: serde_json::Value =
-                serde_json::from_slice(body).map_err(|e| invalid_request(format!("malformed JSON body: {e}")))?;
-            let serde_json::Value::Object(object) = value else {
+            let serde_json::Value::Object(object) = strict_json(body)? else {
                 return Err(invalid_request("JSON body must be an object"));
             };
             let mut pairs = Vec::with_capacity(object.len());
@@ -90,13 +88,124 @@ impl Params {
             return Params::from_pairs(pairs);
         }
         if mime.is_empty() || mime == "application/x-www-form-urlencoded" {
-            let pairs: Vec<(String, String)> =
-                serde_urlencoded::from_bytes(body).map_err(|e| invalid_request(format!("malformed form body: {e}")))?;
-            return Params::from_pairs(pairs);
+            return Params::from_pairs(form_pairs(body)?);
         }
         Err(invalid_request(format!(
             "unsupported content type `{mime}`: send application/x-www-form-urlencoded or application/json"
         )))
+    }
+}
+
+/// The name-value pairs of a form body or query string (`+` is a space,
+/// `%XX` a byte), refusing a name or value whose bytes are not UTF-8:
+/// decoded lossily, `email=%ff%fe@example.com` became `��@example.com`,
+/// and a code went there.
+pub fn form_pairs(input: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+    input
+        .split(|b| *b == b'&')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let (name, value) = match part.iter().position(|b| *b == b'=') {
+                Some(at) => (&part[..at], &part[at + 1..]),
+                None => (part, &[][..]),
+            };
+            Ok((form_decoded(name)?, form_decoded(value)?))
+        })
+        .collect()
+}
+
+fn form_decoded(raw: &[u8]) -> Result<String, ApiError> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let byte = match raw[i] {
+            b'+' => b' ',
+            b'%' => match (
+                raw.get(i + 1).and_then(|b| hex(*b)),
+                raw.get(i + 2).and_then(|b| hex(*b)),
+            ) {
+                (Some(high), Some(low)) => {
+                    i += 2;
+                    high << 4 | low
+                }
+                _ => b'%',
+            },
+            b => b,
+        };
+        out.push(byte);
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| invalid_request("malformed form body: a parameter is not UTF-8"))
+}
+
+/// A JSON body, refusing a name repeated in any object: serde_json keeps
+/// the last, so `{"email":"a@…","email":"b@…"}` quietly meant `b@…` where
+/// a repeated form parameter is refused.
+pub fn strict_json(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    Strict
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| invalid_request(format!("malformed JSON body: {e}")))
+}
+
+/// Builds a `serde_json::Value` as serde_json does, but errs on a repeated name.
+struct Strict;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Strict {
+    type Value = serde_json::Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(Strict)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Strict {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Strict)? {
+            items.push(item);
+        }
+        Ok(serde_json::Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if object.contains_key(&name) {
+                return Err(serde::de::Error::custom(format!("`{name}` is repeated")));
+            }
+            let value = map.next_value_seed(Strict)?;
+            object.insert(name, value);
+        }
+        Ok(serde_json::Value::Object(object))
     }
 }
 
@@ -208,6 +317,46 @@ mod tests {
     #[test]
     fn repeated_parameters_are_refused() {
         assert!(Params::parse("application/x-www-form-urlencoded", b"a=1&a=2").is_err());
+    }
+
+    #[test]
+    fn forms_decode_plus_and_percent_escapes_and_refuse_bytes_that_are_not_utf8() {
+        let pairs = form_pairs(b"a=x+y%2Bz&b=%C3%A9%&c&d=1=2&&e=%4").unwrap();
+        let want = [("a", "x y+z"), ("b", "é%"), ("c", ""), ("d", "1=2"), ("e", "%4")];
+        let got: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(got, want);
+        for bad in [&b"email=%ff%fe@example.com"[..], b"%80=1", b"a=\xff", b"state=%C3"] {
+            assert!(
+                matches!(form_pairs(bad), Err(ApiError::InvalidRequest(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert!(form_pairs(&[b'a', b'=', 0xff]).is_err(), "a raw byte too");
+    }
+
+    #[test]
+    fn a_name_repeated_in_any_json_object_is_refused() {
+        let once = strict_json(br#"{"a":1,"b":{"c":[1,2.5,null,true,"x"]}}"#).unwrap();
+        assert_eq!(once, serde_json::json!({"a":1,"b":{"c":[1,2.5,null,true,"x"]}}));
+        for twice in [
+            &br#"{"email":"a@example.com","email":"b@example.com"}"#[..],
+            br#"{"a":null,"a":null}"#,
+            br#"{"account":{"phone":"1","phone":"2"}}"#,
+            br#"[{"x":1,"x":1}]"#,
+        ] {
+            let e = strict_json(twice).unwrap_err();
+            assert!(e.description().contains("is repeated"), "{}", e.description());
+        }
+        assert!(
+            strict_json(br#"{"a":1} {"a":2}"#).is_err(),
+            "one value, nothing after it"
+        );
+        let e = Params::parse(
+            "application/json",
+            br#"{"email":"a@example.com","email":"b@example.com"}"#,
+        );
+        assert!(matches!(e, Err(ApiError::InvalidRequest(_))));
     }
 
     #[test]

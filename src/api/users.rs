@@ -34,9 +34,7 @@ pub async fn create_user(
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&mut payload, body_limit(&http)).await?;
-    let Value::Object(body) =
-        serde_json::from_slice::<Value>(&body).map_err(|e| invalid_request(format!("malformed JSON body: {e}")))?
-    else {
+    let Value::Object(body) = crate::params::strict_json(&body)? else {
         return Err(invalid_request("the body must be a JSON object"));
     };
     let creds: Vec<(String, String)> = ["client_id", "client_secret"]
@@ -173,9 +171,7 @@ pub async fn update_credentials(
         .ok_or_else(invalid)?;
     let client = state.store.client(verified.client_id()).await?.ok_or_else(invalid)?;
     let body = read_body(&mut payload, body_limit(&http)).await?;
-    let Value::Object(body) =
-        serde_json::from_slice::<Value>(&body).map_err(|e| invalid_request(format!("malformed JSON body: {e}")))?
-    else {
+    let Value::Object(body) = crate::params::strict_json(&body)? else {
         return Err(invalid_request("the body must be a JSON object"));
     };
     const FIELDS: [&str; 3] = ["username", "password", "current_password"];

@@ -39,7 +39,7 @@ pub async fn logout(
     let params = if req.method() == actix_web::http::Method::POST {
         body?
     } else {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+        let pairs = crate::params::form_pairs(req.query_string().as_bytes())
             .map_err(|_| bad_request(t.get("logout.bad_title"), t.get("authorize.malformed")))?;
         Params::from_pairs(pairs)?
     };

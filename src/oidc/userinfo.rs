@@ -31,8 +31,7 @@ fn form_token(req: &HttpRequest, body: &[u8]) -> Result<Option<String>, ApiError
     if req.method() != actix_web::http::Method::POST || !form {
         return Ok(None);
     }
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
-        .map_err(|_| ApiError::InvalidRequest("the form body could not be read".into()))?;
+    let pairs = crate::params::form_pairs(body)?;
     let mut tokens = pairs.into_iter().filter(|(k, _)| k == "access_token").map(|(_, v)| v);
     match (tokens.next(), tokens.next()) {
         (Some(_), Some(_)) => Err(ApiError::InvalidRequest("`access_token` given twice".into())),

@@ -27,9 +27,9 @@ pub async fn authorize(
 ) -> Result<HttpResponse, PageError> {
     let t = page::texts(&req, None);
     let shown = |text: &str| bad_request(t.get("authorize.bad_title"), text);
-    let pairs: Result<Vec<(String, String)>, _> = match req.method() == actix_web::http::Method::POST {
-        true => serde_urlencoded::from_bytes(&body),
-        false => serde_urlencoded::from_str(req.query_string()),
+    let pairs = match req.method() == actix_web::http::Method::POST {
+        true => crate::params::form_pairs(&body),
+        false => crate::params::form_pairs(req.query_string().as_bytes()),
     };
     let pairs = pairs.map_err(|_| shown(t.get("authorize.malformed")))?;
     let params = Params::from_pairs(pairs).map_err(|e| shown(&e.description()))?;

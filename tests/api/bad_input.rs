@@ -1,8 +1,9 @@
 use crate::db_test;
-use crate::helpers::{assert_error, basic, spawn_app, Db, SVC};
+use crate::helpers::{assert_error, basic, spawn_app, Db, APP, SVC};
 
 db_test!(
     malformed_bodies_are_json_4xx_never_500,
+    a_repeated_json_name_or_bytes_that_are_not_utf8_are_refused_everywhere,
     oversized_bodies_are_413_json,
     unknown_paths_and_methods_are_json_errors
 );
@@ -79,4 +80,63 @@ async fn unknown_paths_and_methods_are_json_errors(db: Db) {
         );
         assert_error(res, 405, "method_not_allowed").await;
     }
+}
+
+/// helper-28's probe: `{"email":"a@…","email":"b@…"}` sent a code to b@…
+/// (the last name won), and `email=%ff%fe@example.com` sent one to
+/// `��@example.com` (decoded lossily). Both are malformed input: a 400 on
+/// the API, an error page on the pages, and nothing sent.
+async fn a_repeated_json_name_or_bytes_that_are_not_utf8_are_refused_everywhere(db: Db) {
+    let app = spawn_app(&db).await;
+    let post = |path: &'static str, ct: &'static str, body: &'static [u8]| {
+        app.http
+            .post(app.url(path))
+            .header("Authorization", basic(APP.0, APP.1))
+            .header("Content-Type", ct)
+            .body(body)
+            .send()
+    };
+    let json = "application/json";
+    let form = "application/x-www-form-urlencoded";
+    for (path, ct, body) in [
+        (
+            "/otp/getcode/",
+            json,
+            &br#"{"email":"a@example.com","email":"b@example.com"}"#[..],
+        ),
+        ("/otp/getcode/", form, b"email=%ff%fe@example.com"),
+        ("/otp/getcode/", form, b"email=caf%C3@example.com"),
+        (
+            "/oauth2/token",
+            json,
+            br#"{"grant_type":"otp","grant_type":"password"}"#,
+        ),
+        (
+            "/api/v1/users",
+            json,
+            br#"{"secret_identifier":"x","account":{"phone":"1","phone":"2"}}"#,
+        ),
+    ] {
+        let res = post(path, ct, body).await.unwrap();
+        let body = assert_error(res, 400, "invalid_request").await;
+        let said = body["error_description"].as_str().unwrap();
+        assert!(said.contains("repeated") || said.contains("UTF-8"), "{path}: {said}");
+    }
+    let outbox: serde_json::Value = app.get("/dev/outbox?format=json").await.json().await.unwrap();
+    assert_eq!(outbox.as_array().unwrap().len(), 0, "nothing sent: {outbox}");
+
+    // The pages: the sign-in form and /oauth2/authorize.
+    let mut b = crate::browser::Browser::new(&app);
+    b.get("/login").await;
+    let csrf = b.hidden("csrf");
+    let page = b
+        .post_encoded("/login", format!("csrf={csrf}&identifier=%ff%fe@example.com"))
+        .await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    let page = b
+        .get("/oauth2/authorize?client_id=app&response_type=code&state=%ff%fe")
+        .await;
+    assert_eq!(page.status, 400);
+    let outbox: serde_json::Value = app.get("/dev/outbox?format=json").await.json().await.unwrap();
+    assert_eq!(outbox.as_array().unwrap().len(), 0);
 }

@@ -136,6 +136,19 @@ impl<'a> Browser<'a> {
         self.answer(res).await
     }
 
+    /// POSTs `body` as a form body, byte for byte (it may be malformed).
+    pub async fn post_encoded(&mut self, path: &str, body: String) -> Page {
+        let res = self
+            .with_address(self.http.post(self.url(path)))
+            .header("cookie", self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        self.answer(res).await
+    }
+
     /// POSTs a form with the last page's CSRF token.
     pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         let csrf = self.csrf.clone();
