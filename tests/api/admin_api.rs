@@ -344,6 +344,21 @@ async fn admins_find_disable_and_delete_users(db: Db) {
     .unwrap();
     let list = list.as_array().unwrap();
     assert_eq!(list.len(), 1, "search is case-insensitive and narrows");
+    // `%` and `_` are searched for, not LIKE wildcards that match everyone (helper-28).
+    for wildcard in ["%25", "a_a", "m_naged", "%25managed"] {
+        let found: Value = call(
+            &app,
+            reqwest::Method::GET,
+            &format!("/admin/api/users?search={wildcard}"),
+            &admin,
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(found.as_array().unwrap().len(), 0, "{wildcard}: {found}");
+    }
     let sub = list[0]["sub"].as_str().unwrap().to_string();
     assert_eq!(list[0]["disabled"], false);
     let all: Value = call(&app, reqwest::Method::GET, "/admin/api/users?limit=10", &admin, None)
