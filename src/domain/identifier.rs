@@ -154,7 +154,13 @@ impl Email {
         if text.len() > 254 || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad());
         }
-        let (local, domain) = text.rsplit_once('@').ok_or_else(bad)?;
+        let (local, typed_domain) = text.rsplit_once('@').ok_or_else(bad)?;
+        // The domain in its one spelling (UTS #46, as browsers map host names):
+        // `xn--bcher-kva.example` is `bücher.example` and `ｅxample.com` is
+        // `example.com`, one mailbox, so one identifier with one set of limits.
+        let ascii = idna::domain_to_ascii_strict(typed_domain).map_err(|_| bad())?;
+        let (domain, mapped) = idna::domain_to_unicode(&ascii);
+        mapped.map_err(|_| bad())?;
         let labels_ok = domain.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
@@ -385,6 +391,42 @@ mod tests {
             Email::parse("\u{00C9}LODIE@example.com").unwrap().key(),
             "\u{00E9}lodie@example.com"
         );
+    }
+
+    #[test]
+    fn a_domain_has_one_spelling_whatever_the_form_it_was_typed_in() {
+        let idn = Email::parse("bomb@b\u{00FC}cher.example").unwrap();
+        for same in [
+            "bomb@xn--bcher-kva.example",
+            "bomb@XN--BCHER-KVA.example",
+            "bomb@B\u{00DC}CHER.example",
+        ] {
+            assert_eq!(Email::parse(same).unwrap().key(), idn.key(), "{same}");
+        }
+        assert_eq!(idn.address(), "bomb@b\u{00FC}cher.example");
+        // Full-width letters and dots (as some keyboards type them) are the ASCII domain.
+        let plain = Email::parse("victim@example.com").unwrap();
+        for same in [
+            "victim@\u{FF45}xample.com",
+            "victim@e\u{FF58}ample.com",
+            "victim@\u{FF45}\u{FF58}ample.com",
+            "victim@EXAMPLE.\u{FF43}\u{FF4F}\u{FF4D}",
+            "victim@example\u{3002}com",
+        ] {
+            let e = Email::parse(same).unwrap_or_else(|e| panic!("{same}: {e}"));
+            assert_eq!((e.key(), e.address()), (plain.key(), plain.address()), "{same}");
+        }
+        // A character UTS #46 ignores (ZERO WIDTH SPACE) is no other domain either.
+        assert_eq!(Email::parse("a@x\u{200B}y.com").unwrap().key(), "a@xy.com");
+        for bad in [
+            "a@xn--.example",
+            "a@xn--a-ecp.ru\u{FFFD}",
+            "a@exa_mple.com",
+            "a@-x.com",
+            "a@ex!ample.com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

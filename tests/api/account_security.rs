@@ -15,6 +15,7 @@ db_test!(
     replacing_a_password_needs_the_current_one,
     stale_first_party_token_cannot_set_password,
     unverified_email_is_not_a_sign_in_key,
+    one_mailbox_is_one_identifier_however_its_domain_is_spelled,
     an_unverified_email_is_no_password_login_and_the_page_answers_alike,
     unverified_phone_is_not_a_sign_in_key,
     look_alike_email_cannot_reach_another_account,
@@ -297,6 +298,41 @@ async fn an_unverified_email_is_no_password_login_and_the_page_answers_alike(db:
     assert_eq!(answers[0], answers[1]);
     assert_eq!(answers[0][4], (422, "Wrong username or password."));
     assert_eq!(answers[0][5].1, "Too many wrong passwords.");
+}
+
+/// helper-28's probe: `bomb@bücher.example` and `bomb@xn--bcher-kva.example`
+/// (one domain in DNS), or `victim@ｅxample.com` in full-width letters, were
+/// separate identifiers, each with its own send limits (one mailbox bombed
+/// many times over) and its own account. The domain now has one spelling.
+async fn one_mailbox_is_one_identifier_however_its_domain_is_spelled(db: Db) {
+    let app = spawn_with(test_settings(&db)).await; // resend_after: 30 s
+    for (first, again) in [
+        ("bomb@b\u{00FC}cher.example", "bomb@xn--bcher-kva.example"),
+        ("victim@example.com", "victim@\u{FF45}xample.com"),
+        ("other@example.org", "other@EXAMPLE\u{3002}\u{FF4F}rg"),
+    ] {
+        assert_eq!(app.getcode(APP, Who::Email(first)).await.status(), 200);
+        let res = app.getcode(APP, Who::Email(again)).await;
+        assert_error(res, 429, "too_many_requests").await;
+    }
+    // One account, found by any spelling.
+    let code = app.outbox_code().await;
+    let res = app
+        .verifycode(APP, Who::Email("other@EXAMPLE\u{3002}\u{FF4F}rg"), &code)
+        .await;
+    assert_eq!(res.status(), 200);
+    let secret: Value = res.json().await.unwrap();
+    let res = app
+        .create_user(
+            APP,
+            &json!({"secret_identifier": secret["secret_identifier"], "auto_username": true}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let user: Value = res.json().await.unwrap();
+    assert_eq!(user["email"], "other@example.org");
+    let found = app.state.store.find_user("other@example.org").await.unwrap().unwrap();
+    assert_eq!(found.id, user["sub"].as_str().unwrap());
 }
 
 async fn unverified_phone_is_not_a_sign_in_key(db: Db) {
