@@ -10,7 +10,7 @@
 //! source together. Besides: per source address, per client, per
 //! identifier from the sources that never signed in to it
 //! (`abuse.identifier_max_sends`), and for SMS per destination country and
-//! in all.
+//! in all (texts from a source that proved the number before not counted).
 
 use super::{audit, Origin};
 use super::{Limit, OtpError};
@@ -36,20 +36,34 @@ fn over(retry_after: i64, limit: Limit) -> OtpError {
 pub const KNOWN_SOURCE: i64 = 30 * 86_400;
 
 /// Remembers that this source proved the identifier (for
-/// `abuse.identifier_max_sends`), and lifts its resend gap: its code is
-/// used, so a step-up sign-in (`prompt=login`, `max_age`) need not wait.
+/// `abuse.identifier_max_sends` and the SMS caps), and lifts its resend
+/// gap: its code is used, so a step-up sign-in (`prompt=login`,
+/// `max_age`) need not wait.
 pub async fn remember_source(state: &AppState, key: &str, source: &str) -> Result<(), OtpError> {
-    Ok(state.store.mark_source(&source_marks(state, key, source)).await?)
+    Ok(state.store.mark_source(&source_marks(key, source)).await?)
 }
 
 /// What `remember_source` marks.
-fn source_marks(state: &AppState, key: &str, source: &str) -> SourceMarks {
+fn source_marks(key: &str, source: &str) -> SourceMarks {
     let from_source = source_key(key, source);
     SourceMarks {
         resend_key: format!("resend:{from_source}"),
-        // The mark is read only by the ceiling: no write while it is off (the default).
-        known_key: (state.settings.abuse.identifier_max_sends > 0).then(|| format!("known:{from_source}")),
+        // Read by the SMS caps and the identifier's ceiling (`source_known`).
+        known_key: known_key(&from_source),
     }
+}
+
+fn known_key(from_source: &str) -> String {
+    format!("known:{from_source}")
+}
+
+/// Whether `source` verified a code (or used a magic link) for the
+/// identifier `key` in the last `KNOWN_SOURCE` (30 days).
+pub async fn source_known(state: &AppState, key: &str, source: &str) -> Result<bool, OtpError> {
+    Ok(state
+        .store
+        .counted(&known_key(&source_key(key, source)), KNOWN_SOURCE)
+        .await?)
 }
 
 /// Where a request counts: its client address's bucket (IPv6 by /64).
@@ -133,7 +147,7 @@ pub async fn admit_send(
         match limits[over.0] {
             // Over the identifier's ceiling, a source that signed in to it
             // before still gets its code: the counts after it go on.
-            Some(Limit::Identifier) if store.counted(&format!("known:{from_source}"), KNOWN_SOURCE).await? => {
+            Some(Limit::Identifier) if source_known(state, key, source).await? => {
                 from = over.0 + 1;
             }
             Some(limit) => return Err(self::over(over.1, limit)),
@@ -197,7 +211,7 @@ pub async fn consume_right(
     code_id: &str,
     failures: &str,
 ) -> Result<bool, OtpError> {
-    let marks = source_marks(state, key, source);
+    let marks = source_marks(key, source);
     Ok(state.store.consume_code(code_id, failures, &marks).await?)
 }
 

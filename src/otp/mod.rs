@@ -139,13 +139,13 @@ async fn send_checked(
         bot.verify(bot_token, origin.ip).await?;
     }
     let source = limits::source(origin);
-    // SMS pumping goes to numbers nobody signed up with: the SMS caps count
-    // those only, so a stranger who fills them cannot keep users from signing in.
-    let capped_country = match (sms_country, ident) {
-        (Some(country), Identifier::Phone(p)) => {
-            let known = state.store.user_by_identifier("phone", p.e164()).await?.is_some();
-            (!known).then_some(country)
-        }
+    // The SMS caps count every text but those to a number from a source
+    // that proved it before (`limits::source_known`): a stranger who fills
+    // them cannot keep users from signing in where they did before. Not
+    // whether an account holds the number, which a stranger who had filled
+    // a cap could read from which numbers still got codes.
+    let capped_country = match sms_country {
+        Some(country) if !limits::source_known(state, key, &source).await? => Some(country),
         _ => None,
     };
     // An email with an account goes to the address stored on it (SPEC §9),

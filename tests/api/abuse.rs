@@ -208,8 +208,23 @@ async fn the_per_country_and_global_sms_caps_hold(db: Db) {
     assert!((3500..=3600).contains(&secs), "the window's end: {secs}");
     let body = assert_error(res, 429, "too_many_requests").await;
     assert!(body["error_description"].as_str().unwrap().contains("country"));
-    // The member still gets codes: the caps count numbers without an account.
+    // The member, from where they signed in, still gets codes: the caps
+    // do not count a number's texts from a source that proved it before.
     assert_eq!(app.getcode(APP, member).await.status(), 200);
+    // From anywhere else the member's number is refused like any other
+    // (helper-28: refusing only numbers without an account told a stranger
+    // who had filled the cap which numbers have one).
+    let res = app.getcode_from("203.0.113.77", APP, member).await;
+    let body = assert_error(res, 429, "too_many_requests").await;
+    assert!(body["error_description"].as_str().unwrap().contains("country"));
+    let res = app
+        .getcode_from("203.0.113.77", APP, Who::Phone("+44 7400 100004"))
+        .await;
+    assert_eq!(
+        assert_error(res, 429, "too_many_requests").await,
+        body,
+        "the same answer"
+    );
     // Another country has its own cap, up to the global one.
     assert_eq!(app.getcode(APP, Who::Phone("+1 201 555 0123")).await.status(), 200);
     let res = app.getcode(APP2, Who::Phone("+1 201 555 0124")).await;
@@ -218,7 +233,7 @@ async fn the_per_country_and_global_sms_caps_hold(db: Db) {
     assert_eq!(sms.count(), 4, "the caps hold before anything is sent");
     // Email is not SMS.
     assert_eq!(app.getcode(APP, Who::Email("still@example.com")).await.status(), 200);
-    assert_eq!(app.refusals("country_limit").await, 1);
+    assert_eq!(app.refusals("country_limit").await, 3);
     assert_eq!(app.refusals("global_sms_limit").await, 1);
 }
 
