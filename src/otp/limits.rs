@@ -35,21 +35,26 @@ fn over(retry_after: i64, limit: Limit) -> OtpError {
 /// How long a source that last verified a code for an identifier is known to it.
 pub const KNOWN_SOURCE: i64 = 30 * 86_400;
 
-/// Remembers that this source proved the identifier (for
-/// `abuse.identifier_max_sends` and the SMS caps), and lifts its resend
+/// Remembers that this source proved the identifier by `channel` (for
+/// the SMS caps and `abuse.identifier_max_sends`), and lifts its resend
 /// gap: its code is used, so a step-up sign-in (`prompt=login`,
 /// `max_age`) need not wait.
-pub async fn remember_source(state: &AppState, key: &str, source: &str) -> Result<(), OtpError> {
-    Ok(state.store.mark_source(&source_marks(key, source)).await?)
+pub async fn remember_source(state: &AppState, key: &str, source: &str, channel: &str) -> Result<(), OtpError> {
+    Ok(state
+        .store
+        .mark_source(&source_marks(state, key, source, channel))
+        .await?)
 }
 
-/// What `remember_source` marks.
-fn source_marks(key: &str, source: &str) -> SourceMarks {
+/// What `remember_source` marks. The known mark is written only where it
+/// is read (`source_known`): by the SMS caps, for texts, and by the
+/// identifier's ceiling when it is on.
+fn source_marks(state: &AppState, key: &str, source: &str, channel: &str) -> SourceMarks {
     let from_source = source_key(key, source);
+    let read = channel == "sms" || state.settings.abuse.identifier_max_sends > 0;
     SourceMarks {
         resend_key: format!("resend:{from_source}"),
-        // Read by the SMS caps and the identifier's ceiling (`source_known`).
-        known_key: known_key(&from_source),
+        known_key: read.then(|| known_key(&from_source)),
     }
 }
 
@@ -203,15 +208,17 @@ pub async fn judge_try(state: &AppState, origin: &Origin<'_>, key: &str, counted
 /// (its count is given back), and remembers the source that gave it
 /// (`remember_source`), in one round trip. `false` when another request
 /// used the code first.
-/// `failures`: the key the try was counted against (`tries`).
+/// `code`: its id and channel. `failures`: the key the try was counted
+/// against (`tries`).
 pub async fn consume_right(
     state: &AppState,
     key: &str,
     source: &str,
-    code_id: &str,
+    code: (&str, &str),
     failures: &str,
 ) -> Result<bool, OtpError> {
-    let marks = source_marks(key, source);
+    let (code_id, channel) = code;
+    let marks = source_marks(state, key, source, channel);
     Ok(state.store.consume_code(code_id, failures, &marks).await?)
 }
 

@@ -243,7 +243,7 @@ async fn send_checked(
 /// Marks the address that proved the identifier (a magic link opened on
 /// the pages) as known to it, for `abuse.identifier_max_sends`.
 pub async fn remember_source(state: &AppState, ident_key: &str, ip: Option<&str>) -> Result<(), OtpError> {
-    limits::remember_source(state, ident_key, &crate::net::ip_bucket(ip)).await
+    limits::remember_source(state, ident_key, &crate::net::ip_bucket(ip), "email").await
 }
 
 /// A number from 10 to 99, each equally likely, for magic-link number matching.
@@ -315,7 +315,7 @@ async fn verify_checked(state: &AppState, origin: &Origin<'_>, key: &str, code: 
         state.digester.digest("code", code).as_bytes(),
         attempt.code_digest.as_bytes(),
     ) {
-        if limits::consume_right(state, key, &source, &attempt.id, &tries_key).await? {
+        if limits::consume_right(state, key, &source, (&attempt.id, &attempt.channel), &tries_key).await? {
             state.metrics.code_verified();
             audit(state, origin, "code_verified", key, Some(&attempt.channel));
             return Ok(());
@@ -354,7 +354,7 @@ pub async fn verify_magic_token(
         .await?
     {
         Some(channel) => {
-            limits::remember_source(state, &key, &limits::source(origin)).await?;
+            limits::remember_source(state, &key, &limits::source(origin), &channel).await?;
             state.metrics.code_verified();
             audit(
                 state,

@@ -26,12 +26,12 @@ pub enum SendCounted {
 
 /// What a source that proved an identifier gets: its resend gap for it
 /// lifted (`resend_key`: its code is used, so a step-up sign-in need not
-/// wait), and its mark as known to it renewed (`known_key`, counted once
-/// in a window that starts now; read by the SMS caps and the identifier's
-/// ceiling).
+/// wait), and, where something reads it (the SMS caps, the identifier's
+/// ceiling), its mark as known to it renewed (`known_key`, counted once in
+/// a window that starts now).
 pub struct SourceMarks {
     pub resend_key: String,
-    pub known_key: String,
+    pub known_key: Option<String>,
 }
 
 /// The `ON CONFLICT` clause of a count (`INSERT INTO rate_counters … (key,
@@ -262,26 +262,27 @@ impl Store {
                 None => q,
             }
         }
-        vec![
-            with_code(
-                self.db
-                    .query(format!("DELETE FROM rate_counters WHERE key = $1{}", only_if_used(2)))
-                    .bind(&marks.resend_key),
-                used_code,
-            ),
+        let mut queries = vec![with_code(
+            self.db
+                .query(format!("DELETE FROM rate_counters WHERE key = $1{}", only_if_used(2)))
+                .bind(&marks.resend_key),
+            used_code,
+        )];
+        if let Some(known) = &marks.known_key {
             // A window that starts now: the mark is renewed on each use.
-            with_code(
+            queries.push(with_code(
                 self.db
                     .query(format!(
                         "INSERT INTO rate_counters (key, window_start, count) SELECT $1, $2, 1 WHERE TRUE{}
                          ON CONFLICT (key) DO UPDATE SET window_start = $2, count = 1",
                         only_if_used(3)
                     ))
-                    .bind(&marks.known_key)
+                    .bind(known)
                     .bind(now()),
                 used_code,
-            ),
-        ]
+            ));
+        }
+        queries
     }
 
     /// Gives back one count of `key` (a password try that succeeded).

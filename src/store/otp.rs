@@ -514,12 +514,12 @@ mod tests {
         store.migrate().await.unwrap();
         let marks = SourceMarks {
             resend_key: "resend:ident|198.51.100.0".into(),
-            known_key: "known:ident|198.51.100.0".into(),
+            known_key: Some("known:ident|198.51.100.0".into()),
         };
         let marked = || async {
             (
                 !store.counted(&marks.resend_key, 600).await.unwrap(),
-                store.counted(&marks.known_key, 600).await.unwrap(),
+                store.counted(marks.known_key.as_deref().unwrap(), 600).await.unwrap(),
             )
         };
         store.hit(&marks.resend_key, 600).await.unwrap();
