@@ -158,9 +158,26 @@ impl Email {
         // The domain in its one spelling (UTS #46, as browsers map host names):
         // `xn--bcher-kva.example` is `bücher.example` and `ｅxample.com` is
         // `example.com`, one mailbox, so one identifier with one set of limits.
-        let ascii = idna::domain_to_ascii_strict(typed_domain).map_err(|_| bad())?;
+        // Hyphens in a label's third and fourth places are allowed
+        // (`ab--cd.example` is a real name); first and last are not.
+        use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
+        let ascii = Uts46::new()
+            .to_ascii(
+                typed_domain.as_bytes(),
+                AsciiDenyList::STD3,
+                Hyphens::CheckFirstLast,
+                DnsLength::Verify,
+            )
+            .map_err(|_| bad())?;
         let (domain, mapped) = idna::domain_to_unicode(&ascii);
         mapped.map_err(|_| bad())?;
+        // Punycode is decoded only now: `xn--bm-gpa.com` is `ıbm.com`.
+        if domain.chars().any(is_ascii_look_alike) {
+            return Err(format!(
+                "`{}` has a character that only looks like a plain letter; type the address with plain letters",
+                text.trim()
+            ));
+        }
         let labels_ok = domain.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
@@ -424,8 +441,17 @@ mod tests {
             "a@exa_mple.com",
             "a@-x.com",
             "a@ex!ample.com",
+            "a@x-.com",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+        // Look-alike letters written in punycode are refused as written plainly.
+        for spoof in ["z5@xn--bm-gpa.com", "z5@xn--fa-hia.de"] {
+            assert!(Email::parse(spoof).is_err(), "{spoof}");
+        }
+        // Hyphens inside a label, in its third and fourth places too.
+        for fine in ["u1@ab--cd.example", "u2@r3---sn-x.example"] {
+            assert!(Email::parse(fine).is_ok(), "{fine}");
         }
     }
 

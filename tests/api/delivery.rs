@@ -11,6 +11,7 @@ db_test!(
     a_failing_webhook_is_503_and_leaves_no_usable_code,
     a_refusing_smtp_server_is_503,
     a_message_the_smtp_server_rejects_leaves_no_usable_code,
+    an_address_with_an_international_domain_goes_out_in_ascii,
     twilio_gets_its_messages_api_call,
     a_provider_that_hangs_is_503_within_the_timeout,
 );
@@ -78,6 +79,33 @@ async fn a_message_the_smtp_server_rejects_leaves_no_usable_code(db: Db) {
     let code: String = subject.chars().take_while(char::is_ascii_digit).collect();
     assert_eq!(code.len(), 6, "{subject}");
     assert_error(app.verifycode(APP, who, &code).await, 400, "invalid_code").await;
+}
+
+/// An address's domain is kept in its Unicode form (`bücher.example`,
+/// however it was typed), and goes to the SMTP server in ASCII: the
+/// test's server, like many, does not offer SMTPUTF8. A look-alike letter
+/// written in punycode (`xn--bm-gpa.com` is `ıbm.com`) is refused as it is
+/// written plainly (helper-29).
+async fn an_address_with_an_international_domain_goes_out_in_ascii(db: Db) {
+    let smtp = SmtpServer::start(false).await;
+    let mut s = test_settings(&db);
+    s.email.provider = EmailProvider::Smtp;
+    s.email.smtp_url = Some(Redacted(smtp.url.clone()));
+    let app = spawn_with(s).await;
+    assert_eq!(
+        app.getcode(APP, Who::Email("carol@B\u{00DC}CHER.example"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(smtp.last().await.to, vec!["<carol@xn--bcher-kva.example>"]);
+    for spoof in ["z5@xn--bm-gpa.com", "z5@\u{0131}bm.com"] {
+        let body = assert_error(app.getcode(APP, Who::Email(spoof)).await, 400, "invalid_request").await;
+        assert!(
+            body["error_description"].as_str().unwrap().contains("looks like"),
+            "{body}"
+        );
+    }
 }
 
 async fn twilio_gets_its_messages_api_call(db: Db) {
