@@ -282,7 +282,7 @@ impl FromRequest for Params {
 /// A JSON body that must be an object, read into `T` (serde would also take
 /// an array for a struct, field by field: `[null, null]`).
 pub fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let value = strict_json(body).map_err(|e| e.description())?;
     if !value.is_object() {
         return Err("the body must be a JSON object".into());
     }

@@ -364,8 +364,8 @@ pub fn claims_scopes(text: &str) -> Result<(Vec<&'static str>, Option<String>), 
     if text.len() > 4096 {
         return Err("the claims parameter is too long".into());
     }
-    let value: Value =
-        serde_json::from_str(text).map_err(|_| "the claims parameter must be a JSON object".to_string())?;
+    let value = crate::params::strict_json(text.as_bytes())
+        .map_err(|_| "the claims parameter must be a JSON object, each name once".to_string())?;
     let Value::Object(members) = value else {
         return Err("the claims parameter must be a JSON object".into());
     };

@@ -125,6 +125,36 @@ async fn a_repeated_json_name_or_bytes_that_are_not_utf8_are_refused_everywhere(
     let outbox: serde_json::Value = app.get("/dev/outbox?format=json").await.json().await.unwrap();
     assert_eq!(outbox.as_array().unwrap().len(), 0, "nothing sent: {outbox}");
 
+    // The admin API too (helper-29): a second `redirect_uris` was stored, a
+    // second `is_admin` made the user an admin.
+    let admin = app.admin_token().await;
+    let res = app
+        .http
+        .post(app.url("/admin/api/clients"))
+        .bearer_auth(&admin)
+        .header("Content-Type", json)
+        .body(r#"{"client_name":"X","redirect_uris":["https://app.example/cb"],"redirect_uris":["https://evil.example/cb"]}"#)
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(res, 400, "invalid_client_metadata").await;
+    assert!(
+        body["error_description"].as_str().unwrap().contains("repeated"),
+        "{body}"
+    );
+    let user = app.account_for("plain@example.com").await;
+    let res = app
+        .http
+        .put(app.url(&format!("/admin/api/users/{}", user.id)))
+        .bearer_auth(&admin)
+        .header("Content-Type", json)
+        .body(r#"{"is_admin":false,"is_admin":true}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 400, "invalid_request").await;
+    assert!(!app.state.store.user(&user.id).await.unwrap().unwrap().is_admin);
+
     // The pages: the sign-in form and /oauth2/authorize.
     let mut b = crate::browser::Browser::new(&app);
     b.get("/login").await;
@@ -137,6 +167,27 @@ async fn a_repeated_json_name_or_bytes_that_are_not_utf8_are_refused_everywhere(
         .get("/oauth2/authorize?client_id=app&response_type=code&state=%ff%fe")
         .await;
     assert_eq!(page.status, 400);
+    // A claims request naming `sub` twice is refused, not read as its last.
+    let (_, challenge) = crate::browser::pkce();
+    let claims = r#"{"id_token":{"sub":{"value":"a"},"sub":{"value":"b"}}}"#;
+    let page = b
+        .get(&crate::browser::authorize_path(
+            "app",
+            crate::browser::CB,
+            &[
+                ("scope", "openid"),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+                ("claims", claims),
+            ],
+        ))
+        .await;
+    assert_eq!(
+        page.location_param("error").as_deref(),
+        Some("invalid_request"),
+        "{:?}",
+        page.location
+    );
     let outbox: serde_json::Value = app.get("/dev/outbox?format=json").await.json().await.unwrap();
     assert_eq!(outbox.as_array().unwrap().len(), 0);
 }
