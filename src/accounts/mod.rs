@@ -310,7 +310,14 @@ impl<'a> Accounts<'a> {
         by: &Authority<'_>,
         ip: Option<&str>,
     ) -> Result<User, AccountError> {
-        let username = username.map(valid_username).transpose()?;
+        // The name the account already has is no new name: one from before
+        // today's rules (digits only, say) may be sent back unchanged.
+        let username = username
+            .map(|u| match Some(u) == user.username.as_deref() {
+                true => Ok(u.to_string()),
+                false => valid_username(u),
+            })
+            .transpose()?;
         if username.is_none() && password.is_none() {
             return Err(AccountError::Invalid(Invalid::NothingToChange));
         }

@@ -159,19 +159,20 @@ impl Store {
     }
 
     /// Users, newest first; `search` matches username, email or phone
-    /// (case-insensitive substring; `%`, `_` and `\` are themselves, not
-    /// `LIKE` wildcards).
+    /// (case-insensitive substring; `%` and `_` are themselves, not `LIKE`
+    /// wildcards). The escape is `!`, not a backslash, which PostgreSQL
+    /// reads as a quote's escape when `standard_conforming_strings` is off.
     pub async fn users(&self, search: Option<&str>, limit: i64) -> anyhow::Result<Vec<User>> {
         let literal = search
             .unwrap_or("")
             .to_lowercase()
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
+            .replace('!', "!!")
+            .replace('%', "!%")
+            .replace('_', "!_");
         let pattern = format!("%{literal}%");
         let sql = format!(
             "SELECT {COLUMNS} FROM users
-             WHERE username_key LIKE $1 ESCAPE '\\' OR email_key LIKE $1 ESCAPE '\\' OR phone LIKE $1 ESCAPE '\\' OR id = $2
+             WHERE username_key LIKE $1 ESCAPE '!' OR email_key LIKE $1 ESCAPE '!' OR phone LIKE $1 ESCAPE '!' OR id = $2
              ORDER BY created_at DESC, id LIMIT $3"
         );
         let rows = self

@@ -16,6 +16,7 @@ db_test!(
     stale_first_party_token_cannot_set_password,
     unverified_email_is_not_a_sign_in_key,
     one_mailbox_is_one_identifier_however_its_domain_is_spelled,
+    a_username_from_before_the_letter_rule_may_be_sent_back_unchanged,
     an_unverified_email_is_no_password_login_and_the_page_answers_alike,
     unverified_phone_is_not_a_sign_in_key,
     look_alike_email_cannot_reach_another_account,
@@ -333,6 +334,37 @@ async fn one_mailbox_is_one_identifier_however_its_domain_is_spelled(db: Db) {
     assert_eq!(user["email"], "other@example.org");
     let found = app.state.store.find_user("other@example.org").await.unwrap().unwrap();
     assert_eq!(found.id, user["sub"].as_str().unwrap());
+}
+
+/// Usernames need a letter now; an account whose name is digits only
+/// (from before) can still set a password with its app sending the name it
+/// has, unchanged (helper-29). A new digits-only name is still refused.
+async fn a_username_from_before_the_letter_rule_may_be_sent_back_unchanged(db: Db) {
+    let app = spawn_with(settings(&db)).await;
+    let tokens = app.signed_up(MINE, Who::Email("legacy@example.com")).await;
+    let sub = crate::helpers::jwt_parts(&token(&tokens, "access_token")).1["sub"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    db.execute(&format!(
+        "UPDATE users SET username = '12345678', username_key = '12345678' WHERE id = '{sub}'"
+    ))
+    .await;
+    let t = code_tokens(&app, MINE, Who::Email("legacy@example.com"), "openid sesame:account").await;
+    let access = token(&t, "access_token");
+    let res = patch_user(
+        &app,
+        &access,
+        json!({"username": "12345678", "password": "correct horse battery"}),
+    )
+    .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    assert_eq!(
+        password_grant(&app, "12345678", "correct horse battery").await.status(),
+        200
+    );
+    let res = patch_user(&app, &access, json!({"username": "87654321"})).await;
+    assert_error(res, 400, "invalid_request").await;
 }
 
 async fn unverified_phone_is_not_a_sign_in_key(db: Db) {

@@ -313,6 +313,37 @@ async fn bad_metadata_and_unknown_clients_are_refused(db: Db) {
     }
 }
 
+/// The user search's SQL holds with `standard_conforming_strings` off on
+/// PostgreSQL, where a backslash in a quoted string escapes the quote
+/// (helper-29: `ESCAPE '\\'` was then a syntax error, the search a 500).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(sesame_test_postgres),
+    ignore = "set SESAME_TEST_POSTGRES_URL to run the PostgreSQL half"
+)]
+async fn the_user_search_holds_with_standard_conforming_strings_off() {
+    let db = Db::postgres().await;
+    let mut settings = crate::helpers::test_settings(&db);
+    settings.database.url = format!("{}%20-c%20standard_conforming_strings%3Doff", db.url);
+    let app = crate::helpers::spawn_with(settings).await;
+    app.signed_up(crate::helpers::APP, Who::Email("found@example.com"))
+        .await;
+    let admin = app.admin_token().await;
+    for (search, found) in [("found", 1), ("%25", 0), ("f_und", 0)] {
+        let res = call(
+            &app,
+            reqwest::Method::GET,
+            &format!("/admin/api/users?search={search}"),
+            &admin,
+            None,
+        )
+        .await;
+        assert_eq!(res.status(), 200, "{search}");
+        let list: Value = res.json().await.unwrap();
+        assert_eq!(list.as_array().unwrap().len(), found, "{search}: {list}");
+    }
+}
+
 async fn admins_find_disable_and_delete_users(db: Db) {
     let app = spawn_app(&db).await;
     let admin = app.admin_token().await;
@@ -344,8 +375,9 @@ async fn admins_find_disable_and_delete_users(db: Db) {
     .unwrap();
     let list = list.as_array().unwrap();
     assert_eq!(list.len(), 1, "search is case-insensitive and narrows");
-    // `%` and `_` are searched for, not LIKE wildcards that match everyone (helper-28).
-    for wildcard in ["%25", "a_a", "m_naged", "%25managed"] {
+    // `%`, `_` and `!` (the escape) are searched for, not LIKE wildcards that
+    // match everyone (helper-28).
+    for wildcard in ["%25", "a_a", "m_naged", "%25managed", "!", "!%25", "m!anaged"] {
         let found: Value = call(
             &app,
             reqwest::Method::GET,
