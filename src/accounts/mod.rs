@@ -444,9 +444,17 @@ impl<'a> Accounts<'a> {
     }
 
     /// Sends a security notice to each identifier; a failure is logged: the change has happened.
+    /// No text goes to a test number (no real phone: SPEC §10, test numbers skip
+    /// delivery) or to a number codes may not go to (its country or type refused).
     async fn notify(&self, to: &[Identifier], kind: &str, new_address: &str) {
         let Some(delivery) = self.delivery else { return };
+        let abuse = &self.settings.abuse;
         for ident in to {
+            if let Identifier::Phone(p) = ident {
+                if abuse.test_numbers.contains_key(p.e164()) || crate::abuse::check_number(abuse, p).is_err() {
+                    continue;
+                }
+            }
             let message = Message {
                 channel: ident.channel(),
                 to: ident.address().to_string(),

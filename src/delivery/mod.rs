@@ -150,8 +150,43 @@ impl Delivery {
     }
 }
 
+/// Where a message goes, as providers take it: an email's domain in ASCII
+/// (punycode), which every mail server takes, SMTPUTF8 or not. Addresses
+/// are kept with the domain's Unicode form (`domain::Email`).
+fn recipient(m: &Message) -> String {
+    let ascii = match m.to.rsplit_once('@') {
+        Some((local, domain)) if m.channel == "email" => {
+            idna::domain_to_ascii(domain).map(|d| format!("{local}@{d}")).ok()
+        }
+        _ => None,
+    };
+    ascii.unwrap_or_else(|| m.to.clone())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn emails_go_out_with_an_ascii_domain() {
+        let to = |channel: &'static str, to: &str| {
+            super::recipient(&super::Message {
+                channel,
+                to: to.into(),
+                code: String::new(),
+                magic_link: None,
+                locale: "en".into(),
+                app: String::new(),
+                minutes: 0,
+                notice: None,
+            })
+        };
+        assert_eq!(
+            to("email", "carol@b\u{00FC}cher.example"),
+            "carol@xn--bcher-kva.example"
+        );
+        assert_eq!(to("email", "Ada@example.com"), "Ada@example.com");
+        assert_eq!(to("sms", "+14155550123"), "+14155550123");
+    }
+
     #[test]
     fn the_autofill_host_has_no_scheme_port_or_path() {
         assert_eq!(super::issuer_host("https://id.example.com"), "id.example.com");

@@ -33,7 +33,7 @@ impl Smtp {
     pub async fn send(&self, m: &Message, r: &Rendered) -> anyhow::Result<()> {
         let email = lettre::Message::builder()
             .from(self.from.clone())
-            .to(ascii_domain(&m.to).parse().context("recipient address")?)
+            .to(super::recipient(m).parse().context("recipient address")?)
             .subject(r.subject.clone().unwrap_or_default())
             .multipart(MultiPart::alternative_plain_html(
                 r.text.clone(),
@@ -44,30 +44,5 @@ impl Smtp {
             .context("SMTP timed out")?
             .context("SMTP delivery failed")?;
         Ok(())
-    }
-}
-
-/// The address with its domain in ASCII (punycode), which every mail server
-/// takes: an address is kept with its domain's Unicode form
-/// (`domain::Email`), and a server without SMTPUTF8 refuses that.
-fn ascii_domain(to: &str) -> String {
-    match to.rsplit_once('@') {
-        Some((local, domain)) => match idna::domain_to_ascii(domain) {
-            Ok(ascii) => format!("{local}@{ascii}"),
-            Err(_) => to.to_string(),
-        },
-        None => to.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn recipients_go_out_with_an_ascii_domain() {
-        assert_eq!(
-            super::ascii_domain("carol@b\u{00FC}cher.example"),
-            "carol@xn--bcher-kva.example"
-        );
-        assert_eq!(super::ascii_domain("Ada@example.com"), "Ada@example.com");
     }
 }

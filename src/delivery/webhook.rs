@@ -33,7 +33,7 @@ impl Webhook {
     pub async fn send(&self, m: &Message, r: &Rendered) -> anyhow::Result<()> {
         let body = serde_json::to_vec(&json!({
             "channel": m.channel,
-            "to": m.to,
+            "to": super::recipient(m),
             "kind": if m.notice.is_some() { "notice" } else { "code" },
             "code": (m.notice.is_none()).then_some(&m.code),
             "message": r.text,

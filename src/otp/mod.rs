@@ -439,39 +439,6 @@ impl<'a> Proof<'a> {
     }
 }
 
-/// Tells the old phone or email that the account now uses another one. A
-/// failed delivery is logged: the change itself has happened.
-pub async fn notify_change(state: &AppState, old: &Identifier, new_address: &str, locale: &str) {
-    // A test number is no real phone, and SMS goes only where codes may (SPEC §10).
-    if let Identifier::Phone(p) = old {
-        let abuse = &state.settings.abuse;
-        if abuse.test_numbers.contains_key(p.e164()) || crate::abuse::check_number(abuse, p).is_err() {
-            return;
-        }
-    }
-    let message = Message {
-        channel: old.channel(),
-        to: old.address().to_string(),
-        code: String::new(),
-        magic_link: None,
-        locale: locale.to_string(),
-        app: "Sesame".into(),
-        minutes: 0,
-        notice: Some(crate::delivery::Notice {
-            kind: old.kind().into(),
-            new_address: new_address.into(),
-        }),
-    };
-    if let Err(e) = state.delivery.send(&message).await {
-        tracing::warn!(
-            error = format!("{e:#}"),
-            channel = old.channel(),
-            "could not notify the old identifier"
-        );
-        state.metrics.delivery_failed(old.channel());
-    }
-}
-
 /// A new `secret_identifier` (≥ 128 bits, stored as a digest, `otp.ttl`),
 /// bound to the client and the identifier; with whether an account holds
 /// the identifier (found in the same statement).

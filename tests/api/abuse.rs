@@ -12,7 +12,7 @@ use sesame::store::audit::AuditFilter;
 
 use crate::browser::Browser;
 use crate::db_test;
-use crate::helpers::{assert_error, basic, spawn_with, test_settings, Db, TestApp, Who, APP, APP2};
+use crate::helpers::{assert_error, basic, spawn_with, test_settings, Db, TestApp, Who, APP, APP2, MINE};
 use crate::peers::{Receiver, SiteVerify, Verdict};
 
 db_test!(
@@ -27,6 +27,7 @@ db_test!(
     sends_refused_for_their_address_cost_their_client_nothing,
     two_addresses_in_one_ipv6_64_share_a_budget,
     test_numbers_have_a_fixed_code_and_send_nothing,
+    a_test_numbers_account_gets_no_security_notice_texts,
     phone_input_is_digits_and_the_usual_punctuation,
     the_bot_check_passes_fails_and_fails_closed,
     the_sign_in_page_carries_the_bot_check_widget_and_needs_its_token,
@@ -478,6 +479,48 @@ async fn two_addresses_in_one_ipv6_64_share_a_budget(db: Db) {
         "the next /64 is another subscriber"
     );
     assert_eq!(app.refusals("ip_limit").await, 1);
+}
+
+/// SPEC §10: test numbers skip delivery, the security notices of §9
+/// included (helper-30: a password set on a test number's account texted
+/// it).
+async fn a_test_numbers_account_gets_no_security_notice_texts(db: Db) {
+    let (app, sms) = app_with(&db, |s| {
+        s.abuse.test_numbers.insert("+15555550100".into(), "123456".into());
+    })
+    .await;
+    let who = Who::Phone("+15555550100");
+    assert_eq!(app.getcode(MINE, who).await.status(), 200);
+    let res = app.verifycode(MINE, who, "123456").await;
+    let secret: Value = res.json().await.unwrap();
+    let res = app
+        .create_user(
+            MINE,
+            &serde_json::json!({"secret_identifier": secret["secret_identifier"], "auto_username": true}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(app.getcode(MINE, who).await.status(), 200);
+    let res = app
+        .post_form(
+            "/oauth2/token",
+            MINE,
+            &[
+                ("grant_type", "otp"),
+                who.field(),
+                ("code", "123456"),
+                ("scope", "openid sesame:account"),
+            ],
+        )
+        .await;
+    let tokens: Value = res.json().await.unwrap();
+    let access = tokens["access_token"].as_str().unwrap();
+    let res = app
+        .patch_user(access, &serde_json::json!({"password": "correct horse battery"}))
+        .await;
+    assert_eq!(res.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sms.count(), 0, "nothing texted to a test number");
 }
 
 async fn test_numbers_have_a_fixed_code_and_send_nothing(db: Db) {

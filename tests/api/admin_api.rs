@@ -377,7 +377,25 @@ async fn admins_find_disable_and_delete_users(db: Db) {
     assert_eq!(list.len(), 1, "search is case-insensitive and narrows");
     // `%`, `_` and `!` (the escape) are searched for, not LIKE wildcards that
     // match everyone (helper-28).
-    for wildcard in ["%25", "a_a", "m_naged", "%25managed", "!", "!%25", "m!anaged"] {
+    // And found where they are in an address (helper-30: the checks above
+    // all expect no one, which a search broken otherwise would pass).
+    app.signed_up(crate::helpers::APP, Who::Email("a_b!c%d@example.com"))
+        .await;
+    for literal in ["a_b!c", "b!c%25d", "_b", "!"] {
+        let found: Value = call(
+            &app,
+            reqwest::Method::GET,
+            &format!("/admin/api/users?search={literal}"),
+            &admin,
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(found.as_array().unwrap().len(), 1, "{literal}: {found}");
+    }
+    for wildcard in ["%25%25", "a_a", "m_naged", "%25managed", "!!", "!%25x", "m!anaged"] {
         let found: Value = call(
             &app,
             reqwest::Method::GET,
@@ -398,7 +416,7 @@ async fn admins_find_disable_and_delete_users(db: Db) {
         .json()
         .await
         .unwrap();
-    assert_eq!(all.as_array().unwrap().len(), 2);
+    assert_eq!(all.as_array().unwrap().len(), 3);
     assert_error(
         call(&app, reqwest::Method::GET, "/admin/api/users?limit=0", &admin, None).await,
         400,

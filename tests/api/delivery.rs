@@ -92,13 +92,13 @@ async fn an_address_with_an_international_domain_goes_out_in_ascii(db: Db) {
     s.email.provider = EmailProvider::Smtp;
     s.email.smtp_url = Some(Redacted(smtp.url.clone()));
     let app = spawn_with(s).await;
-    assert_eq!(
-        app.getcode(APP, Who::Email("carol@B\u{00DC}CHER.example"))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(smtp.last().await.to, vec!["<carol@xn--bcher-kva.example>"]);
+    for (typed, to) in [
+        ("carol@B\u{00DC}CHER.example", "<carol@xn--bcher-kva.example>"),
+        ("dave@xn--bcher-kva.example", "<dave@xn--bcher-kva.example>"),
+    ] {
+        assert_eq!(app.getcode(APP, Who::Email(typed)).await.status(), 200, "{typed}");
+        assert_eq!(smtp.last().await.to, vec![to]);
+    }
     for spoof in ["z5@xn--bm-gpa.com", "z5@\u{0131}bm.com"] {
         let body = assert_error(app.getcode(APP, Who::Email(spoof)).await, 400, "invalid_request").await;
         assert!(
@@ -106,6 +106,19 @@ async fn an_address_with_an_international_domain_goes_out_in_ascii(db: Db) {
             "{body}"
         );
     }
+    // An email webhook gets the ASCII domain too (helper-30).
+    let hook = Receiver::start().await;
+    let mut s = test_settings(&db);
+    s.email.provider = EmailProvider::Webhook;
+    s.email.url = Some(hook.url.clone());
+    let app = spawn_with(s).await;
+    assert_eq!(
+        app.getcode(APP, Who::Email("erin@b\u{00FC}cher.example"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(hook.last().await.json()["to"], "erin@xn--bcher-kva.example");
 }
 
 async fn twilio_gets_its_messages_api_call(db: Db) {
