@@ -381,33 +381,23 @@ async fn admins_find_disable_and_delete_users(db: Db) {
     // all expect no one, which a search broken otherwise would pass).
     app.signed_up(crate::helpers::APP, Who::Email("a_b!c%d@example.com"))
         .await;
+    let found = |search: &'static str| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            let path = format!("/admin/api/users?search={search}");
+            let found: Value = call(app, reqwest::Method::GET, &path, admin, None)
+                .await
+                .json()
+                .await
+                .unwrap();
+            found.as_array().unwrap().len()
+        }
+    };
     for literal in ["a_b!c", "b!c%25d", "_b", "!"] {
-        let found: Value = call(
-            &app,
-            reqwest::Method::GET,
-            &format!("/admin/api/users?search={literal}"),
-            &admin,
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-        assert_eq!(found.as_array().unwrap().len(), 1, "{literal}: {found}");
+        assert_eq!(found(literal).await, 1, "{literal}");
     }
     for wildcard in ["%25%25", "a_a", "m_naged", "%25managed", "!!", "!%25x", "m!anaged"] {
-        let found: Value = call(
-            &app,
-            reqwest::Method::GET,
-            &format!("/admin/api/users?search={wildcard}"),
-            &admin,
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-        assert_eq!(found.as_array().unwrap().len(), 0, "{wildcard}: {found}");
+        assert_eq!(found(wildcard).await, 0, "{wildcard}");
     }
     let sub = list[0]["sub"].as_str().unwrap().to_string();
     assert_eq!(list[0]["disabled"], false);
