@@ -45,6 +45,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
             store.migrate().await?;
         }
     }
+    crate::accounts::canonical_email_keys(&store).await?;
     Ok(store)
 }
 

@@ -496,6 +496,30 @@ fn same_identifier(stored: &str, ident: &Identifier) -> bool {
 }
 
 /// The account's sign-in keys: its verified phone and email.
+/// At start-up: gives the accounts stored with a punycode email domain
+/// (before domains had one spelling, UTS #46) the key every spelling now
+/// maps to, so they are found again. An account whose canonical key
+/// another account holds (the same mailbox signed up twice, as the old
+/// rule let it) is left as it is, and said in the log.
+pub async fn canonical_email_keys(store: &Store) -> anyhow::Result<()> {
+    for (id, email) in store.users_with_punycode_email().await? {
+        let Ok(canonical) = crate::domain::Email::parse(&email) else {
+            continue;
+        };
+        if canonical.address() == email {
+            continue;
+        }
+        match store.rekey_email(&id, canonical.address(), canonical.key()).await? {
+            true => tracing::info!(user_id = %id, "email domain stored in its one spelling (UTS #46)"),
+            false => tracing::warn!(
+                user_id = %id,
+                "another account holds this account's email in its one spelling (UTS #46); left as it is"
+            ),
+        }
+    }
+    Ok(())
+}
+
 pub fn verified_identifiers(user: &User, region: &crate::domain::PhoneRules) -> Vec<Identifier> {
     [user.email.as_deref(), user.phone.as_deref()]
         .into_iter()

@@ -257,6 +257,38 @@ impl Store {
         }
     }
 
+    /// The accounts (id, email) whose email key has a punycode label
+    /// (`xn--`): stored before an email's domain had one spelling.
+    pub async fn users_with_punycode_email(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let rows = self
+            .db
+            .query("SELECT id, email FROM users WHERE email_key LIKE '%xn--%' AND email IS NOT NULL")
+            .fetch_all()
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("email")?)))
+            .collect()
+    }
+
+    /// Gives an account's email its canonical address and key; `false`
+    /// when another account holds that key (nothing changes then).
+    pub async fn rekey_email(&self, id: &str, address: &str, key: &str) -> anyhow::Result<bool> {
+        let result = self
+            .db
+            .query("UPDATE users SET email = $2, email_key = $3, updated_at = $4 WHERE id = $1")
+            .bind(id)
+            .bind(address)
+            .bind(key)
+            .bind(now())
+            .execute()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_unique_violation() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Changes the profile names (the account page).
     pub async fn set_names(&self, id: &str, first_name: &str, last_name: &str) -> anyhow::Result<()> {
         self.db

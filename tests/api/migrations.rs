@@ -8,7 +8,82 @@ use crate::helpers::{spawn_app, Db};
 db_test!(
     unverified_identifiers_of_existing_accounts_stop_being_sign_in_keys,
     clients_registered_before_keys_per_algorithm_keep_their_id_token_algorithm,
+    accounts_stored_with_a_punycode_email_domain_are_found_again_after_a_start,
 );
+
+/// Before 8234336 an email's domain was kept as typed, punycode included.
+/// Every spelling now maps to one key (the Unicode form), so at start-up
+/// such accounts get that key and are found again; one whose key another
+/// account holds (the same mailbox signed up twice) is left as it is.
+async fn accounts_stored_with_a_punycode_email_domain_are_found_again_after_a_start(db: Db) {
+    let settings = || {
+        let mut s = crate::helpers::test_settings(&db);
+        s.issuer = "http://localhost:8080".into();
+        s.otp.resend_after = std::time::Duration::ZERO;
+        s
+    };
+    let app = crate::helpers::spawn_with(settings()).await;
+    let app_client = crate::helpers::APP;
+    for email in [
+        "old@b\u{00FC}cher.example",
+        "dup@b\u{00FC}cher.example",
+        "dup2@b\u{00FC}cher.example",
+    ] {
+        app.signed_up(app_client, crate::helpers::Who::Email(email)).await;
+    }
+    let sub = |email: &'static str| {
+        let store = app.state.store.clone();
+        async move { store.find_user(email).await.unwrap().unwrap().id }
+    };
+    let old_sub = sub("old@b\u{00FC}cher.example").await;
+    let twin_sub = sub("dup2@b\u{00FC}cher.example").await;
+    // As the old rule stored a punycode-typed address.
+    db.execute(&format!(
+        "UPDATE users SET email = 'old@xn--bcher-kva.example', email_key = 'old@xn--bcher-kva.example' WHERE id = '{old_sub}'"
+    ))
+    .await;
+    db.execute(&format!(
+        "UPDATE users SET email = 'dup@xn--bcher-kva.example', email_key = 'dup@xn--bcher-kva.example' WHERE id = '{twin_sub}'"
+    ))
+    .await;
+    assert!(app
+        .state
+        .store
+        .find_user("old@b\u{00FC}cher.example")
+        .await
+        .unwrap()
+        .is_none());
+    drop(app);
+
+    let app = crate::helpers::spawn_with(settings()).await;
+    let found = app
+        .state
+        .store
+        .find_user("old@b\u{00FC}cher.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (found.id.as_str(), found.email.as_deref()),
+        (old_sub.as_str(), Some("old@b\u{00FC}cher.example"))
+    );
+    let twin = app.state.store.user(&twin_sub).await.unwrap().unwrap();
+    assert_eq!(
+        twin.email.as_deref(),
+        Some("dup@xn--bcher-kva.example"),
+        "left as it is"
+    );
+    assert_ne!(
+        app.state
+            .store
+            .find_user("dup@b\u{00FC}cher.example")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        twin_sub
+    );
+}
 
 /// Before migration 6 every ID token was signed with the one current key
 /// (ES256 by default): clients registered then keep that algorithm, so apps
