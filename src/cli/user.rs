@@ -50,12 +50,19 @@ pub struct UserArgs {
 }
 
 /// The one user `key` names: a `sub`, or a username, email or phone number
-/// (in any format) that names no one else. A key that names two accounts
+/// (each in any format) that names no one else. A key that names two accounts
 /// (a username made of another user's phone number in national form, from
 /// before usernames needed a letter) is refused: the operator gives a sub.
 async fn find(store: &Store, settings: &Settings, key: &str) -> anyhow::Result<User> {
     let phone = crate::domain::Phone::parse(key, &settings.phones()).ok();
-    let mut found = store.users_matching(key, phone.as_ref().map(|p| p.e164())).await?;
+    // An email in any spelling of its domain (upper case, punycode, full width).
+    let email = key
+        .contains('@')
+        .then(|| crate::domain::Email::parse(key).ok())
+        .flatten();
+    let mut found = store
+        .users_matching(key, phone.as_ref().map(|p| p.e164()), email.as_ref().map(|e| e.key()))
+        .await?;
     match found.len() {
         0 => bail!("no user matches `{key}` (give a sub, username, email or phone number)"),
         _ if found[0].id == key => Ok(found.swap_remove(0)),

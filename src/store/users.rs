@@ -188,24 +188,33 @@ impl Store {
 
     /// The user whose `sub`, username, email or phone (E.164) this is.
     pub async fn find_user(&self, key: &str) -> anyhow::Result<Option<User>> {
-        Ok(self.users_matching(key, None).await?.into_iter().next())
+        Ok(self.users_matching(key, None, None).await?.into_iter().next())
     }
 
     /// Every user (at most three) whose `sub`, username, email or phone
-    /// (E.164) is `key`, or whose phone is `phone` (`key` in E.164): the
-    /// `sub`'s first. More than one is an ambiguous key (a username made
-    /// of another user's phone number in national form).
-    pub async fn users_matching(&self, key: &str, phone: Option<&str>) -> anyhow::Result<Vec<User>> {
+    /// (E.164) is `key`, or whose phone is `phone` or email key `email`
+    /// (`key` in E.164, or as an email's key): the `sub`'s first. More than
+    /// one is an ambiguous key (a username made of another user's phone
+    /// number in national form).
+    pub async fn users_matching(
+        &self,
+        key: &str,
+        phone: Option<&str>,
+        email: Option<&str>,
+    ) -> anyhow::Result<Vec<User>> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM users WHERE id = $1 OR username_key = $2 OR email_key = $2 OR phone = $1 OR phone = $3
+            "SELECT {COLUMNS} FROM users
+             WHERE id = $1 OR username_key = $2 OR email_key = $2 OR phone = $1 OR phone = $3 OR email_key = $4
              ORDER BY CASE WHEN id = $1 THEN 0 ELSE 1 END, id LIMIT 3"
         );
+        let lower = key.to_lowercase();
         let rows = self
             .db
             .query(sql)
             .bind(key)
-            .bind(key.to_lowercase())
+            .bind(lower.as_str())
             .bind(phone.unwrap_or(key))
+            .bind(email.unwrap_or(&lower))
             .fetch_all()
             .await?;
         rows.iter().map(from_row).collect()

@@ -90,6 +90,16 @@ async fn a_username_cannot_make_the_cli_act_on_another_users_phone_number(db: Db
     assert!(sesame(&db, &["user", "disable", "4155550199"]).status.code() != Some(0));
     assert_eq!(shown(&mallory)["username"], "4155550199");
     assert_eq!(shown(&bob)["phone_number"], "+14155550199");
+
+    // An email finds its user in any spelling of its domain.
+    app.signed_up(APP, Who::Email("carol@b\u{00FC}cher.example")).await;
+    let carol = shown("carol@b\u{00FC}cher.example")["sub"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for spelling in ["carol@xn--bcher-kva.example", "Carol@B\u{00DC}CHER.example"] {
+        assert_eq!(shown(spelling)["sub"], carol.as_str(), "{spelling}");
+    }
 }
 
 /// How long a running node may keep a client the CLI has just changed (`server.client_cache`).
