@@ -114,41 +114,32 @@ pub fn form_pairs(input: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
         .collect()
 }
 
+/// One form-encoded name or value (`+` is a space, `%XX` a byte), or
+/// `None` when its bytes are not UTF-8. Also HTTP Basic's id and secret
+/// (RFC 6749 §2.3.1).
+pub fn form_decode(raw: &[u8]) -> Option<String> {
+    let spaced: Vec<u8> = raw.iter().map(|b| if *b == b'+' { b' ' } else { *b }).collect();
+    percent_encoding::percent_decode(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
 fn form_decoded(raw: &[u8]) -> Result<String, ApiError> {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        let byte = match raw[i] {
-            b'+' => b' ',
-            b'%' => match (
-                raw.get(i + 1).and_then(|b| hex(*b)),
-                raw.get(i + 2).and_then(|b| hex(*b)),
-            ) {
-                (Some(high), Some(low)) => {
-                    i += 2;
-                    high << 4 | low
-                }
-                _ => b'%',
-            },
-            b => b,
-        };
-        out.push(byte);
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| invalid_request("malformed form body: a parameter is not UTF-8"))
+    form_decode(raw).ok_or_else(|| invalid_request("malformed form body: a parameter is not UTF-8"))
 }
 
 /// A JSON body, refusing a name repeated in any object: serde_json keeps
 /// the last, so `{"email":"a@…","email":"b@…"}` quietly meant `b@…` where
 /// a repeated form parameter is refused.
 pub fn strict_json(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    strict_value(body).map_err(|e| invalid_request(format!("malformed JSON body: {e}")))
+}
+
+fn strict_value(body: &[u8]) -> Result<serde_json::Value, serde_json::Error> {
     use serde::de::DeserializeSeed;
     let mut de = serde_json::Deserializer::from_slice(body);
-    Strict
-        .deserialize(&mut de)
-        .and_then(|v| de.end().map(|()| v))
-        .map_err(|e| invalid_request(format!("malformed JSON body: {e}")))
+    Strict.deserialize(&mut de).and_then(|v| de.end().map(|()| v))
 }
 
 /// Builds a `serde_json::Value` as serde_json does, but errs on a repeated name.
@@ -282,7 +273,7 @@ impl FromRequest for Params {
 /// A JSON body that must be an object, read into `T` (serde would also take
 /// an array for a struct, field by field: `[null, null]`).
 pub fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    let value = strict_json(body).map_err(|e| e.description())?;
+    let value = strict_value(body).map_err(|e| e.to_string())?;
     if !value.is_object() {
         return Err("the body must be a JSON object".into());
     }
