@@ -381,7 +381,7 @@ impl<'a> Accounts<'a> {
             Identifier::Phone(_) => user.phone.clone(),
             Identifier::Email(_) => user.email.clone(),
         };
-        if old.as_deref().is_some_and(|o| same_identifier(o, ident)) {
+        if holds(user, ident) {
             return Err(AccountError::Invalid(Invalid::SameIdentifier));
         }
         if !self
@@ -488,14 +488,18 @@ fn actor_of<'b>(by: &Authority<'b>) -> Actor<'b> {
     }
 }
 
-fn same_identifier(stored: &str, ident: &Identifier) -> bool {
+/// Whether `ident` is already the account's phone or email (an email
+/// compared in its one form: case, and its domain's spelling).
+pub fn holds(user: &User, ident: &Identifier) -> bool {
     match ident {
-        Identifier::Phone(p) => stored == p.e164(),
-        Identifier::Email(e) => crate::domain::Email::parse(stored).is_ok_and(|s| s.key() == e.key()),
+        Identifier::Phone(p) => user.phone.as_deref() == Some(p.e164()),
+        Identifier::Email(e) => user
+            .email
+            .as_deref()
+            .is_some_and(|stored| crate::domain::Email::parse(stored).is_ok_and(|s| s.key() == e.key())),
     }
 }
 
-/// The account's sign-in keys: its verified phone and email.
 /// At start-up: gives the accounts stored with a punycode email domain
 /// (before domains had one spelling, UTS #46) the key every spelling now
 /// maps to, so they are found again. An account whose canonical key
@@ -520,6 +524,7 @@ pub async fn canonical_email_keys(store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The account's sign-in keys: its verified phone and email.
 pub fn verified_identifiers(user: &User, region: &crate::domain::PhoneRules) -> Vec<Identifier> {
     [user.email.as_deref(), user.phone.as_deref()]
         .into_iter()

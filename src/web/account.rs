@@ -12,7 +12,6 @@ use super::page::{self, csrf_token, take_flash, CurrentUser, Flash, Form, PageEr
 use super::reauth;
 use super::session::{self, SessionInfo};
 use crate::accounts::{AccountError, Accounts, Actor, Invalid, PasswordProof};
-use crate::domain::Identifier;
 use crate::otp::{self, Origin};
 use crate::params::client_ip;
 use crate::state::AppState;
@@ -251,11 +250,7 @@ pub async fn change_identifier(
     let Some(ident) = flow::parse_identifier(text, &state.settings.phones()) else {
         return invalid("login.invalid");
     };
-    let same = match &ident {
-        Identifier::Phone(p) => user.phone.as_deref() == Some(p.e164()),
-        Identifier::Email(e) => user.email.as_deref().is_some_and(|old| old.to_lowercase() == e.key()),
-    };
-    if same {
+    if crate::accounts::holds(&user, &ident) {
         return invalid("account.same_identifier");
     }
     let (_, by) = reauth::authority(&session)?;

@@ -282,7 +282,35 @@ db_test!(
     deleting_the_account_revokes_its_tokens_and_sessions,
     a_verified_identifier_of_another_account_is_not_taken_even_with_its_code,
     a_password_set_on_the_page_is_told_to_every_verified_identifier,
+    the_account_page_knows_its_own_email_in_any_spelling,
 );
+
+/// Asking to change the email to the one the account has, spelled otherwise
+/// (Greek capitals for lower case with a final sigma, the domain in
+/// punycode), is "the same" on the page itself: no code is sent for it. The
+/// page asks the account service (`accounts::holds`); its own comparison
+/// (lower case only) sent a code the service then refused.
+async fn the_account_page_knows_its_own_email_in_any_spelling(db: Db) {
+    let app = spawn_with(test_settings(&db)).await;
+    let mut b = Browser::new(&app);
+    sign_up_through_authorize(&mut b, "\u{03A3}\u{0391}\u{03A3}@b\u{00FC}cher.example").await;
+    let outbox = || async {
+        let all: Value = app.get("/dev/outbox?format=json").await.json().await.unwrap();
+        all.as_array().unwrap().len()
+    };
+    let sent = outbox().await;
+    b.get("/account").await;
+    let asked = b
+        .post(
+            "/account/identifier",
+            &[("identifier", "\u{03C3}\u{03B1}\u{03C2}@XN--BCHER-KVA.example")],
+        )
+        .await;
+    assert_eq!(asked.location.as_deref(), Some("/account"));
+    let page = b.get("/account").await;
+    assert!(page.body.contains("already"), "{}", page.body);
+    assert_eq!(outbox().await, sent, "no code sent");
+}
 
 /// SPEC §9: after a sensitive change every verified identifier gets a
 /// notice. An account with a proven phone (SMS webhook) and a proven email
