@@ -500,27 +500,50 @@ pub fn holds(user: &User, ident: &Identifier) -> bool {
     }
 }
 
-/// At start-up: gives the accounts stored with a punycode email domain
-/// (before domains had one spelling, UTS #46) the key every spelling now
-/// maps to, so they are found again. An account whose canonical key
-/// another account holds (the same mailbox signed up twice, as the old
-/// rule let it) is left as it is, and said in the log.
+/// At start-up, once for a database (then recorded in `data_upgrades`):
+/// gives the accounts whose email was stored before an email's domain had
+/// one spelling (UTS #46: punycode, full-width letters) the address and
+/// key every spelling now maps to, so they are found again. The table is
+/// read in batches of `REKEY_BATCH`. An account whose canonical key another
+/// account holds (the same mailbox signed up twice, as the old rule let it)
+/// is left as it is, and said in the log. Every write since stores the
+/// canonical form, so later starts read one row and go on.
 pub async fn canonical_email_keys(store: &Store) -> anyhow::Result<()> {
-    for (id, email) in store.users_with_punycode_email().await? {
-        let Ok(canonical) = crate::domain::Email::parse(&email) else {
-            continue;
-        };
-        if canonical.address() == email {
-            continue;
-        }
-        match store.rekey_email(&id, canonical.address(), canonical.key()).await? {
-            true => tracing::info!(user_id = %id, "email domain stored in its one spelling (UTS #46)"),
-            false => tracing::warn!(
-                user_id = %id,
-                "another account holds this account's email in its one spelling (UTS #46); left as it is"
-            ),
+    const UPGRADE: &str = "email_domains_uts46";
+    const REKEY_BATCH: i64 = 1000;
+    if store.upgrade_done(UPGRADE).await? {
+        return Ok(());
+    }
+    let (mut after, mut rekeyed, mut left) = (String::new(), 0u64, 0u64);
+    loop {
+        let batch = store.users_with_email_after(&after, REKEY_BATCH).await?;
+        let Some((last, _, _)) = batch.last() else { break };
+        after = last.clone();
+        for (id, email, key) in &batch {
+            let Ok(canonical) = crate::domain::Email::parse(email) else {
+                continue;
+            };
+            if canonical.address() == email && canonical.key() == key {
+                continue;
+            }
+            match store.rekey_email(id, canonical.address(), canonical.key()).await? {
+                true => rekeyed += 1,
+                false => {
+                    left += 1;
+                    tracing::warn!(
+                        user_id = %id,
+                        "another account holds this account's email in its one spelling (UTS #46); left as it is"
+                    )
+                }
+            }
         }
     }
+    store.upgrade_finished(UPGRADE).await?;
+    tracing::info!(
+        rekeyed,
+        left,
+        "email domains stored in their one spelling (UTS #46), once for this database"
+    );
     Ok(())
 }
 

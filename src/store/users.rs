@@ -266,17 +266,45 @@ impl Store {
         }
     }
 
-    /// The accounts (id, email) whose email key has a punycode label
-    /// (`xn--`): stored before an email's domain had one spelling.
-    pub async fn users_with_punycode_email(&self) -> anyhow::Result<Vec<(String, String)>> {
+    /// Up to `limit` accounts with an email (id, email, email key), in id
+    /// order after `after`: a walk of the whole table in bounded batches.
+    pub async fn users_with_email_after(
+        &self,
+        after: &str,
+        limit: i64,
+    ) -> anyhow::Result<Vec<(String, String, String)>> {
         let rows = self
             .db
-            .query("SELECT id, email FROM users WHERE email_key LIKE '%xn--%' AND email IS NOT NULL")
+            .query("SELECT id, email, email_key FROM users WHERE id > $1 AND email IS NOT NULL ORDER BY id LIMIT $2")
+            .bind(after)
+            .bind(limit)
             .fetch_all()
             .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("email")?)))
+            .map(|r| Ok((r.try_get("id")?, r.try_get("email")?, r.try_get("email_key")?)))
             .collect()
+    }
+
+    /// Whether the data upgrade `name` ran to its end (`data_upgrades`).
+    pub async fn upgrade_done(&self, name: &str) -> anyhow::Result<bool> {
+        let row = self
+            .db
+            .query("SELECT 1 AS one FROM data_upgrades WHERE name = $1")
+            .bind(name)
+            .fetch_optional()
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Records that the data upgrade `name` ran to its end.
+    pub async fn upgrade_finished(&self, name: &str) -> anyhow::Result<()> {
+        self.db
+            .query("INSERT INTO data_upgrades (name, done_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(now())
+            .execute()
+            .await?;
+        Ok(())
     }
 
     /// Gives an account's email its canonical address and key; `false`

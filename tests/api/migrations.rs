@@ -11,10 +11,13 @@ db_test!(
     accounts_stored_with_a_punycode_email_domain_are_found_again_after_a_start,
 );
 
-/// Before 8234336 an email's domain was kept as typed, punycode included.
-/// Every spelling now maps to one key (the Unicode form), so at start-up
-/// such accounts get that key and are found again; one whose key another
-/// account holds (the same mailbox signed up twice) is left as it is.
+/// Before 8234336 an email's domain was kept as typed, punycode and
+/// full-width letters included. Every spelling now maps to one key (the
+/// Unicode form), so at the first start that finds such a database those
+/// accounts get that key and are found again; one whose key another account
+/// holds (the same mailbox signed up twice) is left as it is. The walk of
+/// `users` is done once for a database: a later start does not read the
+/// table again.
 async fn accounts_stored_with_a_punycode_email_domain_are_found_again_after_a_start(db: Db) {
     let settings = || {
         let mut s = crate::helpers::test_settings(&db);
@@ -26,6 +29,7 @@ async fn accounts_stored_with_a_punycode_email_domain_are_found_again_after_a_st
     let app_client = crate::helpers::APP;
     for email in [
         "old@b\u{00FC}cher.example",
+        "wide@example.com",
         "dup@b\u{00FC}cher.example",
         "dup2@b\u{00FC}cher.example",
     ] {
@@ -46,6 +50,14 @@ async fn accounts_stored_with_a_punycode_email_domain_are_found_again_after_a_st
         "UPDATE users SET email = 'dup@xn--bcher-kva.example', email_key = 'dup@xn--bcher-kva.example' WHERE id = '{twin_sub}'"
     ))
     .await;
+    let wide_sub = sub("wide@example.com").await;
+    // Full-width letters, as the old rule kept them.
+    db.execute(&format!(
+        "UPDATE users SET email = 'wide@\u{FF45}\u{FF58}ample.com', email_key = 'wide@\u{FF45}\u{FF58}ample.com' WHERE id = '{wide_sub}'"
+    ))
+    .await;
+    // A database the upgrade has not been run on.
+    db.execute("DELETE FROM data_upgrades").await;
     assert!(app
         .state
         .store
@@ -83,6 +95,21 @@ async fn accounts_stored_with_a_punycode_email_domain_are_found_again_after_a_st
             .id,
         twin_sub
     );
+    let wide = app.state.store.find_user("wide@example.com").await.unwrap().unwrap();
+    assert_eq!(
+        (wide.id.as_str(), wide.email.as_deref()),
+        (wide_sub.as_str(), Some("wide@example.com"))
+    );
+    drop(app);
+
+    // Done once: a row in the old form now (as no write since makes one)
+    // is not looked for at the next start.
+    db.execute(&format!(
+        "UPDATE users SET email = 'wide@\u{FF45}\u{FF58}ample.com', email_key = 'wide@\u{FF45}\u{FF58}ample.com' WHERE id = '{wide_sub}'"
+    ))
+    .await;
+    let app = crate::helpers::spawn_with(settings()).await;
+    assert!(app.state.store.find_user("wide@example.com").await.unwrap().is_none());
 }
 
 /// Before migration 6 every ID token was signed with the one current key
