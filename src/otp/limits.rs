@@ -81,8 +81,10 @@ pub fn source_key(key: &str, source: &str) -> String {
     format!("{key}|{source}")
 }
 
-/// Counts a send and, within every limit, stores its code (`code`);
-/// refuses it over any limit, storing nothing. `sms_country`: the
+/// Counts a send and, within every limit, stores its code (`code`) and
+/// gives back the address stored on the account holding the code's email
+/// (`NewCode::email_key`), if any; refuses it over any limit, storing
+/// nothing. `sms_country`: the
 /// destination country of an SMS that will really be sent (none for email
 /// and test numbers).
 ///
@@ -97,7 +99,7 @@ pub async fn admit_send(
     source: &str,
     sms_country: Option<&str>,
     code: &NewCode<'_>,
-) -> Result<(), OtpError> {
+) -> Result<Option<String>, OtpError> {
     let otp = &state.settings.otp;
     let abuse = &state.settings.abuse;
     let store = &state.store;
@@ -145,9 +147,9 @@ pub async fn admit_send(
             .count_sends_and_insert((key, &from_source), &counts[from..], code)
             .await?
         {
-            SendCounted::Within => return Ok(()),
-            SendCounted::Locked(secs) => return Err(locked(secs)),
-            SendCounted::Over { step, retry } => (from + step, retry),
+            (SendCounted::Within, address) => return Ok(address),
+            (SendCounted::Locked(secs), _) => return Err(locked(secs)),
+            (SendCounted::Over { step, retry }, _) => (from + step, retry),
         };
         match limits[over.0] {
             // Over the identifier's ceiling, a source that signed in to it

@@ -148,16 +148,6 @@ async fn send_checked(
         Some(country) if !limits::source_known(state, key, &source).await? => Some(country),
         _ => None,
     };
-    // An email with an account goes to the address stored on it (SPEC §9),
-    // and a magic link knows the account it signs in to.
-    let account = match ident {
-        Identifier::Email(e) => state.store.user_by_identifier("email", e.key()).await?,
-        Identifier::Phone(_) => None,
-    };
-    let to = account
-        .as_ref()
-        .and_then(|u| u.email.clone())
-        .unwrap_or_else(|| ident.address().to_string());
     let code = test_code.cloned().unwrap_or_else(|| crypto::random_digits(otp.length));
     // Sesame's pages link to `/login/magic` (number matching for another
     // browser); an API client with a `magic_link_uri` gets a link to its own URL.
@@ -178,14 +168,22 @@ async fn send_checked(
         channel: ident.channel(),
         code_digest: &code_digest,
         magic_digest: magic_digest.as_deref(),
-        user_id: magic.as_ref().and(account.as_ref()).map(|u| u.id.as_str()),
+        // An email with an account goes to the address stored on it (SPEC
+        // §9), and a magic link knows the account it signs in to: read by
+        // the statement that stores the code.
+        email_key: match ident {
+            Identifier::Email(e) => Some(e.key()),
+            Identifier::Phone(_) => None,
+        },
+        links_account: magic.is_some(),
         match_number,
         ttl: otp.ttl.as_secs() as i64,
         source: &code_binding(origin),
     };
-    // The limits and the new code: one group, so one commit on SQLite (on
-    // PostgreSQL one statement, `Store::count_sends_and_insert`).
-    state
+    // The limits, the new code and the account's address: one group, so
+    // one commit on SQLite (on PostgreSQL one statement,
+    // `Store::count_sends_and_insert`).
+    let stored_address = state
         .store
         .grouped(limits::admit_send(
             state,
@@ -217,7 +215,7 @@ async fn send_checked(
 
     let message = Message {
         channel: ident.channel(),
-        to,
+        to: stored_address.unwrap_or_else(|| ident.address().to_string()),
         code,
         magic_link: link_base.zip(magic).map(|(base, m)| {
             let sep = if base.contains('?') { '&' } else { '?' };

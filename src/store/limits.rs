@@ -119,21 +119,23 @@ impl Store {
 
     /// `count_sends`, and, when the send is within every limit, its new
     /// code stored with the counts (as `insert_code`: the code is stored if
-    /// and only if `Within` is answered). On PostgreSQL, outside a begun
-    /// transaction, the counting function and the code's two writes are one
-    /// transaction in one round trip (`count_sends_and_insert_on_the_server`)
-    /// with one lazy commit instead of two, and a refused send stores no
-    /// code and kills none. The function's 50 ms lock timeout then covers the code's
-    /// writes too: a send whose older code a verification holds (the
-    /// verification may wait in turn for a counter row this send holds,
-    /// its source's resend gap) gives up at once, nothing counted or stored,
-    /// and goes the long way: `count_sends`, then `insert_code`.
+    /// and only if `Within` is answered), with the address stored on the
+    /// account that holds the code's email (`NewCode::email_key`), if any.
+    /// On PostgreSQL, outside a begun transaction, the counting function,
+    /// the account's read and the code's two writes are one transaction in
+    /// one round trip (`count_sends_and_insert_on_the_server`) with one lazy
+    /// commit, and a refused send stores no code and kills none. The
+    /// function's 50 ms lock timeout then covers the code's writes too: a
+    /// send whose older code a verification holds (the verification may
+    /// wait in turn for a counter row this send holds, its source's resend
+    /// gap) gives up at once, nothing counted or stored, and goes the long
+    /// way: `count_sends`, then `insert_code`, then the account's address.
     pub async fn count_sends_and_insert(
         &self,
         locks: (&str, &str),
         counts: &[SendCount],
         code: &super::otp::NewCode<'_>,
-    ) -> anyhow::Result<SendCounted> {
+    ) -> anyhow::Result<(SendCounted, Option<String>)> {
         if self.backend == super::Backend::Postgres && !self.db.in_pg_transaction().await {
             match self.count_sends_and_insert_on_the_server(locks, counts, code).await {
                 Err(e) if e.is_conflict() => {
@@ -143,10 +145,22 @@ impl Store {
             }
         }
         let counted = self.count_sends(locks, counts).await?;
-        if counted == SendCounted::Within {
-            self.insert_code(code).await?;
+        if counted != SendCounted::Within {
+            return Ok((counted, None));
         }
-        Ok(counted)
+        self.insert_code(code).await?;
+        let address = match code.email_key {
+            Some(key) => self
+                .db
+                .query("SELECT email FROM users WHERE email_key = $1")
+                .bind(key)
+                .fetch_optional()
+                .await?
+                .map(|r| r.try_get("email"))
+                .transpose()?,
+            None => None,
+        };
+        Ok((counted, address))
     }
 
     /// `count_sends` in one call to `sesame_count_sends`.
@@ -168,24 +182,30 @@ impl Store {
     }
 
     /// `count_sends_and_insert` in one round trip and one transaction: the
-    /// function's verdict and, only when it is within every limit, the new
-    /// code inserted (one statement); then the older codes killed (the next
-    /// statement, only if the new code is there). The kill is a statement
-    /// of its own so that it sees what committed while the function waited:
-    /// a send that waited for another's counters (they are held to the
-    /// commit) kills the code that other send stored, as a data-modifying
-    /// CTE, whose snapshot is its statement's, would not.
+    /// function's verdict, the account's address and, only when the verdict
+    /// is within every limit, the new code inserted (one statement); then
+    /// the older codes killed (the next statement, only if the new code is
+    /// there). The kill is a statement of its own so that it sees what
+    /// committed while the function waited: a send that waited for
+    /// another's counters (they are held to the commit) kills the code that
+    /// other send stored, as a data-modifying CTE, whose snapshot is its
+    /// statement's, would not.
     async fn count_sends_and_insert_on_the_server(
         &self,
         locks: (&str, &str),
         counts: &[SendCount],
         c: &super::otp::NewCode<'_>,
-    ) -> super::DbResult<SendCounted> {
+    ) -> super::DbResult<(SendCounted, Option<String>)> {
         let now = now();
         let n = counts.len();
-        // The code's eleven parameters (`NewCode::bind`) follow the counts'.
+        // The code's eleven parameters (`NewCode::bind`) follow the counts',
+        // then the email key whose account's address is read.
+        let param = |i: usize| format!("${}", 3 + 3 * n + i);
         let columns = (1..=11)
-            .map(|i| format!("${}", 3 + 3 * n + i))
+            .map(|i| match i {
+                7 => format!("(SELECT id FROM users WHERE email_key = {})", param(7)),
+                _ => param(i),
+            })
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
@@ -194,10 +214,15 @@ impl Store {
              stored AS (
                INSERT INTO otp_codes (id, ident_key, client_id, channel, code_digest, magic_digest, user_id, created_at, expires_at, match_number, source)
                SELECT {columns} WHERE EXISTS (SELECT 1 FROM verdict WHERE o_locked_until IS NULL AND o_step = 0))
-             SELECT o_locked_until, o_step, o_count, o_window_start FROM verdict",
+             SELECT o_locked_until, o_step, o_count, o_window_start,
+                    (SELECT email FROM users WHERE email_key = {email}) AS account_email
+               FROM verdict",
             call = count_sends_call(n),
+            email = param(12),
         );
-        let count_and_store = c.bind(bind_counts(self.db.query(sql), locks, now, counts), now);
+        let count_and_store = c
+            .bind(bind_counts(self.db.query(sql), locks, now, counts), now)
+            .bind(c.email_key);
         let answers = self
             .db
             .fetch_pipelined_unflushed(vec![count_and_store, self.kill_older_codes(c)])
@@ -206,7 +231,12 @@ impl Store {
             column: "o_step".into(),
             problem: "no verdict".into(),
         })?;
-        verdict(row, counts, now)
+        let counted = verdict(row, counts, now)?;
+        let address = match counted {
+            SendCounted::Within => row.try_get("account_email")?,
+            _ => None,
+        };
+        Ok((counted, address))
     }
 
     async fn count(&self, key: &str, window: i64, lazily: bool) -> anyhow::Result<(i64, i64)> {

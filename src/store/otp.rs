@@ -13,8 +13,14 @@ pub struct NewCode<'a> {
     pub channel: &'a str,
     pub code_digest: &'a str,
     pub magic_digest: Option<&'a str>,
-    /// The account the code was sent to, when known (magic links on another device).
-    pub user_id: Option<&'a str>,
+    /// The email (lookup form) an email code goes to: the statement that
+    /// stores the code reads the account holding it, and gives back the
+    /// address stored on it (SPEC §9: a code goes there), no round trip of
+    /// its own (`Store::count_sends_and_insert`). `None` for a phone.
+    pub email_key: Option<&'a str>,
+    /// Whether the code's magic link signs in to that account (on another
+    /// device): the account's id is stored with the code.
+    pub links_account: bool,
     /// The number the asking tab shows for number matching (magic links only).
     pub match_number: Option<i64>,
     pub ttl: i64,
@@ -26,7 +32,9 @@ pub struct NewCode<'a> {
 impl NewCode<'_> {
     /// Binds the code's eleven columns, in `otp_codes`' order (id, ident_key,
     /// client_id, channel, code_digest, magic_digest, user_id, created_at,
-    /// expires_at, match_number, source), created `now`.
+    /// expires_at, match_number, source), created `now`; in place of the
+    /// user id, the email key whose account the magic link signs in to
+    /// (the statement's subquery on `users` turns it into the id).
     pub(super) fn bind<'q>(&self, query: super::db::Query<'q>, now: i64) -> super::db::Query<'q> {
         query
             .bind(self.id)
@@ -35,7 +43,7 @@ impl NewCode<'_> {
             .bind(self.channel)
             .bind(self.code_digest)
             .bind(self.magic_digest)
-            .bind(self.user_id)
+            .bind(self.links_account.then_some(self.email_key).flatten())
             .bind(now)
             .bind(now + self.ttl)
             .bind(self.match_number)
@@ -83,7 +91,7 @@ impl Store {
         let insert = c.bind(
             self.db.query(
                 "INSERT INTO otp_codes (id, ident_key, client_id, channel, code_digest, magic_digest, user_id, created_at, expires_at, match_number, source)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                 VALUES ($1, $2, $3, $4, $5, $6, (SELECT id FROM users WHERE email_key = $7), $8, $9, $10, $11)",
             ),
             now(),
         );
@@ -444,7 +452,8 @@ mod tests {
             channel: "email",
             code_digest: "digest",
             magic_digest: None,
-            user_id: None,
+            email_key: None,
+            links_account: false,
             match_number: None,
             ttl: 600,
             source: "198.51.100.0",
