@@ -86,7 +86,8 @@ pub fn source_key(key: &str, source: &str) -> String {
 /// (`NewCode::email_key`), if any; refuses it over any limit, storing
 /// nothing. `sms_country`: the
 /// destination country of an SMS that will really be sent (none for email
-/// and test numbers).
+/// and test numbers). `source`: the request's source, with whether it is
+/// known to the identifier (`source_known`) when that has been read.
 ///
 /// The counts go in this order and stop at the first over its limit (one
 /// call to the store: `Store::count_sends_and_insert`, which stores the code
@@ -96,7 +97,7 @@ pub async fn admit_send(
     state: &AppState,
     origin: &Origin<'_>,
     key: &str,
-    source: &str,
+    source: (&str, Option<bool>),
     sms_country: Option<&str>,
     code: &NewCode<'_>,
 ) -> Result<Option<String>, OtpError> {
@@ -104,6 +105,7 @@ pub async fn admit_send(
     let abuse = &state.settings.abuse;
     let store = &state.store;
     let window = otp.send_window.as_secs() as i64;
+    let (source, known) = source;
     let from_source = source_key(key, source);
     // Each count with the limit it enforces (`None`: the source's own
     // `otp.max_sends`, which locks the source out).
@@ -154,7 +156,12 @@ pub async fn admit_send(
         match limits[over.0] {
             // Over the identifier's ceiling, a source that signed in to it
             // before still gets its code: the counts after it go on.
-            Some(Limit::Identifier) if source_known(state, key, source).await? => {
+            Some(Limit::Identifier)
+                if match known {
+                    Some(known) => known,
+                    None => source_known(state, key, source).await?,
+                } =>
+            {
                 from = over.0 + 1;
             }
             Some(limit) => return Err(self::over(over.1, limit)),

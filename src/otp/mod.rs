@@ -144,10 +144,11 @@ async fn send_checked(
     // them cannot keep users from signing in where they did before. Not
     // whether an account holds the number, which a stranger who had filled
     // a cap could read from which numbers still got codes.
-    let capped_country = match sms_country {
-        Some(country) if !limits::source_known(state, key, &source).await? => Some(country),
-        _ => None,
+    let known = match sms_country {
+        Some(_) => Some(limits::source_known(state, key, &source).await?),
+        None => None,
     };
+    let capped_country = sms_country.filter(|_| known == Some(false));
     let code = test_code.cloned().unwrap_or_else(|| crypto::random_digits(otp.length));
     // Sesame's pages link to `/login/magic` (number matching for another
     // browser); an API client with a `magic_link_uri` gets a link to its own URL.
@@ -189,7 +190,7 @@ async fn send_checked(
             state,
             origin,
             key,
-            &source,
+            (&source, known),
             capped_country.as_deref(),
             &new_code,
         ))
