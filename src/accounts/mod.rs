@@ -501,48 +501,66 @@ pub fn holds(user: &User, ident: &Identifier) -> bool {
 }
 
 /// At start-up, once for a database (then recorded in `data_upgrades`):
-/// gives the accounts whose email was stored before an email's domain had
-/// one spelling (UTS #46: punycode, full-width letters) the address and
-/// key every spelling now maps to, so they are found again. The table is
-/// read in batches of `REKEY_BATCH`. An account whose canonical key another
-/// account holds (the same mailbox signed up twice, as the old rule let it)
-/// is left as it is, and said in the log. Every write since stores the
+/// gives the accounts whose email was stored before an email had one form
+/// (a domain in another spelling, UTS #46: punycode, full-width letters;
+/// a local part not in NFC) the address and key every spelling now maps
+/// to, so they are found again. The table is read in batches of
+/// `REKEY_BATCH`. A row is rewritten only if it still holds what was read
+/// (`Store::rekey_email`), so an address changed meanwhile (another node
+/// serves while this one starts) is never undone. Left as they are, each
+/// named in the log by its user id: an account whose canonical key another
+/// account holds (the same mailbox signed up twice, as the old rule let
+/// it), and one whose stored address no longer parses. A row held by
+/// another transaction past the lock timeout is left for the next start:
+/// the upgrade is then not recorded. Every write since stores the
 /// canonical form, so later starts read one row and go on.
 pub async fn canonical_email_keys(store: &Store) -> anyhow::Result<()> {
+    use crate::store::users::Rekeyed;
     const UPGRADE: &str = "email_domains_uts46";
     const REKEY_BATCH: i64 = 1000;
     if store.upgrade_done(UPGRADE).await? {
         return Ok(());
     }
-    let (mut after, mut rekeyed, mut left) = (String::new(), 0u64, 0u64);
+    let (mut after, mut rekeyed, mut left, mut busy) = (String::new(), 0u64, 0u64, 0u64);
     loop {
         let batch = store.users_with_email_after(&after, REKEY_BATCH).await?;
         let Some((last, _, _)) = batch.last() else { break };
         after = last.clone();
         for (id, email, key) in &batch {
             let Ok(canonical) = crate::domain::Email::parse(email) else {
+                left += 1;
+                tracing::warn!(user_id = %id, "this account's stored email is not a valid address today; left as it is");
                 continue;
             };
             if canonical.address() == email && canonical.key() == key {
                 continue;
             }
-            match store.rekey_email(id, canonical.address(), canonical.key()).await? {
-                true => rekeyed += 1,
-                false => {
+            match store
+                .rekey_email(id, (email, key), canonical.address(), canonical.key())
+                .await?
+            {
+                Rekeyed::Done => rekeyed += 1,
+                Rekeyed::Changed => {}
+                Rekeyed::Taken => {
                     left += 1;
                     tracing::warn!(
                         user_id = %id,
                         "another account holds this account's email in its one spelling (UTS #46); left as it is"
                     )
                 }
+                Rekeyed::Busy => busy += 1,
             }
         }
+    }
+    if busy > 0 {
+        tracing::warn!(rekeyed, left, busy, "emails stored in their one form (UTS #46), but some rows were held by other transactions: the next start tries again");
+        return Ok(());
     }
     store.upgrade_finished(UPGRADE).await?;
     tracing::info!(
         rekeyed,
         left,
-        "email domains stored in their one spelling (UTS #46), once for this database"
+        "emails stored in their one form (UTS #46), once for this database"
     );
     Ok(())
 }

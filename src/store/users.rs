@@ -83,6 +83,19 @@ pub(super) fn identifier_column(kind: &str) -> &'static str {
     }
 }
 
+/// What `Store::rekey_email` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rekeyed {
+    /// The account has its email in the canonical form now.
+    Done,
+    /// The account's email changed (or the account went) since it was read: left as it is.
+    Changed,
+    /// Another account holds the canonical key: left as it is.
+    Taken,
+    /// Another transaction held the row past the lock timeout: not changed.
+    Busy,
+}
+
 impl Store {
     pub async fn user(&self, id: &str) -> anyhow::Result<Option<User>> {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
@@ -307,21 +320,26 @@ impl Store {
         Ok(())
     }
 
-    /// Gives an account's email its canonical address and key; `false`
-    /// when another account holds that key (nothing changes then).
-    pub async fn rekey_email(&self, id: &str, address: &str, key: &str) -> anyhow::Result<bool> {
+    /// Gives an account's email its canonical address and key, if the
+    /// account still has the address and key it was read with (`old`): a
+    /// change made since (the account page, the admin API) is never undone.
+    pub async fn rekey_email(&self, id: &str, old: (&str, &str), address: &str, key: &str) -> anyhow::Result<Rekeyed> {
         let result = self
             .db
-            .query("UPDATE users SET email = $2, email_key = $3, updated_at = $4 WHERE id = $1")
+            .query("UPDATE users SET email = $2, email_key = $3, updated_at = $4 WHERE id = $1 AND email = $5 AND email_key = $6")
             .bind(id)
             .bind(address)
             .bind(key)
             .bind(now())
+            .bind(old.0)
+            .bind(old.1)
             .execute()
             .await;
         match result {
-            Ok(_) => Ok(true),
-            Err(e) if e.is_unique_violation() => Ok(false),
+            Ok(done) if done.rows_affected() == 1 => Ok(Rekeyed::Done),
+            Ok(_) => Ok(Rekeyed::Changed),
+            Err(e) if e.is_unique_violation() => Ok(Rekeyed::Taken),
+            Err(e) if e.is_conflict() => Ok(Rekeyed::Busy),
             Err(e) => Err(e.into()),
         }
     }

@@ -204,3 +204,97 @@ async fn unverified_identifiers_of_existing_accounts_stop_being_sign_in_keys(db:
         .await;
     assert_eq!(res.status(), 201);
 }
+
+/// The start-up walk of `users` (above) rewrites a row only if it still
+/// holds what the walk read: an address changed meanwhile by a node that
+/// already serves (here another session, whose change commits while the
+/// walk waits for its row) is not undone by the old one's canonical form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(sesame_test_postgres), ignore = "set SESAME_TEST_POSTGRES_URL to run it")]
+async fn the_email_walk_does_not_undo_an_address_changed_while_it_runs() {
+    use sqlx::Connection;
+    let db = Db::postgres().await;
+    let app = spawn_app(&db).await;
+    let store = app.state.store.clone();
+    let ana = stored_in_punycode(&app, &db).await;
+    // Ana moves to a new address; the change is not committed yet.
+    let mut other = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut change = sqlx::Connection::begin(&mut other).await.unwrap();
+    sqlx::query("UPDATE users SET email = 'ana.new@example.com', email_key = 'ana.new@example.com' WHERE id = $1")
+        .bind(&ana.id)
+        .execute(&mut *change)
+        .await
+        .unwrap();
+    let walk = tokio::spawn(async move { sesame::accounts::canonical_email_keys(&store).await });
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(!walk.is_finished(), "the walk waits for Ana's row");
+    change.commit().await.unwrap();
+    walk.await.unwrap().unwrap();
+
+    let now = app.state.store.user(&ana.id).await.unwrap().unwrap();
+    assert_eq!(now.email.as_deref(), Some("ana.new@example.com"));
+    assert_eq!(
+        app.state
+            .store
+            .find_user("ana.new@example.com")
+            .await
+            .unwrap()
+            .map(|u| u.id),
+        Some(ana.id.clone())
+    );
+    assert!(app
+        .state
+        .store
+        .find_user("ana@b\u{00FC}cher.example")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+/// A row another transaction holds past the lock timeout does not stop the
+/// start: the walk leaves it, does not record the upgrade as done, and the
+/// next start finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(sesame_test_postgres), ignore = "set SESAME_TEST_POSTGRES_URL to run it")]
+async fn a_row_held_during_the_email_walk_is_left_for_the_next_start() {
+    use sqlx::Connection;
+    let db = Db::postgres().await;
+    let app = spawn_app(&db).await;
+    let ana = stored_in_punycode(&app, &db).await;
+    let mut other = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut holder = sqlx::Connection::begin(&mut other).await.unwrap();
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
+        .bind(&ana.id)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    sesame::accounts::canonical_email_keys(&app.state.store)
+        .await
+        .expect("a held row does not stop the start");
+    assert!(!app.state.store.upgrade_done("email_domains_uts46").await.unwrap());
+    holder.rollback().await.unwrap();
+
+    sesame::accounts::canonical_email_keys(&app.state.store).await.unwrap();
+    assert!(app.state.store.upgrade_done("email_domains_uts46").await.unwrap());
+    let found = app
+        .state
+        .store
+        .find_user("ana@b\u{00FC}cher.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, ana.id);
+}
+
+/// An account for Ana whose email is stored as the old rule kept a
+/// punycode domain, in a database the email walk has not been run on.
+async fn stored_in_punycode(app: &crate::helpers::TestApp, db: &Db) -> sesame::store::users::User {
+    let ana = app.account_for("ana@b\u{00FC}cher.example").await;
+    db.execute(&format!(
+        "UPDATE users SET email = 'ana@xn--bcher-kva.example', email_key = 'ana@xn--bcher-kva.example' WHERE id = '{}';
+         DELETE FROM data_upgrades",
+        ana.id
+    ))
+    .await;
+    ana
+}
