@@ -510,10 +510,11 @@ pub fn holds(user: &User, ident: &Identifier) -> bool {
 /// serves while this one starts) is never undone. Left as they are, each
 /// named in the log by its user id: an account whose canonical key another
 /// account holds (the same mailbox signed up twice, as the old rule let
-/// it), and one whose stored address no longer parses. A row held by
-/// another transaction past the lock timeout is left for the next start:
-/// the upgrade is then not recorded. Every write since stores the
-/// canonical form, so later starts read one row and go on.
+/// it), and one whose stored address no longer parses. At the first row
+/// another transaction holds past the lock timeout (on SQLite: the
+/// database, past `busy_timeout`) the walk stops, not recorded, and the
+/// next start walks again: one wait, not one per held row. Every write
+/// since stores the canonical form, so later starts read one row and go on.
 pub async fn canonical_email_keys(store: &Store) -> anyhow::Result<()> {
     use crate::store::users::Rekeyed;
     const UPGRADE: &str = "email_domains_uts46";
@@ -521,7 +522,7 @@ pub async fn canonical_email_keys(store: &Store) -> anyhow::Result<()> {
     if store.upgrade_done(UPGRADE).await? {
         return Ok(());
     }
-    let (mut after, mut rekeyed, mut left, mut busy) = (String::new(), 0u64, 0u64, 0u64);
+    let (mut after, mut rekeyed, mut changed, mut left) = (String::new(), 0u64, 0u64, 0u64);
     loop {
         let batch = store.users_with_email_after(&after, REKEY_BATCH).await?;
         let Some((last, _, _)) = batch.last() else { break };
@@ -540,7 +541,7 @@ pub async fn canonical_email_keys(store: &Store) -> anyhow::Result<()> {
                 .await?
             {
                 Rekeyed::Done => rekeyed += 1,
-                Rekeyed::Changed => {}
+                Rekeyed::Changed => changed += 1,
                 Rekeyed::Taken => {
                     left += 1;
                     tracing::warn!(
@@ -548,17 +549,21 @@ pub async fn canonical_email_keys(store: &Store) -> anyhow::Result<()> {
                         "another account holds this account's email in its one spelling (UTS #46); left as it is"
                     )
                 }
-                Rekeyed::Busy => busy += 1,
+                Rekeyed::Busy => {
+                    tracing::warn!(
+                        user_id = %id,
+                        rekeyed,
+                        "storing emails in their one form (UTS #46): another transaction holds this account's row; the next start walks again"
+                    );
+                    return Ok(());
+                }
             }
         }
-    }
-    if busy > 0 {
-        tracing::warn!(rekeyed, left, busy, "emails stored in their one form (UTS #46), but some rows were held by other transactions: the next start tries again");
-        return Ok(());
     }
     store.upgrade_finished(UPGRADE).await?;
     tracing::info!(
         rekeyed,
+        changed,
         left,
         "emails stored in their one form (UTS #46), once for this database"
     );

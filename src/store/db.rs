@@ -74,6 +74,20 @@ impl DbError {
         matches!(self, DbError::Conflict(_))
     }
 
+    /// Another transaction held what this one needed for too long: a
+    /// `Conflict` on PostgreSQL; on SQLite, another process held the
+    /// database's write lock past `busy_timeout`.
+    pub fn is_held(&self) -> bool {
+        match self {
+            DbError::Conflict(_) => true,
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            _ => false,
+        }
+    }
+
     /// The table is not there (PostgreSQL's `42P01`).
     pub fn is_undefined_table(&self) -> bool {
         matches!(self, DbError::Pg(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE))

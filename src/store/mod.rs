@@ -56,12 +56,9 @@ pub use pg::{ACQUIRE_TIMEOUT, STATEMENT_TIMEOUT};
 /// answer 503 `temporarily_unavailable` with `Retry-After` for these.
 pub fn is_unavailable(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| match cause.downcast_ref::<DbError>() {
-        Some(DbError::Unavailable(_)) | Some(DbError::Conflict(_)) | Some(DbError::Closed) => true,
-        // Another process (the CLI) held SQLite's lock past `busy_timeout`.
-        Some(DbError::Sqlite(rusqlite::Error::SqliteFailure(f, _))) => matches!(
-            f.code,
-            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-        ),
+        Some(DbError::Unavailable(_)) | Some(DbError::Closed) => true,
+        // A conflict, or another process (the CLI) held SQLite's lock past `busy_timeout`.
+        Some(e) if e.is_held() => true,
         Some(DbError::Pg(pg)) => pg.is_closed(),
         Some(DbError::Sqlx(s)) => matches!(
             s,

@@ -92,7 +92,8 @@ pub enum Rekeyed {
     Changed,
     /// Another account holds the canonical key: left as it is.
     Taken,
-    /// Another transaction held the row past the lock timeout: not changed.
+    /// Another transaction held the row (or, on SQLite, the database) past
+    /// the lock timeout: not changed.
     Busy,
 }
 
@@ -339,7 +340,7 @@ impl Store {
             Ok(done) if done.rows_affected() == 1 => Ok(Rekeyed::Done),
             Ok(_) => Ok(Rekeyed::Changed),
             Err(e) if e.is_unique_violation() => Ok(Rekeyed::Taken),
-            Err(e) if e.is_conflict() => Ok(Rekeyed::Busy),
+            Err(e) if e.is_held() => Ok(Rekeyed::Busy),
             Err(e) => Err(e.into()),
         }
     }

@@ -226,10 +226,28 @@ async fn the_email_walk_does_not_undo_an_address_changed_while_it_runs() {
         .await
         .unwrap();
     let walk = tokio::spawn(async move { sesame::accounts::canonical_email_keys(&store).await });
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    assert!(!walk.is_finished(), "the walk waits for Ana's row");
+    // The walk has read Ana's old row and waits to rewrite it.
+    let waiting = async {
+        loop {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE users SET email = $2, email_key = $3%'",
+            )
+            .fetch_one(&mut *change)
+            .await
+            .unwrap();
+            if n > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(2), waiting)
+        .await
+        .expect("the walk waits for Ana's row");
     change.commit().await.unwrap();
     walk.await.unwrap().unwrap();
+    // It went to the end (no lock timeout), having left Ana's new address.
+    assert!(app.state.store.upgrade_done("email_domains_uts46").await.unwrap());
 
     let now = app.state.store.user(&ana.id).await.unwrap().unwrap();
     assert_eq!(now.email.as_deref(), Some("ana.new@example.com"));
@@ -252,8 +270,8 @@ async fn the_email_walk_does_not_undo_an_address_changed_while_it_runs() {
 }
 
 /// A row another transaction holds past the lock timeout does not stop the
-/// start: the walk leaves it, does not record the upgrade as done, and the
-/// next start finishes it.
+/// start: the walk stops there, does not record the upgrade as done, and
+/// the next start finishes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(not(sesame_test_postgres), ignore = "set SESAME_TEST_POSTGRES_URL to run it")]
 async fn a_row_held_during_the_email_walk_is_left_for_the_next_start() {
