@@ -280,8 +280,9 @@ impl Store {
         }
     }
 
-    /// Up to `limit` accounts with an email (id, email, email key), in id
-    /// order after `after`: a walk of the whole table in bounded batches.
+    /// Up to `limit` accounts with an email (id, email, email key; `''`
+    /// for a key that is missing, which no write of Sesame's leaves), in
+    /// id order after `after`: a walk of the whole table in bounded batches.
     pub async fn users_with_email_after(
         &self,
         after: &str,
@@ -289,7 +290,7 @@ impl Store {
     ) -> anyhow::Result<Vec<(String, String, String)>> {
         let rows = self
             .db
-            .query("SELECT id, email, email_key FROM users WHERE id > $1 AND email IS NOT NULL ORDER BY id LIMIT $2")
+            .query("SELECT id, email, COALESCE(email_key, '') AS email_key FROM users WHERE id > $1 AND email IS NOT NULL ORDER BY id LIMIT $2")
             .bind(after)
             .bind(limit)
             .fetch_all()
@@ -327,7 +328,7 @@ impl Store {
     pub async fn rekey_email(&self, id: &str, old: (&str, &str), address: &str, key: &str) -> anyhow::Result<Rekeyed> {
         let result = self
             .db
-            .query("UPDATE users SET email = $2, email_key = $3, updated_at = $4 WHERE id = $1 AND email = $5 AND email_key = $6")
+            .query("UPDATE users SET email = $2, email_key = $3, updated_at = $4 WHERE id = $1 AND email = $5 AND COALESCE(email_key, '') = $6")
             .bind(id)
             .bind(address)
             .bind(key)

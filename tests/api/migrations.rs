@@ -30,6 +30,7 @@ async fn accounts_stored_with_a_punycode_email_domain_are_found_again_after_a_st
     for email in [
         "old@b\u{00FC}cher.example",
         "wide@example.com",
+        "nokey@example.com",
         "dup@b\u{00FC}cher.example",
         "dup2@b\u{00FC}cher.example",
     ] {
@@ -56,6 +57,11 @@ async fn accounts_stored_with_a_punycode_email_domain_are_found_again_after_a_st
         "UPDATE users SET email = 'wide@\u{FF45}\u{FF58}ample.com', email_key = 'wide@\u{FF45}\u{FF58}ample.com' WHERE id = '{wide_sub}'"
     ))
     .await;
+    // An address without its key (no write of Sesame's leaves one: an
+    // edit by hand) is given it, not a reason to stop.
+    let nokey_sub = sub("nokey@example.com").await;
+    db.execute(&format!("UPDATE users SET email_key = NULL WHERE id = '{nokey_sub}'"))
+        .await;
     // A database the upgrade has not been run on.
     db.execute("DELETE FROM data_upgrades").await;
     assert!(app
@@ -95,6 +101,8 @@ async fn accounts_stored_with_a_punycode_email_domain_are_found_again_after_a_st
             .id,
         twin_sub
     );
+    let nokey = app.state.store.find_user("nokey@example.com").await.unwrap().unwrap();
+    assert_eq!(nokey.id, nokey_sub);
     let wide = app.state.store.find_user("wide@example.com").await.unwrap().unwrap();
     assert_eq!(
         (wide.id.as_str(), wide.email.as_deref()),
