@@ -21,7 +21,16 @@ export SESAME_OTP__IP_MAX_SENDS=100000000 SESAME_OTP__CLIENT_MAX_SENDS=100000000
 [[ "$FLOW" == signin ]] && export SESAME_OTP__AUTO_CREATE_ACCOUNTS=true
 start_sesame
 echo "flow: $FLOW   database: ${BENCH_DB:-sqlite}   concurrency: $CONCURRENCY   duration: ${DURATION_S}s"
-"$CARGO_TARGET_DIR/release/examples/flow" "$BASE" "$RECEIVER_PORT" "$CONCURRENCY" "$DURATION_S" "$FLOW"
+ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+before=$(ticks)
+out=$("$CARGO_TARGET_DIR/release/examples/flow" "$BASE" "$RECEIVER_PORT" "$CONCURRENCY" "$DURATION_S" "$FLOW")
+after=$(ticks)
+echo "$out"
+# Sesame's own CPU (user + system, from /proc) over the run, a flow: on
+# SQLite that includes the database's work; on PostgreSQL see bench/nodes.sh
+# for the database's share.
+echo "$out" | awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" '/^complete flows:/ && $3 > 0 {
+  printf "sesame CPU a flow:    %.2f ms\n", t * 1000 / hz / $3 }'
 echo "sesame peak RSS:      $(peak_rss)"
 sleep 2
 echo "sesame RSS after 2 s: $(rss)"
