@@ -233,23 +233,31 @@ async fn the_email_walk_does_not_undo_an_address_changed_while_it_runs() {
         .execute(&mut *change)
         .await
         .unwrap();
+    let holder: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *change)
+        .await
+        .unwrap();
     let walk = tokio::spawn(async move { sesame::accounts::canonical_email_keys(&store).await });
-    // The walk has read Ana's old row and waits to rewrite it.
+    // The walk has read Ana's old row and waits to rewrite it: a session is
+    // blocked by this one. (Asked on a connection of its own, each time in
+    // a transaction of its own: a transaction reads `pg_stat_activity` once
+    // and keeps that view.)
+    let mut watcher = sqlx::PgConnection::connect(&db.url).await.unwrap();
     let waiting = async {
         loop {
-            let n: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE users SET email = $2, email_key = $3%'",
-            )
-            .fetch_one(&mut *change)
-            .await
-            .unwrap();
+            let n: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))")
+                    .bind(holder)
+                    .fetch_one(&mut watcher)
+                    .await
+                    .unwrap();
             if n > 0 {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     };
-    tokio::time::timeout(std::time::Duration::from_secs(2), waiting)
+    tokio::time::timeout(std::time::Duration::from_secs(20), waiting)
         .await
         .expect("the walk waits for Ana's row");
     change.commit().await.unwrap();
