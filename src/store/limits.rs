@@ -70,7 +70,7 @@ impl Store {
         self.count(key, window, false).await
     }
 
-    /// A send's lock check and counters, in one call: refuses while the
+    /// A send's lock check and counters: refuses while the
     /// lock of `locks.0` or `locks.1` holds (counting nothing), then counts
     /// each of `counts` in turn (as `hit`) and stops at the first over its
     /// limit, leaving those after it uncounted, so a send refused for its
@@ -81,35 +81,15 @@ impl Store {
     /// `code_sent` or `delivery_failed` event, whose commit waits before the
     /// send is answered, writes them to disk with it. Failure
     /// counts that lock someone out (passwords: `hit`; wrong codes:
-    /// `Store::reserve_attempt`) wait for the disk. On
-    /// PostgreSQL the whole ladder is
-    /// one round trip and one lazy commit (`sesame_count_sends`, migration
-    /// 0008): the same statements, run by the server; elsewhere, the
-    /// statements one after another.
+    /// `Store::reserve_attempt`) wait for the disk.
     ///
-    /// While the server's ladder holds the rows it has counted, sends that
-    /// share them (one client, one address) wait for it. So it waits at most
-    /// 50 ms for each row another transaction holds; past that (or on a
-    /// deadlock or serialization failure) its transaction is rolled back,
-    /// nothing counted, and the counts go one by one, each committing on its
-    /// own, as on SQLite: a held row then holds up that send alone. Inside
-    /// a group whose transaction has begun (no caller does that today) the
-    /// counts go one by one too, as part of it: the function's lock timeout
-    /// would outlive it there, and its failure would abort the group.
+    /// A statement at a time, each count committing on its own (part of
+    /// the group's transaction inside a begun group): a held row holds up
+    /// this send alone. On PostgreSQL a send's whole ladder is one call to
+    /// `sesame_count_sends` (migration 0008), in the statement that stores
+    /// its code (`count_sends_and_insert`); this is that ladder's fallback,
+    /// and SQLite's way.
     pub async fn count_sends(&self, locks: (&str, &str), counts: &[SendCount]) -> anyhow::Result<SendCounted> {
-        if self.backend == super::Backend::Postgres && !self.db.in_pg_transaction().await {
-            match self.count_sends_on_the_server(locks, counts).await {
-                Err(e) if e.is_conflict() => {
-                    tracing::debug!("a send's counters met a held row; counting them one by one")
-                }
-                done => return Ok(done?),
-            }
-        }
-        self.count_sends_one_by_one(locks, counts).await
-    }
-
-    /// `count_sends` a statement at a time, each committing on its own.
-    async fn count_sends_one_by_one(&self, locks: (&str, &str), counts: &[SendCount]) -> anyhow::Result<SendCounted> {
         if let Some(secs) = self.locked_for(locks.0, locks.1).await? {
             return Ok(SendCounted::Locked(secs));
         }
@@ -134,8 +114,8 @@ impl Store {
     /// send whose older code a verification holds (the verification may
     /// wait in turn for a counter row this send holds, its source's resend
     /// gap) gives up at once, nothing counted or stored, and goes the long
-    /// way: the counts one by one (as `count_sends` past its function), then
-    /// `insert_code`, then the account's address.
+    /// way: the counts one by one (`count_sends`), then `insert_code`, then
+    /// the account's address.
     pub async fn count_sends_and_insert(
         &self,
         locks: (&str, &str),
@@ -150,10 +130,7 @@ impl Store {
                 done => return Ok(done?),
             }
         }
-        // Not through the count-only function (`count_sends`): after a
-        // conflict it would wait another 50 ms for the row that has just
-        // held this send up.
-        let counted = self.count_sends_one_by_one(locks, counts).await?;
+        let counted = self.count_sends(locks, counts).await?;
         if counted != SendCounted::Within {
             return Ok((counted, None));
         }
@@ -170,24 +147,6 @@ impl Store {
             None => None,
         };
         Ok((counted, address))
-    }
-
-    /// `count_sends` in one call to `sesame_count_sends`.
-    async fn count_sends_on_the_server(
-        &self,
-        locks: (&str, &str),
-        counts: &[SendCount],
-    ) -> super::DbResult<SendCounted> {
-        let now = now();
-        let sql = format!(
-            "SELECT o_locked_until, o_step, o_count, o_window_start FROM {}",
-            count_sends_call(counts.len())
-        );
-        let row = bind_counts(self.db.query(sql), locks, now, counts)
-            .counter()
-            .fetch_one()
-            .await?;
-        verdict(&row, counts, now)
     }
 
     /// `count_sends_and_insert` in one round trip and one transaction: the
